@@ -1,0 +1,39 @@
+"""Gaussian mutation of uniformly sampled elites (the original MAP-Elites variation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from emitters.base import Emitter, check_batch_size, check_positive, clip, keep_state, no_state
+from qdkit import rng
+
+
+def gaussian(
+    batch_size: int, sigma: float = 0.1, *, lower: Any = None, upper: Any = None, noise: str = "fast"
+) -> Emitter:
+    """Offspring ``x + sigma * N(0, I)`` of elites drawn uniformly from the archive.
+
+    Args:
+        batch_size: offspring per iteration.
+        sigma: standard deviation of the mutation, in genotype units.
+        lower, upper: genotype bounds to clip offspring into (scalars or pytrees
+            like one genotype); ``None`` for no clipping.
+        noise: ``"fast"`` (:mod:`qdkit.rng`, the default) or ``"threefry"``
+            (``jax.random.normal``).
+    """
+    batch_size = check_batch_size(batch_size)
+    sigma = check_positive("sigma", sigma)
+    normal = rng.normal_fn(noise)
+
+    def emit(key, archive, state):
+        del state
+        k_parents, k_noise = jax.random.split(key)
+        parents = archive.sample(k_parents, batch_size)
+        leaves, treedef = jax.tree.flatten(parents)
+        keys = jax.random.split(k_noise, len(leaves))
+        mutated = [x + sigma * normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+        return clip(jax.tree.unflatten(treedef, mutated), lower, upper)
+
+    return Emitter(init=no_state, emit=emit, update=keep_state, batch_size=batch_size)

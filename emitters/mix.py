@@ -1,0 +1,40 @@
+"""Split one batch between several emitters."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from emitters.base import Emitter
+
+
+def mix(*emitters: Emitter) -> Emitter:
+    """One emitter whose batch is the concatenation of ``emitters``' batches.
+
+    Each sub-emitter keeps its own state (the mixed state is a tuple) and receives its
+    own key; ``update`` hands each one back exactly the rows it emitted.
+    """
+    if not emitters:
+        raise ValueError("mix needs at least one emitter")
+    sizes = [e.batch_size for e in emitters]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+
+    def rows(tree, i):
+        return jax.tree.map(lambda x: x[starts[i] : starts[i] + sizes[i]], tree)
+
+    def init(key, archive):
+        keys = jax.random.split(key, len(emitters))
+        return tuple(e.init(k, archive) for e, k in zip(emitters, keys))
+
+    def emit(key, archive, state):
+        keys = jax.random.split(key, len(emitters))
+        parts = [e.emit(k, archive, s) for e, k, s in zip(emitters, keys, state)]
+        return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
+
+    def update(state, archive, genotypes, evaluation, info):
+        return tuple(
+            e.update(s, archive, rows(genotypes, i), rows(evaluation, i), rows(info, i))
+            for i, (e, s) in enumerate(zip(emitters, state))
+        )
+
+    return Emitter(init=init, emit=emit, update=update, batch_size=sum(sizes))

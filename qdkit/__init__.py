@@ -1,0 +1,45 @@
+"""qdkit: quality-diversity search in JAX.
+
+The flat public API::
+
+    import jax, qdkit
+    from emitters import iso_line
+
+    task = qdkit.tasks.get("arm")
+    archive = qdkit.GridArchive.create(shape=(32, 32), lower=task.lower, upper=task.upper,
+                                       example_genotype=task.example_genotype)
+    emitter = iso_line(batch_size=256, iso_sigma=0.01, line_sigma=0.1)
+    state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
+    state, metrics = qdkit.map_elites.run(state, task, emitter, iterations=1000)
+"""
+
+from qdkit import callbacks, checkpoint, cvt, export, map_elites, metrics, plot, tasks
+from qdkit.archive import IMPROVED, NEW, NOT_ADDED, AddInfo, Archive
+from qdkit.cvt_archive import CVTArchive
+from qdkit.grid_archive import GridArchive
+from qdkit.map_elites import Interrupted, RunState
+from qdkit.tasks import Evaluation, Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IMPROVED",
+    "NEW",
+    "NOT_ADDED",
+    "AddInfo",
+    "Archive",
+    "CVTArchive",
+    "Evaluation",
+    "GridArchive",
+    "Interrupted",
+    "RunState",
+    "Task",
+    "callbacks",
+    "checkpoint",
+    "cvt",
+    "export",
+    "map_elites",
+    "metrics",
+    "plot",
+    "tasks",
+]

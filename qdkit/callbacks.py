@@ -1,0 +1,104 @@
+"""Host-side callbacks for :func:`qdkit.map_elites.run` (not jittable).
+
+Each is called after every compiled chunk as ``callback(state, metrics)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from qdkit import checkpoint
+
+
+class ProgressBar:
+    """A tqdm progress bar over iterations with live QD-score and coverage."""
+
+    def __init__(self, total: int, *, initial: int = 0, disable: bool | None = None, **tqdm_kwargs: Any):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, initial=initial, unit="it", disable=disable, **tqdm_kwargs)
+
+    def __call__(self, state, metrics) -> None:
+        self._bar.update(len(metrics["iteration"]))
+        self._bar.set_postfix(
+            qd_score=f"{float(metrics['qd_score'][-1]):.4g}",
+            coverage=f"{float(metrics['coverage'][-1]):.1%}",
+            refresh=False,
+        )
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _jsonable(value: Any) -> Any:
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no inf/nan
+    return value
+
+
+class MetricsLog:
+    """Appends one JSON object per iteration to ``path`` (``metrics.jsonl``)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+
+    def __call__(self, state, metrics) -> None:
+        names = list(metrics)
+        with open(self.path, "a", encoding="utf-8") as f:
+            for i in range(len(metrics["iteration"])):
+                row = {name: _jsonable(metrics[name][i]) for name in names}
+                f.write(json.dumps(row) + "\n")
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a ``metrics.jsonl`` file into a dict of arrays (``None`` read as ``nan``)."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    if not rows:
+        return {}
+    return {k: np.asarray([np.nan if r.get(k) is None else r[k] for r in rows], dtype=float) for k in rows[0]}
+
+
+def truncate_metrics(path: str | os.PathLike, iteration: int) -> None:
+    """Drop logged rows after ``iteration`` (used on resume, so no row appears twice)."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        kept = [line for line in f if line.strip() and json.loads(line).get("iteration", 0) <= iteration]
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(kept)
+    os.replace(tmp, path)
+
+
+class Checkpointer:
+    """Saves the run state every ``every`` iterations (at the first chunk end past each
+    multiple), and on demand with :meth:`save`."""
+
+    def __init__(self, path: str | os.PathLike, every: int, config: dict | None = None):
+        if int(every) < 1:
+            raise ValueError(f"checkpoint interval must be positive; got {every}")
+        self.path = os.fspath(path)
+        self.every = int(every)
+        self.config = config
+        self.last_saved: int | None = None
+
+    def __call__(self, state, metrics) -> None:
+        iteration = int(metrics["iteration"][-1])
+        start = int(metrics["iteration"][0]) - 1
+        if iteration // self.every > start // self.every:
+            self.save(state)
+
+    def save(self, state) -> None:
+        checkpoint.save(self.path, state, self.config)
+        self.last_saved = int(state.iteration)

@@ -1,0 +1,150 @@
+"""Checkpoints: the whole run state in one ``.npz`` file, written atomically.
+
+The file is a NumPy ``.npz`` archive (a zip): one array per pytree leaf
+(``leaf_0``, ``leaf_1``, ...) and a ``__qdkit__`` entry holding JSON metadata — the
+format name and version, the iteration, the run configuration, the tree structure
+and each leaf's dtype and shape. PRNG keys are stored as their raw key data with the
+implementation's name.
+
+Loading needs a *template*: a state (or ``jax.eval_shape`` of one) with the same
+structure, built from the run's configuration. The structure, shapes and dtypes of the
+file must match it exactly, so a checkpoint of another run is refused with a clear
+message rather than silently reinterpreted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FORMAT = "qdkit-checkpoint"
+VERSION = 1
+_META = "__qdkit__"
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is missing, truncated, corrupt, foreign or of another run."""
+
+
+def _is_key(leaf: Any) -> bool:
+    return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def save(path: str | os.PathLike, state: Any, config: dict | None = None) -> None:
+    """Write ``state`` (any pytree, typically a :class:`qdkit.RunState`) to ``path``.
+
+    The write is atomic: a temporary file in the same directory, flushed and synced,
+    then renamed over ``path``. A crash leaves either the old or the new checkpoint.
+    """
+    path = os.fspath(path)
+    leaves, treedef = jax.tree.flatten(state)
+    arrays: dict[str, np.ndarray] = {}
+    described = []
+    for i, leaf in enumerate(leaves):
+        entry: dict[str, Any] = {}
+        if _is_key(leaf):
+            entry["key_impl"] = str(jax.random.key_impl(leaf))
+            leaf = jax.random.key_data(leaf)
+        array = np.asarray(leaf)
+        entry.update(dtype=array.dtype.str, shape=list(array.shape))
+        arrays[f"leaf_{i}"] = array
+        described.append(entry)
+    iteration = getattr(state, "iteration", None)
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "iteration": None if iteration is None else int(iteration),
+        "config": config or {},
+        "treedef": str(treedef),
+        "leaves": described,
+    }
+    arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _open(path: str) -> tuple[dict, Any]:
+    if not os.path.exists(path):
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt): {e}") from e
+    if not hasattr(npz, "files") or _META not in npz.files:
+        raise CheckpointError(f"{path} is not a qdkit checkpoint (no {_META} entry)")
+    try:
+        meta = json.loads(bytes(npz[_META]).decode())
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: checkpoint metadata is corrupt: {e}") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a qdkit checkpoint (format {meta.get('format')!r})")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint version {meta.get('version')}; this qdkit reads version {VERSION}"
+        )
+    return meta, npz
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """The metadata of a checkpoint (format, version, iteration, config) without its arrays."""
+    meta, npz = _open(os.fspath(path))
+    npz.close()
+    return meta
+
+
+def load(path: str | os.PathLike, like: Any) -> Any:
+    """Read a checkpoint into the structure of ``like``.
+
+    Args:
+        path: the checkpoint file.
+        like: a template with the same pytree structure, leaf shapes and dtypes (a
+            state, or ``jax.eval_shape`` of the function that builds one).
+
+    Raises:
+        CheckpointError: missing, truncated, corrupt or foreign file, or a structure,
+            shape or dtype that does not match ``like``.
+    """
+    path = os.fspath(path)
+    meta, npz = _open(path)
+    with npz:
+        like_leaves, treedef = jax.tree.flatten(like)
+        if meta["treedef"] != str(treedef) or len(meta["leaves"]) != len(like_leaves):
+            raise CheckpointError(
+                f"{path} was written for a different run configuration (archive, emitter or genotype structure differ)"
+            )
+        leaves = []
+        for i, (entry, template) in enumerate(zip(meta["leaves"], like_leaves)):
+            try:
+                array = npz[f"leaf_{i}"]
+            except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
+                raise CheckpointError(f"{path} is corrupt (leaf {i} unreadable): {e}") from e
+            if "key_impl" in entry:
+                leaf = jax.random.wrap_key_data(jnp.asarray(array), impl=entry["key_impl"])
+            else:
+                leaf = jnp.asarray(array)
+            if leaf.shape != tuple(template.shape) or leaf.dtype != template.dtype:
+                raise CheckpointError(
+                    f"{path} does not match this run: leaf {i} is {leaf.dtype}{list(leaf.shape)}, "
+                    f"expected {template.dtype}{list(template.shape)}"
+                )
+            leaves.append(leaf)
+    return jax.tree.unflatten(treedef, leaves)

@@ -1,0 +1,356 @@
+"""The ``qdkit`` command line (click)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+import tomllib
+from typing import Any
+
+import click
+
+from qdkit import checkpoint, registry, rundir, tasks
+from qdkit.map_elites import Interrupted
+
+# ------------------------------------------------------------------ parameter types
+
+
+class Shape(click.ParamType):
+    """Grid shape written ``32x32`` or ``32,32`` (or a TOML list)."""
+
+    name = "shape"
+
+    def convert(self, value: Any, param, ctx) -> list[int]:
+        if isinstance(value, (list, tuple)):
+            parts = list(value)
+        else:
+            parts = str(value).lower().replace(",", "x").split("x")
+        try:
+            shape = [int(p) for p in parts]
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a grid shape like 32x32", param, ctx)
+        if not shape or any(s < 1 for s in shape):
+            self.fail(f"{value!r}: every grid dimension must be a positive integer", param, ctx)
+        return shape
+
+
+def _parse_scalar(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+class KeyValue(click.ParamType):
+    """``KEY=VALUE``; the value is read as a bool, int, float or string."""
+
+    name = "key=value"
+
+    def convert(self, value: Any, param, ctx) -> tuple[str, Any]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, raw = str(value).partition("=")
+        if not sep or not key.strip():
+            self.fail(f"{value!r} is not of the form KEY=VALUE", param, ctx)
+        return key.strip().replace("-", "_"), _parse_scalar(raw.strip())
+
+
+# ---------------------------------------------------------------- config file (TOML)
+
+_TABLES = {"task_options": "task_options", "emitter_options": "emitter_options"}
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if not value:
+        return
+    try:
+        with open(value, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise click.BadParameter(f"cannot read {value}: {e}", ctx=ctx, param=param) from e
+    valid = {p.name for p in ctx.command.params if p.name and p.name != "config"}
+    defaults: dict[str, Any] = {}
+    for raw_key, item in data.items():
+        key = raw_key.replace("-", "_")
+        if key not in valid:
+            raise click.BadParameter(
+                f"unknown key {raw_key!r} in {value}; valid keys: {', '.join(sorted(valid))}", ctx=ctx, param=param
+            )
+        if key in _TABLES:
+            if not isinstance(item, dict):
+                raise click.BadParameter(f"{raw_key} must be a table in {value}", ctx=ctx, param=param)
+            item = [f"{k}={v}" for k, v in item.items()]
+        elif key == "shape" and isinstance(item, list):
+            item = "x".join(str(v) for v in item)
+        defaults[key] = item
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+
+# ------------------------------------------------------------------------- commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="qdkit")
+def main() -> None:
+    """qdkit: quality-diversity search in JAX."""
+
+
+def _check_options(kind: str, name: str, given: dict[str, Any], valid: dict[str, Any]) -> None:
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise click.UsageError(
+            f"{kind} {name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"valid options: {', '.join(valid) or 'none'}"
+        )
+
+
+def _resume_hint(directory: str) -> str:
+    return f"qdkit resume {shlex.quote(directory)}"
+
+
+def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
+    try:
+        rundir.execute(run, iterations, progress=progress)
+    except Interrupted as stop:
+        click.echo(
+            f"\nInterrupted at iteration {int(stop.state.iteration)}; checkpoint saved in "
+            f"{run.directory}.\nResume with: {_resume_hint(run.directory)}",
+            err=True,
+        )
+        sys.exit(130)
+    paths = rundir.write_outputs(run)
+    archive = run.state.archive
+    click.echo(
+        f"{int(run.state.iteration)} iterations: {len(archive)} elites "
+        f"(coverage {float(archive.coverage()):.1%}, QD-score {float(archive.qd_score(run.task.qd_offset)):.6g})"
+    )
+    click.echo(
+        "wrote "
+        + ", ".join(os.path.join(run.directory, p) for p in [rundir.CONFIG, rundir.CHECKPOINT, rundir.METRICS])
+        + ", "
+        + ", ".join(paths)
+    )
+
+
+@main.command()
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    callback=_load_config,
+    is_eager=True,
+    expose_value=False,
+    help="TOML file with any of these options (command-line options win).",
+)
+@click.option("--task", type=click.Choice(tasks.names()), default="arm", show_default=True, help="Task to solve.")
+@click.option(
+    "--task-option",
+    "-t",
+    "task_options",
+    multiple=True,
+    type=KeyValue(),
+    help="Task option KEY=VALUE (repeatable), e.g. -t dof=10.",
+)
+@click.option("--emitter", type=click.Choice(registry.emitter_names()), default="iso-line", show_default=True)
+@click.option(
+    "--emitter-option",
+    "-e",
+    "emitter_options",
+    multiple=True,
+    type=KeyValue(),
+    help="Emitter option KEY=VALUE (repeatable), e.g. -e iso_sigma=0.02.",
+)
+@click.option("--iterations", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--archive", type=click.Choice(registry.ARCHIVES), default="grid", show_default=True)
+@click.option(
+    "--shape", type=Shape(), default=None, help="Grid cells per descriptor, e.g. 32x32 [default: 32 per descriptor]."
+)
+@click.option("--cells", type=click.IntRange(min=1), default=1024, show_default=True, help="Number of CVT cells.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option(
+    "--out", type=click.Path(file_okay=False), default=None, help="Run directory [default: runs/TASK-DATE-TIME]."
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Iterations between checkpoints.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def run(
+    task,
+    task_options,
+    emitter,
+    emitter_options,
+    iterations,
+    batch_size,
+    archive,
+    shape,
+    cells,
+    seed,
+    out,
+    checkpoint_every,
+    overwrite,
+    progress,
+):
+    """Run MAP-Elites and write the archive, metrics and plots to a run directory."""
+    task_opts = dict(task_options)
+    emitter_opts = dict(emitter_options)
+    _check_options("task", task, task_opts, tasks.options(task))
+    _check_options("emitter", emitter, emitter_opts, registry.emitter_options(emitter))
+    out = out or os.path.join("runs", f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if os.path.exists(os.path.join(out, rundir.CONFIG)) and not overwrite:
+        raise click.UsageError(f"{out} already holds a run; continue it with `{_resume_hint(out)}` or pass --overwrite")
+    config = {
+        "task": task,
+        "task_options": task_opts,
+        "emitter": emitter,
+        "emitter_options": emitter_opts,
+        "iterations": iterations,
+        "batch_size": batch_size,
+        "archive": archive,
+        "shape": shape,
+        "cells": cells,
+        "seed": seed,
+        "checkpoint_every": checkpoint_every,
+    }
+    try:
+        started = rundir.create(out, config)
+    except (ValueError, TypeError, KeyError) as e:
+        raise click.UsageError(str(e).strip("'\"")) from e
+    _execute(started, iterations, progress)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=1),
+    default=None,
+    help="New total number of iterations [default: the run's].",
+)
+@click.option("--progress/--no-progress", default=True)
+def resume(directory, iterations, progress):
+    """Continue a run from its last checkpoint."""
+    try:
+        loaded = rundir.load(directory)
+    except (rundir.RunDirError, checkpoint.CheckpointError) as e:
+        raise click.ClickException(str(e)) from e
+    if iterations is not None:
+        loaded.config["iterations"] = iterations
+        rundir._write_json(os.path.join(directory, rundir.CONFIG), loaded.config)
+    total = int(loaded.config["iterations"])
+    done = int(loaded.state.iteration)
+    if done >= total:
+        click.echo(f"{directory} is complete ({done} of {total} iterations); pass --iterations to go further.")
+        return
+    click.echo(f"resuming {directory} at iteration {done} of {total}")
+    _execute(loaded, total, progress)
+
+
+@main.command()
+@click.argument("directories", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="comparison.png",
+    show_default=True,
+    help="Comparison figure (several runs).",
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    default=("qd_score", "coverage"),
+    show_default=True,
+    help="Metric to compare (repeatable).",
+)
+def plot(directories, out, metrics):
+    """Plot one run (heatmap, curves) or compare several runs' metrics."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from qdkit import callbacks
+    from qdkit import plot as qplot
+
+    logged = {}
+    for directory in directories:
+        try:
+            loaded = rundir.load(directory)
+        except (rundir.RunDirError, checkpoint.CheckpointError) as e:
+            raise click.ClickException(str(e)) from e
+        for path in rundir.write_outputs(loaded):
+            click.echo(f"wrote {path}")
+        metrics_path = os.path.join(directory, rundir.METRICS)
+        if os.path.exists(metrics_path):
+            logged[os.path.basename(os.path.normpath(directory))] = callbacks.read_metrics(metrics_path)
+    if len(directories) > 1:
+        known = set.intersection(*(set(m) for m in logged.values())) if logged else set()
+        bad = [m for m in metrics if m not in known]
+        if bad:
+            raise click.UsageError(
+                f"unknown metric {', '.join(bad)}; valid metrics: {', '.join(sorted(known - {'iteration'}))}"
+            )
+        fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
+        for ax, name in zip(axes[0], metrics):
+            qplot.compare_runs(logged, key=name, ax=ax)
+        fig.tight_layout()
+        fig.savefig(out, dpi=110)
+        click.echo(f"wrote {out}")
+
+
+@main.command("export")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["csv", "npz"]), default="csv", show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default=None, help="Output file [default: DIRECTORY/archive.FORMAT]."
+)
+def export_cmd(directory, fmt, out):
+    """Export a run's elites as CSV or NumPy .npz."""
+    from qdkit import export
+
+    try:
+        loaded = rundir.load(directory)
+    except (rundir.RunDirError, checkpoint.CheckpointError) as e:
+        raise click.ClickException(str(e)) from e
+    out = out or os.path.join(directory, f"archive.{fmt}")
+    if fmt == "csv":
+        export.save_csv(loaded.state.archive, out, descriptor_names=list(loaded.task.descriptor_names))
+    else:
+        export.save_npz(loaded.state.archive, out)
+    click.echo(f"wrote {len(loaded.state.archive)} elites to {out}")
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in options.items()) or "no options"
+
+
+@main.command("tasks")
+def tasks_cmd():
+    """List the tasks."""
+    for name in tasks.names():
+        click.echo(f"{name:16s} {tasks.describe(name)}")
+        click.echo(f"{'':16s} options: {_options_text(tasks.options(name))}")
+
+
+@main.command("emitters")
+def emitters_cmd():
+    """List the emitters."""
+    for name in registry.emitter_names():
+        click.echo(f"{name:18s} {registry.describe_emitter(name)}")
+        click.echo(f"{'':18s} options: {_options_text(registry.emitter_options(name))}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

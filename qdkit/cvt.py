@@ -1,0 +1,179 @@
+"""Centroidal Voronoi tessellations: k-means centroids and fast nearest-centroid lookup.
+
+Nearest-centroid queries are the cost of a CVT archive: brute force is ``B x C``
+distances per batch (10 ms for 1,024 x 10,000 on one CPU core). For descriptor spaces
+of dimension 3 or less we precompute, once, a *bucket table*: the descriptor box is cut
+into a regular grid of buckets, and each bucket lists every centroid that can be the
+nearest one to some point inside it. A query then looks at ``K`` candidates (``K`` ~ 10
+to 30) instead of ``C``. The table is exact: for a bucket with centre ``b`` and
+half-diagonal ``r`` whose nearest centroid is at distance ``d*``, the nearest centroid of
+any point in the bucket lies within ``d* + 2r`` of ``b``, and the table keeps all of
+those. Ties go to the lowest centroid index, as with brute force.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+# Elements of a (rows, C) distance block computed at once while building tables.
+_BLOCK_ELEMENTS = 1 << 22
+MAX_TABLE_DIM = 3
+
+
+def _sq_dist(points: jax.Array, centroids: jax.Array) -> jax.Array:
+    """``(P, M), (C, M) -> (P, C)`` squared Euclidean distances."""
+    return jnp.sum(jnp.square(points[:, None, :] - centroids[None, :, :]), axis=-1)
+
+
+def nearest_brute(points: jax.Array, centroids: jax.Array) -> jax.Array:
+    """``(B,)`` int32 index of the nearest centroid, by brute force."""
+    return jnp.argmin(_sq_dist(points, centroids), axis=1).astype(jnp.int32)
+
+
+def bucket_grid(num_cells: int, dim: int, buckets_per_cell: float) -> tuple[int, ...]:
+    """Buckets per axis so that the grid has about ``buckets_per_cell * C`` buckets."""
+    per_axis = max(1, round((buckets_per_cell * num_cells) ** (1.0 / dim)))
+    return (per_axis,) * dim
+
+
+def _bucket_centers(lower: jax.Array, upper: jax.Array, grid: tuple[int, ...]) -> jax.Array:
+    axes = [(np.arange(g, dtype=np.float32) + 0.5) / g for g in grid]
+    mesh = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(grid))
+    return lower[None, :] + jnp.asarray(mesh) * (upper - lower)[None, :]
+
+
+def _blocked(fn, rows: jax.Array, block: int) -> jax.Array:
+    """Apply ``fn`` to ``rows`` in blocks of ``block`` rows with ``lax.map``."""
+    n = rows.shape[0]
+    pad = (-n) % block
+    padded = jnp.concatenate([rows, jnp.repeat(rows[-1:], pad, axis=0)]) if pad else rows
+    out = lax.map(fn, padded.reshape(-1, block, rows.shape[1]))
+    return out.reshape(-1, *out.shape[2:])[:n]
+
+
+@jax.jit
+def _candidate_counts(centers: jax.Array, centroids: jax.Array, radius: jax.Array) -> jax.Array:
+    block = max(1, _BLOCK_ELEMENTS // centroids.shape[0])
+
+    def count(bc: jax.Array) -> jax.Array:
+        d2 = _sq_dist(bc, centroids)
+        reach = jnp.sqrt(jnp.min(d2, axis=1)) + 2.0 * radius
+        return jnp.sum(d2 <= (reach * reach * (1 + 1e-5) + 1e-12)[:, None], axis=1)
+
+    return _blocked(count, centers, block)
+
+
+@functools.partial(jax.jit, static_argnames="k")
+def _candidates(centers: jax.Array, centroids: jax.Array, k: int) -> jax.Array:
+    block = max(1, _BLOCK_ELEMENTS // centroids.shape[0])
+
+    def nearest_k(bc: jax.Array) -> jax.Array:
+        _, idx = lax.top_k(-_sq_dist(bc, centroids), k)
+        return jnp.sort(idx, axis=1).astype(jnp.int32)
+
+    return _blocked(nearest_k, centers, block)
+
+
+def build_table(centroids: jax.Array, lower: jax.Array, upper: jax.Array, grid: tuple[int, ...]) -> jax.Array:
+    """``(prod(grid), K)`` int32 candidate centroids per bucket (host-side, not jittable)."""
+    centers = _bucket_centers(lower, upper, grid)
+    side = (upper - lower) / jnp.asarray(grid, jnp.float32)
+    radius = 0.5 * jnp.sqrt(jnp.sum(side * side))
+    counts = _candidate_counts(centers, centroids, radius)
+    k = int(jnp.max(counts))
+    k = min(centroids.shape[0], -(-k // 4) * 4)  # round up: fewer distinct compilations
+    return _candidates(centers, centroids, k)
+
+
+def nearest_table(
+    points: jax.Array,
+    centroids: jax.Array,
+    lower: jax.Array,
+    upper: jax.Array,
+    grid: tuple[int, ...],
+    table: jax.Array,
+) -> jax.Array:
+    """``(B,)`` int32 nearest centroid using a bucket table. Points must be in bounds."""
+    g = jnp.asarray(grid, jnp.int32)
+    scaled = (points - lower[None, :]) / (upper - lower)[None, :] * g.astype(jnp.float32)[None, :]
+    coords = jnp.clip(jnp.floor(scaled).astype(jnp.int32), 0, (g - 1)[None, :])
+    strides = np.cumprod((1, *grid[:0:-1]))[::-1].astype(np.int32)
+    bucket = jnp.sum(coords * jnp.asarray(strides)[None, :], axis=1)
+    cand = table[bucket]  # (B, K)
+    d2 = jnp.sum(jnp.square(points[:, None, :] - centroids[cand]), axis=-1)
+    return jnp.take_along_axis(cand, jnp.argmin(d2, axis=1)[:, None], axis=1)[:, 0]
+
+
+@jax.jit
+def _lloyd_update(samples: jax.Array, assign: jax.Array, centroids: jax.Array) -> jax.Array:
+    c = centroids.shape[0]
+    sums = jax.ops.segment_sum(samples, assign, num_segments=c)
+    counts = jax.ops.segment_sum(jnp.ones_like(assign, jnp.float32), assign, num_segments=c)
+    return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], centroids)
+
+
+_nearest_table_jit = jax.jit(nearest_table, static_argnames="grid")
+_nearest_brute_jit = jax.jit(nearest_brute)
+
+
+def _assign(samples, centroids, lower, upper) -> jax.Array:
+    c, m = centroids.shape
+    if m <= MAX_TABLE_DIM and c > 256:
+        grid = bucket_grid(c, m, 0.25)
+        table = build_table(centroids, lower, upper, grid)
+        return _nearest_table_jit(samples, centroids, lower, upper, grid, table)
+    block = max(1, _BLOCK_ELEMENTS // c)
+    return _blocked(lambda p: nearest_brute(p, centroids), samples, block)
+
+
+def kmeans_centroids(
+    key: jax.Array,
+    num_cells: int,
+    lower: jax.Array,
+    upper: jax.Array,
+    *,
+    samples: int | None = None,
+    iterations: int = 10,
+) -> jax.Array:
+    """CVT centroids by Lloyd's k-means on points drawn uniformly in the box.
+
+    Deterministic for a given key. Host-side driver (not jittable); each step is
+    compiled.
+
+    Args:
+        key: PRNG key for the sample and the initial centroids.
+        num_cells: number of centroids ``C``.
+        lower, upper: ``(M,)`` bounds of the descriptor box.
+        samples: number of uniform points (default ``max(10 * C, 10_000)``, capped at
+            ``200_000``).
+        iterations: Lloyd iterations.
+
+    Returns:
+        ``(C, M)`` float32 centroids.
+    """
+    if samples is None:
+        samples = min(max(10 * num_cells, 10_000), 200_000)
+    if samples < num_cells:
+        raise ValueError(f"need at least as many samples ({samples}) as cells ({num_cells})")
+    dim = lower.shape[0]
+    unit = jax.random.uniform(key, (samples, dim), jnp.float32)
+    points = lower[None, :] + unit * (upper - lower)[None, :]
+    centroids = points[:num_cells]
+    for _ in range(iterations):
+        assign = _assign(points, centroids, lower, upper)
+        centroids = _lloyd_update(points, assign, centroids)
+    return centroids
+
+
+def table_shape_for(num_cells: int, dim: int) -> tuple[int, ...] | None:
+    """Bucket grid used by a CVT archive of this size, or ``None`` for brute force."""
+    if dim > MAX_TABLE_DIM or num_cells <= 256:
+        return None
+    grid = bucket_grid(num_cells, dim, 1.0)
+    return grid if math.prod(grid) <= 1 << 22 else None

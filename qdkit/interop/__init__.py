@@ -1,0 +1,1 @@
+"""Conversions to and from other QD libraries (optional dependencies, imported lazily)."""

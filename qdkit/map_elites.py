@@ -1,0 +1,209 @@
+"""The MAP-Elites loop: ``init``, a pure jitted ``step``, and ``run`` in compiled chunks.
+
+``run`` executes chunks of up to ``chunk_size`` iterations as one compiled
+``lax.fori_loop`` (the archive is updated in place by XLA), and does host work
+between chunks through callbacks: progress bar, metrics log, checkpoints. One
+compilation serves every chunk, whatever its length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from qdkit import metrics as metrics_lib
+from qdkit.archive import Archive
+
+Metrics = dict[str, np.ndarray]
+Callback = Callable[["RunState", Metrics], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunState:
+    """Everything a run needs to continue: a checkpoint saves exactly this.
+
+    Attributes:
+        archive: the archive.
+        emitter_state: the emitter's state pytree.
+        key: PRNG key for the next iteration.
+        iteration: int32 scalar, iterations done (the initial batch is iteration 0).
+    """
+
+    archive: Archive
+    emitter_state: Any
+    key: jax.Array
+    iteration: jax.Array
+
+    def replace(self, **changes: Any) -> RunState:
+        return dataclasses.replace(self, **changes)
+
+
+jax.tree_util.register_dataclass(RunState, data_fields=["archive", "emitter_state", "key", "iteration"], meta_fields=[])
+
+
+class Interrupted(KeyboardInterrupt):
+    """Raised by :func:`run` after Ctrl-C, once the running chunk has finished.
+
+    Attributes:
+        state: the state at the end of the last completed chunk (safe to checkpoint).
+        metrics: the metrics of the iterations completed by this ``run`` call.
+    """
+
+    def __init__(self, state: RunState, metrics: Metrics):
+        super().__init__("interrupted")
+        self.state = state
+        self.metrics = metrics
+
+
+@functools.partial(jax.jit, static_argnames=("task", "emitter", "num_initial"))
+def _init(key, task, archive, emitter, num_initial):
+    k_genotypes, k_score, k_emitter, k_next = jax.random.split(key, 4)
+    genotypes = task.initial_genotypes(k_genotypes, num_initial)
+    evaluation = task.score(k_score, genotypes)
+    archive, _ = archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
+    emitter_state = emitter.init(k_emitter, archive)
+    return RunState(archive, emitter_state, k_next, jnp.zeros((), jnp.int32))
+
+
+def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | None = None) -> RunState:
+    """Evaluate an initial population, insert it, and initialise the emitter.
+
+    Args:
+        key: PRNG key (``jax.random.key(seed)``).
+        task: a :class:`qdkit.tasks.Task`.
+        archive: an empty (or pre-filled) archive.
+        emitter: an :class:`emitters.Emitter`.
+        num_initial: size of the random initial population (default: the emitter's
+            batch size), drawn by ``task.initial_genotypes``.
+    """
+    n = emitter.batch_size if num_initial is None else int(num_initial)
+    if n < 1:
+        raise ValueError(f"num_initial must be positive; got {n}")
+    return _init(key, task, archive, emitter, n)
+
+
+def _step(state: RunState, task, emitter) -> tuple[RunState, dict[str, jax.Array]]:
+    key, k_emit, k_score = jax.random.split(state.key, 3)
+    genotypes = emitter.emit(k_emit, state.archive, state.emitter_state)
+    evaluation = task.score(k_score, genotypes)
+    archive, info = state.archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
+    emitter_state = emitter.update(state.emitter_state, archive, genotypes, evaluation, info)
+    new_state = RunState(archive, emitter_state, key, state.iteration + 1)
+    return new_state, metrics_lib.compute(archive, info, task.qd_offset)
+
+
+step = jax.jit(_step, static_argnames=("task", "emitter"))
+step.__doc__ = """One MAP-Elites iteration: emit, score, insert, update the emitter.
+
+Pure and jitted (``task`` and ``emitter`` are static). Returns ``(state, metrics)``
+with metrics as scalars (see :func:`qdkit.metrics.compute`).
+"""
+
+
+def _metric_buffers(size: int) -> dict[str, jax.Array]:
+    return {
+        name: jnp.zeros((size,), jnp.int32 if name in metrics_lib.INT_METRICS else jnp.float32)
+        for name in metrics_lib.NAMES
+    }
+
+
+@functools.partial(jax.jit, static_argnames=("task", "emitter", "chunk_size"), donate_argnums=(0,))
+def _run_chunk(state, num, task, emitter, chunk_size):
+    def body(i, carry):
+        state, buffers = carry
+        state, m = _step(state, task, emitter)
+        buffers = {k: buffers[k].at[i].set(m[k]) for k in buffers}
+        return state, buffers
+
+    return lax.fori_loop(0, num, body, (state, _metric_buffers(chunk_size)))
+
+
+@contextlib.contextmanager
+def _sigint_flag(enabled: bool) -> Iterator[list[bool]]:
+    """While active, the first Ctrl-C sets ``flag[0]``; a second one interrupts at once."""
+    flag = [False]
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag[0]:
+            raise KeyboardInterrupt
+        flag[0] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run(
+    state: RunState,
+    task,
+    emitter,
+    iterations: int,
+    *,
+    chunk_size: int = 100,
+    callbacks: Sequence[Callback] = (),
+    catch_interrupt: bool = True,
+) -> tuple[RunState, Metrics]:
+    """Run ``iterations`` MAP-Elites iterations.
+
+    Args:
+        state: from :func:`init` or a checkpoint. It is not modified.
+        task, emitter: as given to :func:`init`.
+        iterations: number of iterations to run (``>= 0``).
+        chunk_size: iterations per compiled chunk; host work happens between chunks.
+        callbacks: called after each chunk as ``callback(state, metrics)`` with the
+            chunk's metrics (NumPy arrays, including ``iteration``). The state is only
+            valid during the call (its buffers are reused by the next chunk).
+        catch_interrupt: on Ctrl-C (main thread only), finish the running chunk, then
+            raise :class:`Interrupted` carrying the state; a second Ctrl-C stops at once.
+
+    Returns:
+        ``(state, metrics)``: metrics as a dict of ``(iterations,)`` NumPy arrays, plus
+        ``iteration`` (the 1-based iteration number of each row).
+    """
+    iterations = int(iterations)
+    chunk_size = int(chunk_size)
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0; got {iterations}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive; got {chunk_size}")
+    collected: list[Metrics] = []
+    # A private copy: the chunks donate (reuse) their input buffers.
+    state = jax.tree.map(jnp.copy, state)
+    done = 0
+    with _sigint_flag(catch_interrupt) as interrupted:
+        while done < iterations:
+            num = min(chunk_size, iterations - done)
+            start = int(state.iteration)
+            state, buffers = _run_chunk(state, jnp.int32(num), task, emitter, chunk_size)
+            chunk = {k: np.asarray(v[:num]) for k, v in buffers.items()}
+            chunk["iteration"] = np.arange(start + 1, start + num + 1, dtype=np.int64)
+            collected.append(chunk)
+            done += num
+            for callback in callbacks:
+                callback(state, chunk)
+            if interrupted[0] and done < iterations:
+                raise Interrupted(state, _concat(collected))
+    return state, _concat(collected)
+
+
+def _concat(chunks: list[Metrics]) -> Metrics:
+    if not chunks:
+        out = {k: np.asarray(v) for k, v in _metric_buffers(0).items()}
+        out["iteration"] = np.zeros((0,), np.int64)
+        return out
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}

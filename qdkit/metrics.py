@@ -1,0 +1,48 @@
+"""Per-iteration metrics of a MAP-Elites run."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from qdkit.archive import NEW, NOT_ADDED, AddInfo, Archive
+
+#: Metric names, in the order they are logged.
+NAMES = (
+    "qd_score",
+    "coverage",
+    "max_fitness",
+    "mean_fitness",
+    "num_elites",
+    "num_added",
+    "num_new",
+)
+
+INT_METRICS = frozenset({"num_elites", "num_added", "num_new"})
+
+
+def compute(archive: Archive, info: AddInfo, qd_offset: float) -> dict[str, jax.Array]:
+    """Metrics after one insertion; jittable.
+
+    Args:
+        archive: the archive after insertion.
+        info: the :class:`AddInfo` of the inserted batch.
+        qd_offset: lower bound on the fitness; QD-score sums ``max(f - offset, 0)``.
+
+    Returns:
+        dict of scalars: ``qd_score``, ``coverage`` (in ``[0, 1]``), ``max_fitness`` and
+        ``mean_fitness`` over elites (``-inf`` / ``nan`` when empty), ``num_elites``,
+        ``num_added`` (rows with status 1 or 2) and ``num_new`` (status 2).
+    """
+    occupied = archive.occupied
+    count = jnp.sum(occupied, dtype=jnp.int32)
+    total = jnp.sum(jnp.where(occupied, archive.fitness, 0.0))
+    return {
+        "qd_score": archive.qd_score(qd_offset),
+        "coverage": (count / archive.num_cells).astype(jnp.float32),
+        "max_fitness": jnp.max(archive.fitness),
+        "mean_fitness": total / count.astype(total.dtype),
+        "num_elites": count,
+        "num_added": jnp.sum(info.status != NOT_ADDED, dtype=jnp.int32),
+        "num_new": jnp.sum(info.status == NEW, dtype=jnp.int32),
+    }

@@ -1,0 +1,165 @@
+"""Run directories: configuration, checkpoint, metrics log and outputs on disk.
+
+Layout of a run directory::
+
+    config.json       the run's configuration (what ``qdkit run`` was asked)
+    checkpoint.npz    the latest full run state (see qdkit.checkpoint)
+    metrics.jsonl     one JSON object per iteration
+    centroids.npy     CVT archives only: the centroids, so a resume skips k-means
+    archive.npz       the final elites (qdkit.export.save_npz)
+    heatmap.png, metrics.png
+
+Host-side helpers; none of this is jittable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+
+from qdkit import callbacks, checkpoint, export, map_elites, registry
+from qdkit.cvt_archive import CVTArchive
+
+CONFIG = "config.json"
+CHECKPOINT = "checkpoint.npz"
+METRICS = "metrics.jsonl"
+CENTROIDS = "centroids.npy"
+ARCHIVE = "archive.npz"
+
+
+class RunDirError(Exception):
+    """A directory that is not (or not yet) a usable qdkit run directory."""
+
+
+@dataclass
+class Run:
+    """A run rebuilt from its directory."""
+
+    directory: str
+    config: dict[str, Any]
+    task: Any
+    emitter: Any
+    state: map_elites.RunState
+
+
+def read_config(directory: str) -> dict[str, Any]:
+    path = os.path.join(directory, CONFIG)
+    if not os.path.isfile(path):
+        raise RunDirError(f"{directory} is not a qdkit run directory (no {CONFIG})")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise RunDirError(f"{path} is unreadable: {e}") from e
+
+
+def _write_json(path: str, value: Any) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def create(directory: str, config: dict[str, Any]) -> Run:
+    """Start a run: write the config, build everything, evaluate the initial batch,
+    and save the iteration-0 checkpoint."""
+    os.makedirs(directory, exist_ok=True)
+    task, archive, emitter = registry.build(config)
+    if isinstance(archive, CVTArchive):
+        np.save(os.path.join(directory, CENTROIDS), np.asarray(archive.centroids))
+    _write_json(os.path.join(directory, CONFIG), config)
+    metrics_path = os.path.join(directory, METRICS)
+    if os.path.exists(metrics_path):
+        os.remove(metrics_path)
+    state = map_elites.init(jax.random.key(int(config["seed"])), task, archive, emitter)
+    checkpoint.save(os.path.join(directory, CHECKPOINT), state, config)
+    return Run(directory, config, task, emitter, state)
+
+
+def load(directory: str) -> Run:
+    """Rebuild a run from its directory and its latest checkpoint."""
+    config = read_config(directory)
+    centroids = None
+    if config.get("archive") == "cvt":
+        path = os.path.join(directory, CENTROIDS)
+        if not os.path.isfile(path):
+            raise RunDirError(f"{directory}: CVT run without {CENTROIDS}")
+        centroids = np.load(path)
+    task, archive, emitter = registry.build(config, centroids)
+    template = jax.eval_shape(lambda key: map_elites.init(key, task, archive, emitter), jax.random.key(0))
+    state = checkpoint.load(os.path.join(directory, CHECKPOINT), template)
+    return Run(directory, config, task, emitter, state)
+
+
+def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.RunState:
+    """Continue ``run`` until ``iterations`` in total, logging and checkpointing.
+
+    Raises:
+        qdkit.Interrupted: after Ctrl-C, once a final checkpoint has been written.
+    """
+    every = int(run.config.get("checkpoint_every", 100))
+    ckpt = callbacks.Checkpointer(os.path.join(run.directory, CHECKPOINT), every, run.config)
+    metrics_path = os.path.join(run.directory, METRICS)
+    start = int(run.state.iteration)
+    callbacks.truncate_metrics(metrics_path, start)
+    log = callbacks.MetricsLog(metrics_path)
+    bar = callbacks.ProgressBar(iterations, initial=start, disable=not progress, desc=run.config["task"])
+    try:
+        state, _ = map_elites.run(
+            run.state,
+            run.task,
+            run.emitter,
+            max(0, iterations - start),
+            chunk_size=min(100, every),
+            callbacks=[log, ckpt, bar],
+        )
+    except map_elites.Interrupted as interrupted:
+        ckpt.save(interrupted.state)
+        raise
+    finally:
+        bar.close()
+    ckpt.save(state)
+    run.state = state
+    return state
+
+
+def write_outputs(run: Run) -> list[str]:
+    """Final archive export and PNG plots; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from qdkit import plot
+
+    archive = run.state.archive
+    paths = [os.path.join(run.directory, ARCHIVE)]
+    export.save_npz(archive, paths[0])
+    names = list(run.task.descriptor_names)
+
+    if archive.descriptor_dim > 2:
+        figure = plot.archive_pairs(archive, descriptor_names=names)
+    else:
+        figure, ax = plt.subplots(figsize=(6, 5))
+        plot.archive_heatmap(archive, ax=ax, descriptor_names=names)
+    figure.suptitle(f"{run.config['task']} / {run.config['emitter']}: {len(archive)} elites")
+    paths.append(os.path.join(run.directory, "heatmap.png"))
+    figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close("all")
+
+    metrics_path = os.path.join(run.directory, METRICS)
+    if os.path.exists(metrics_path):
+        logged = callbacks.read_metrics(metrics_path)
+        if logged:
+            axes = plot.metric_curves(logged)
+            paths.append(os.path.join(run.directory, "metrics.png"))
+            axes[0].figure.tight_layout()
+            axes[0].figure.savefig(paths[-1], dpi=110)
+            plt.close("all")
+    return paths

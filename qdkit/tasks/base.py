@@ -1,0 +1,101 @@
+"""The Task value: what is evaluated, how, and within which bounds."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Evaluation(NamedTuple):
+    """Result of scoring a batch.
+
+    Attributes:
+        fitness: ``(B,)`` float32, higher is better.
+        descriptors: ``(B, M)`` float32.
+        extras: dict of per-row arrays with leading ``(B, ...)`` axis (task-specific,
+            e.g. the arm's joint positions).
+    """
+
+    fitness: jax.Array
+    descriptors: jax.Array
+    extras: Mapping[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+    """A quality-diversity problem.
+
+    Tasks compare and hash by identity, so a task can be a static argument of
+    ``jax.jit``: build it once and reuse it.
+
+    Attributes:
+        name: registry name.
+        score: ``score(key, genotypes) -> Evaluation``; pure and jittable; genotypes
+            have a leading batch axis.
+        example_genotype: one genotype without batch axis (any pytree of arrays).
+        genotype_lower, genotype_upper: bounds of the genotype, scalars or pytrees
+            matching ``example_genotype``; ``None`` for unbounded.
+        lower, upper: ``(M,)`` descriptor bounds.
+        qd_offset: a lower bound on the fitness; QD-score counts
+            ``fitness - qd_offset`` per elite.
+        descriptor_names: one name per descriptor dimension (axis labels).
+        options: the options the task was built with (recorded in run configs).
+        init: optional ``init(key, n) -> genotypes``; default uniform in the genotype
+            bounds.
+    """
+
+    name: str
+    score: Callable[[jax.Array, Any], Evaluation]
+    example_genotype: Any
+    genotype_lower: Any
+    genotype_upper: Any
+    lower: np.ndarray
+    upper: np.ndarray
+    qd_offset: float
+    descriptor_names: tuple[str, ...]
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    init: Callable[[jax.Array, int], Any] | None = None
+
+    @property
+    def descriptor_dim(self) -> int:
+        return int(np.shape(self.lower)[0])
+
+    def initial_genotypes(self, key: jax.Array, n: int) -> Any:
+        """``n`` starting genotypes: ``init`` if given, else uniform in the bounds."""
+        if self.init is not None:
+            return self.init(key, n)
+        if self.genotype_lower is None or self.genotype_upper is None:
+            raise ValueError(f"task {self.name!r} has no genotype bounds and no init function")
+        leaves, treedef = jax.tree.flatten(self.example_genotype)
+        keys = jax.random.split(key, len(leaves))
+        lows = _broadcast_like(self.genotype_lower, self.example_genotype)
+        highs = _broadcast_like(self.genotype_upper, self.example_genotype)
+        out = [
+            jax.random.uniform(k, (n, *jnp.shape(x)), jnp.asarray(x).dtype, lo, hi)
+            for k, x, lo, hi in zip(keys, leaves, jax.tree.leaves(lows), jax.tree.leaves(highs))
+        ]
+        return jax.tree.unflatten(treedef, out)
+
+    def clip(self, genotypes: Any) -> Any:
+        """Clip genotypes into the bounds (identity for unbounded tasks)."""
+        return clip_to(genotypes, self.genotype_lower, self.genotype_upper, self.example_genotype)
+
+
+def _broadcast_like(bound: Any, example: Any) -> Any:
+    if jax.tree.structure(bound) == jax.tree.structure(example):
+        return bound
+    return jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(bound, jnp.asarray(x).dtype), jnp.shape(x)), example)
+
+
+def clip_to(genotypes: Any, lower: Any, upper: Any, example: Any) -> Any:
+    """Clip a batch of genotypes to per-leaf bounds (``None`` bounds: no clipping)."""
+    if lower is None and upper is None:
+        return genotypes
+    lows = _broadcast_like(-jnp.inf if lower is None else lower, example)
+    highs = _broadcast_like(jnp.inf if upper is None else upper, example)
+    return jax.tree.map(lambda g, lo, hi: jnp.clip(g, lo, hi), genotypes, lows, highs)

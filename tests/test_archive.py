@@ -1,0 +1,249 @@
+"""Archive insertion, lookup, sampling and statistics: golden cases and properties."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import qdkit
+from qdkit import IMPROVED, NEW, NOT_ADDED
+
+G = jnp.zeros((3,), jnp.float32)
+
+
+def grid(shape=(4, 4), lower=0.0, upper=1.0, example=G):
+    return qdkit.GridArchive.create(shape=shape, lower=lower, upper=upper, example_genotype=example)
+
+
+def batch(fitness, descriptors, genotypes=None):
+    fitness = jnp.asarray(fitness, jnp.float32)
+    descriptors = jnp.asarray(descriptors, jnp.float32)
+    if genotypes is None:
+        genotypes = jnp.arange(fitness.shape[0] * 3, dtype=jnp.float32).reshape(-1, 3)
+    return genotypes, fitness, descriptors
+
+
+# ----------------------------------------------------------------------- grid lookup
+
+
+@pytest.mark.parametrize(
+    "descriptor, expected",
+    [
+        ((0.0, 0.0), 0),
+        ((0.24, 0.0), 0),
+        ((0.25, 0.0), 4),  # lower edge belongs to the cell: (1, 0) -> row-major 1*4+0
+        ((0.0, 0.26), 1),
+        ((0.99, 0.99), 15),
+        ((1.0, 1.0), 15),  # upper bound falls in the last cell
+        ((-5.0, 0.6), 2),  # outside: nearest edge cell (0, 2)
+        ((7.0, -3.0), 12),  # outside: (3, 0)
+    ],
+    ids=["origin", "inside-first", "lower-edge", "second-axis", "last", "upper-bound", "below", "beyond"],
+)
+def test_grid_index_golden(descriptor, expected):
+    archive = grid()
+    assert int(archive.index_of(jnp.asarray([descriptor], jnp.float32))[0]) == expected
+
+
+def test_grid_index_nonuniform_shape_and_bounds():
+    archive = grid(shape=(2, 5), lower=(-1.0, 10.0), upper=(1.0, 20.0))
+    d = jnp.asarray([[-1.0, 10.0], [0.5, 19.9], [0.0, 14.0]], jnp.float32)
+    np.testing.assert_array_equal(archive.index_of(d), [0, 9, 7])
+    centers = np.asarray(archive.cell_centers())
+    np.testing.assert_allclose(centers[7], [0.5, 15.0])
+    np.testing.assert_array_equal(archive.index_of(jnp.asarray(centers)), np.arange(10))
+
+
+# --------------------------------------------------------------------- insertion
+
+
+def test_add_into_empty_and_status():
+    archive = grid()
+    new, info = archive.add(*batch([1.0, 2.0], [[0.1, 0.1], [0.9, 0.9]]))
+    np.testing.assert_array_equal(info.status, [NEW, NEW])
+    np.testing.assert_allclose(info.value, [1.0, 2.0])
+    np.testing.assert_array_equal(info.index, [0, 15])
+    assert len(new) == 2 and len(archive) == 0  # the input archive is unchanged
+    np.testing.assert_allclose(new.fitness[0], 1.0)
+    np.testing.assert_allclose(new.genotypes[15], [3.0, 4.0, 5.0])
+    np.testing.assert_allclose(new.descriptors[15], [0.9, 0.9])
+
+
+def test_improve_and_reject():
+    archive, _ = grid().add(*batch([1.0], [[0.1, 0.1]]))
+    archive, info = archive.add(*batch([0.5, 3.0], [[0.05, 0.05], [0.2, 0.2]]))
+    # both rows in cell 0: the better one (3.0) improves; the worse one is not added
+    np.testing.assert_array_equal(info.status, [NOT_ADDED, IMPROVED])
+    np.testing.assert_allclose(info.value, [-0.5, 2.0])
+    np.testing.assert_allclose(archive.fitness[0], 3.0)
+    np.testing.assert_allclose(archive.genotypes[0], [3.0, 4.0, 5.0])
+    # equal fitness does not replace
+    archive2, info = archive.add(*batch([3.0], [[0.1, 0.1]]))
+    np.testing.assert_array_equal(info.status, [NOT_ADDED])
+    np.testing.assert_allclose(archive2.genotypes[0], [3.0, 4.0, 5.0])
+
+
+def test_ties_first_in_batch_wins():
+    genotypes = jnp.asarray([[1, 1, 1], [2, 2, 2], [3, 3, 3], [4, 4, 4]], jnp.float32)
+    archive, info = grid().add(*batch([5.0, 7.0, 7.0, 7.0], [[0.1, 0.1]] * 4, genotypes))
+    np.testing.assert_array_equal(info.status, [NOT_ADDED, NEW, NOT_ADDED, NOT_ADDED])
+    np.testing.assert_allclose(archive.genotypes[0], [2, 2, 2])
+
+
+@pytest.mark.parametrize(
+    "fitness, descriptor",
+    [
+        (np.nan, (0.1, 0.1)),
+        (np.inf, (0.1, 0.1)),
+        (-np.inf, (0.1, 0.1)),
+        (1.0, (np.nan, 0.1)),
+        (1.0, (0.1, np.inf)),
+    ],
+    ids=["nan-fitness", "inf-fitness", "minus-inf-fitness", "nan-descriptor", "inf-descriptor"],
+)
+def test_non_finite_rows_never_enter(fitness, descriptor):
+    archive, _ = grid().add(*batch([0.5], [[0.6, 0.6]]))
+    new, info = archive.add(*batch([fitness, 2.0], [descriptor, [0.1, 0.1]]))
+    assert int(info.status[0]) == NOT_ADDED
+    assert int(info.status[1]) == NEW
+    assert int(info.index[0]) == archive.num_cells
+    assert float(info.value[0]) == 0.0
+    assert len(new) == 2
+    assert np.all(np.isfinite(np.asarray(new.fitness)[np.asarray(new.occupied)]))
+    assert np.all(np.isfinite(np.asarray(new.descriptors)))
+
+
+def test_out_of_bounds_goes_to_edge_and_keeps_descriptor():
+    archive, info = grid().add(*batch([1.0], [[2.0, -1.0]]))
+    assert int(info.index[0]) == 12
+    np.testing.assert_allclose(archive.descriptors[12], [2.0, -1.0])
+
+
+def test_pytree_genotypes():
+    example = {"w": jnp.zeros((2, 2)), "b": jnp.zeros((3,), jnp.int32)}
+    archive = grid(example=example)
+    genotypes = {"w": jnp.ones((2, 2, 2)), "b": jnp.full((2, 3), 7, jnp.int32)}
+    archive, info = archive.add(genotypes, jnp.asarray([1.0, 2.0]), jnp.asarray([[0.1, 0.1], [0.9, 0.9]]))
+    assert archive.genotypes["w"].shape == (16, 2, 2)
+    np.testing.assert_array_equal(archive.genotypes["b"][15], [7, 7, 7])
+    best_genotype, best_fitness, best_descriptor = archive.best()
+    assert best_genotype["w"].shape == (2, 2)
+    assert float(best_fitness) == 2.0
+    np.testing.assert_allclose(best_descriptor, [0.9, 0.9])
+
+
+def test_bad_shapes_and_bounds_are_refused():
+    with pytest.raises(ValueError, match="expected fitness"):
+        grid().add(*batch([1.0, 2.0], [[0.1, 0.1, 0.1], [0.1, 0.1, 0.1]]))
+    with pytest.raises(ValueError, match="upper > lower"):
+        grid(lower=1.0, upper=0.0)
+    with pytest.raises(ValueError, match="positive"):
+        grid(shape=(0, 3))
+
+
+# -------------------------------------------------------------- reference semantics
+
+
+def reference_add(fit_store, fitness, cells):
+    """Sequential definition of a batch insertion: best per cell, first row on ties."""
+    fit_store = fit_store.copy()
+    status = np.zeros(len(fitness), int)
+    winners = {}
+    for i, (f, c) in enumerate(zip(fitness, cells)):
+        if not np.isfinite(f):
+            continue
+        if c not in winners or f > fitness[winners[c]]:
+            winners[c] = i
+    for c, i in winners.items():
+        if fitness[i] > fit_store[c]:
+            status[i] = NEW if not np.isfinite(fit_store[c]) else IMPROVED
+            fit_store[c] = fitness[i]
+    return fit_store, status
+
+
+finite_or_nan = st.one_of(st.floats(-5, 5, width=32), st.just(float("nan")))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(finite_or_nan, st.integers(0, 8), st.integers(0, 8)), min_size=1, max_size=40),
+    st.lists(st.tuples(st.floats(-5, 5, width=32), st.integers(0, 8), st.integers(0, 8)), max_size=10),
+)
+def test_add_matches_sequential_reference(rows, prefill):
+    archive = grid(shape=(3, 3))
+    if prefill:
+        pf = np.asarray([r[0] for r in prefill], np.float32)
+        pd = (np.asarray([[r[1] % 3, r[2] % 3] for r in prefill], np.float32) + 0.5) / 3
+        archive, _ = archive.add(jnp.zeros((len(pf), 3)), jnp.asarray(pf), jnp.asarray(pd))
+    fitness = np.asarray([r[0] for r in rows], np.float32)
+    # discrete fitness values make ties frequent
+    fitness = np.round(fitness)
+    coords = np.asarray([[r[1] % 3, r[2] % 3] for r in rows])
+    descriptors = ((coords + 0.5) / 3).astype(np.float32)
+    cells = coords[:, 0] * 3 + coords[:, 1]
+    expected_fitness, expected_status = reference_add(np.asarray(archive.fitness), fitness, cells)
+    before = np.asarray(archive.fitness)
+    new, info = archive.add(jnp.zeros((len(rows), 3)), jnp.asarray(fitness), jnp.asarray(descriptors))
+    np.testing.assert_array_equal(info.status, expected_status)
+    np.testing.assert_array_equal(new.fitness, expected_fitness)
+    # a cell's fitness never decreases
+    assert np.all((np.asarray(new.fitness) >= before) | ~np.isfinite(before))
+    # re-adding the same batch changes nothing
+    again, info2 = new.add(jnp.zeros((len(rows), 3)), jnp.asarray(fitness), jnp.asarray(descriptors))
+    np.testing.assert_array_equal(again.fitness, new.fitness)
+    assert not np.any(np.asarray(info2.status))
+
+
+# ---------------------------------------------------------------- queries and stats
+
+
+def test_sample_only_occupied_uniformly():
+    archive, _ = grid().add(*batch([1.0, 2.0, 3.0], [[0.1, 0.1], [0.6, 0.1], [0.9, 0.9]]))
+    index = np.asarray(archive.sample_indices(jax.random.key(0), 30_000))
+    assert set(np.unique(index)) == {0, 8, 15}
+    counts = np.bincount(index, minlength=16)[[0, 8, 15]]
+    assert np.all(np.abs(counts / 30_000 - 1 / 3) < 0.02)
+    genotypes = archive.sample(jax.random.key(1), 5)
+    assert genotypes.shape == (5, 3)
+
+
+def test_statistics():
+    archive = grid()
+    assert len(archive) == 0 and float(archive.coverage()) == 0.0 and float(archive.qd_score(-10.0)) == 0.0
+    archive, _ = archive.add(*batch([1.0, -2.0], [[0.1, 0.1], [0.9, 0.9]]))
+    assert len(archive) == 2
+    assert float(archive.coverage()) == pytest.approx(2 / 16)
+    assert float(archive.qd_score(-10.0)) == pytest.approx(11.0 + 8.0)
+    # an offset above some fitness never makes the score negative
+    assert float(archive.qd_score(0.0)) == pytest.approx(1.0)
+    _, f, d = archive.best()
+    assert float(f) == 1.0
+    np.testing.assert_allclose(d, [0.1, 0.1])
+
+
+def test_elites_export_arrays():
+    archive, _ = grid().add(*batch([1.0, 2.0], [[0.1, 0.1], [0.9, 0.9]]))
+    e = archive.elites()
+    np.testing.assert_array_equal(e["index"], [0, 15])
+    np.testing.assert_allclose(e["fitness"], [1.0, 2.0])
+    assert e["genotypes"].shape == (2, 3) and e["centers"].shape == (2, 2)
+
+
+def test_add_is_jittable_and_in_scan():
+    archive = grid()
+    fitness = jax.random.normal(jax.random.key(0), (5, 8))
+    descriptors = jax.random.uniform(jax.random.key(1), (5, 8, 2))
+
+    def body(a, xs):
+        f, d = xs
+        a, info = a.add(jnp.zeros((8, 3)), f, d)
+        return a, info.status
+
+    scanned, statuses = jax.lax.scan(body, archive, (fitness, descriptors))
+    looped = archive
+    for i in range(5):
+        looped, _ = jax.jit(lambda a, f, d: a.add(jnp.zeros((8, 3)), f, d))(looped, fitness[i], descriptors[i])
+    np.testing.assert_array_equal(scanned.fitness, looped.fitness)
+    assert statuses.shape == (5, 8)

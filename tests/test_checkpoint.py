@@ -1,0 +1,136 @@
+"""Checkpoints: bit-identical resume, atomic writes, clear errors on bad files."""
+
+import os
+import zipfile
+
+import jax
+import numpy as np
+import pytest
+
+import qdkit
+from emitters import gaussian, iso_line, mix
+from qdkit import checkpoint, map_elites
+from qdkit.checkpoint import CheckpointError
+
+
+def build(archive_kind="grid"):
+    task = qdkit.tasks.get("rastrigin", dims=5)
+    if archive_kind == "grid":
+        archive = qdkit.GridArchive.create(
+            shape=(12, 12), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
+        )
+    else:
+        archive = qdkit.CVTArchive.create(
+            cells=300, lower=task.lower, upper=task.upper, example_genotype=task.example_genotype, samples=5000
+        )
+    emitter = mix(iso_line(24, 0.01, 0.1, lower=0.0, upper=1.0), gaussian(8, 0.05, lower=0.0, upper=1.0))
+    return task, archive, emitter
+
+
+def leaves_equal(a, b):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize("archive_kind", ["grid", "cvt"])
+def test_resume_is_bit_identical(tmp_path, archive_kind):
+    task, archive, emitter = build(archive_kind)
+    state = map_elites.init(jax.random.key(42), task, archive, emitter)
+    straight, metrics_straight = map_elites.run(state, task, emitter, 30, chunk_size=7)
+
+    half, metrics_a = map_elites.run(state, task, emitter, 13, chunk_size=7)
+    path = tmp_path / "ckpt.npz"
+    checkpoint.save(path, half, {"note": "test"})
+    template = jax.eval_shape(lambda k: map_elites.init(k, task, archive, emitter), jax.random.key(0))
+    restored = checkpoint.load(path, template)
+    leaves_equal(restored, half)
+    resumed, metrics_b = map_elites.run(restored, task, emitter, 17, chunk_size=5)
+    leaves_equal(resumed, straight)
+    np.testing.assert_array_equal(
+        np.concatenate([metrics_a["qd_score"], metrics_b["qd_score"]]), metrics_straight["qd_score"]
+    )
+    assert checkpoint.read_meta(path)["iteration"] == 13
+    assert checkpoint.read_meta(path)["config"] == {"note": "test"}
+
+
+def saved(tmp_path):
+    task, archive, emitter = build()
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+    path = tmp_path / "ckpt.npz"
+    checkpoint.save(path, state)
+    return path, state
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    path, state = saved(tmp_path)
+    good = path.read_bytes()
+
+    def failing_savez(f, **arrays):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", failing_savez)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(path, state)
+    assert path.read_bytes() == good  # old checkpoint intact
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.npz"]  # no temporary file left
+
+
+def test_truncated_file(tmp_path):
+    path, state = saved(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        checkpoint.load(path, state)
+
+
+def test_corrupted_bytes(tmp_path):
+    path, state = saved(tmp_path)
+    data = bytearray(path.read_bytes())
+    # flip bytes inside the first stored array (after its local header)
+    for i in range(200, 260):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        checkpoint.load(path, state)
+
+
+@pytest.mark.parametrize("kind", ["text", "foreign-npz", "other-zip"])
+def test_foreign_files(tmp_path, kind):
+    _, state = saved(tmp_path)
+    path = tmp_path / "foreign.npz"
+    if kind == "text":
+        path.write_text("hello")
+    elif kind == "foreign-npz":
+        np.savez(path, a=np.zeros(3))
+    else:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("x.txt", "y")
+    with pytest.raises(CheckpointError, match="not a"):
+        checkpoint.load(path, state)
+
+
+def test_missing_file(tmp_path):
+    _, state = saved(tmp_path)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        checkpoint.load(tmp_path / "nope.npz", state)
+
+
+def test_other_run_configuration_is_refused(tmp_path):
+    path, _ = saved(tmp_path)
+    task = qdkit.tasks.get("rastrigin", dims=7)  # different genotype size
+    archive = qdkit.GridArchive.create(
+        shape=(12, 12), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
+    )
+    emitter = mix(iso_line(24, 0.01, 0.1), gaussian(8, 0.05))
+    other = map_elites.init(jax.random.key(0), task, archive, emitter)
+    with pytest.raises(CheckpointError, match="does not match"):
+        checkpoint.load(path, other)
+    single = iso_line(32, 0.01, 0.1)  # different emitter structure
+    other = map_elites.init(jax.random.key(0), task, archive, single)
+    with pytest.raises(CheckpointError, match="different run configuration"):
+        checkpoint.load(path, other)

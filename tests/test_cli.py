@@ -1,0 +1,231 @@
+"""The command line: runs, resume, config files, errors, export, plots, Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from qdkit import checkpoint
+from qdkit.cli import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def small_run(out, *extra):
+    return invoke(
+        "run",
+        "--iterations",
+        30,
+        "--batch-size",
+        32,
+        "--shape",
+        "8x8",
+        "--checkpoint-every",
+        10,
+        "--no-progress",
+        "--out",
+        out,
+        *extra,
+    )
+
+
+def read_rows(directory):
+    with open(os.path.join(directory, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_run_writes_archive_metrics_plots(tmp_path):
+    out = tmp_path / "run"
+    result = small_run(out)
+    assert result.exit_code == 0, result.output
+    for name in ["config.json", "checkpoint.npz", "metrics.jsonl", "archive.npz", "heatmap.png", "metrics.png"]:
+        assert (out / name).exists(), name
+    rows = read_rows(out)
+    assert [r["iteration"] for r in rows] == list(range(1, 31))
+    assert rows[-1]["coverage"] > 0
+    assert checkpoint.read_meta(out / "checkpoint.npz")["iteration"] == 30
+    assert "elites" in result.output
+
+
+def test_resume_continues_and_matches_uninterrupted(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert small_run(straight, "--iterations", 50).exit_code == 0
+    assert small_run(split, "--iterations", 20).exit_code == 0
+    result = invoke("resume", split, "--iterations", 50, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.output
+    a, b = np.load(straight / "archive.npz"), np.load(split / "archive.npz")
+    for key in ["index", "fitness", "genotypes", "descriptors"]:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert [r["iteration"] for r in read_rows(split)] == list(range(1, 51))
+    assert read_rows(split) == read_rows(straight)
+    # already complete
+    assert "complete" in invoke("resume", split, "--no-progress").output
+
+
+def test_cvt_run_and_resume(tmp_path):
+    out = tmp_path / "cvt"
+    result = invoke(
+        "run", "--archive", "cvt", "--cells", 100, "--iterations", 10, "--batch-size", 16, "--no-progress", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "centroids.npy").exists()
+    assert invoke("resume", out, "--iterations", 15, "--no-progress").exit_code == 0
+    assert checkpoint.read_meta(out / "checkpoint.npz")["iteration"] == 15
+
+
+def test_config_file_and_override(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(
+        'task = "sphere"\niterations = 12\nbatch-size = 16\nshape = [5, 5]\nseed = 3\n'
+        "[task_options]\ndims = 4\n[emitter_options]\nline_sigma = 0.2\n"
+    )
+    out = tmp_path / "run"
+    result = invoke("run", "--config", config, "--iterations", 7, "--no-progress", "--out", out)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["task"] == "sphere" and saved["iterations"] == 7 and saved["batch_size"] == 16
+    assert saved["shape"] == [5, 5] and saved["task_options"] == {"dims": 4} and saved["seed"] == 3
+    assert saved["emitter_options"] == {"line_sigma": 0.2}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task", "nope"], "'nope' is not one of 'arm'"),
+        (["--emitter", "cma"], "is not one of 'gaussian'"),
+        (["--iterations", "0"], "0 is not in the range x>=1"),
+        (["--batch-size", "ten"], "'ten' is not a valid integer"),
+        (["--shape", "8xq"], "is not a grid shape"),
+        (["--shape", "0x8"], "must be a positive integer"),
+        (["--shape", "8x8x8"], "has 3 dimensions but task 'arm' has 2"),
+        (["-t", "legs=3"], "valid options: dof"),
+        (["-t", "dof=-2"], "dof must be at least 1"),
+        (["-e", "iso_sigma=-1"], "iso_sigma must be non-negative"),
+        (["-e", "sigma"], "is not of the form KEY=VALUE"),
+        (["--archive", "kd"], "is not one of 'grid', 'cvt'"),
+    ],
+    ids=[
+        "task",
+        "emitter",
+        "iterations",
+        "batch",
+        "shape-text",
+        "shape-zero",
+        "shape-dims",
+        "task-option",
+        "task-value",
+        "emitter-value",
+        "key-value",
+        "archive",
+    ],
+)
+def test_bad_input_is_refused_with_a_message(tmp_path, args, message):
+    result = CliRunner().invoke(main, ["run", "--no-progress", "--out", str(tmp_path / "x"), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_config_file(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("itterations = 5\n")
+    result = CliRunner().invoke(main, ["run", "--config", str(config)])
+    assert result.exit_code == 2 and "unknown key 'itterations'" in result.output and "iterations" in result.output
+    config.write_text("iterations = [\n")
+    result = CliRunner().invoke(main, ["run", "--config", str(config)])
+    assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    assert small_run(out).exit_code == 0
+    result = CliRunner().invoke(main, ["run", "--no-progress", "--out", str(out)])
+    assert result.exit_code == 2 and "qdkit resume" in result.output
+    assert small_run(out, "--overwrite", "--iterations", 5).exit_code == 0
+    assert len(read_rows(out)) == 5
+
+
+def test_resume_errors(tmp_path):
+    result = CliRunner().invoke(main, ["resume", str(tmp_path)])
+    assert result.exit_code == 1 and "not a qdkit run directory" in result.output
+    out = tmp_path / "run"
+    assert small_run(out).exit_code == 0
+    (out / "checkpoint.npz").write_bytes(b"garbage")
+    result = CliRunner().invoke(main, ["resume", str(out), "--iterations", 40])
+    assert result.exit_code == 1 and "truncated or corrupt" in result.output
+
+
+def test_export_and_plot(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert small_run(a).exit_code == 0
+    assert small_run(b, "--seed", 1).exit_code == 0
+    result = invoke("export", a, "--format", "csv")
+    assert result.exit_code == 0 and (a / "archive.csv").exists()
+    header = (a / "archive.csv").read_text().splitlines()[0]
+    assert header.startswith("index,fitness,end-effector x,end-effector y")
+    assert invoke("export", a, "--format", "npz", "--out", tmp_path / "e.npz").exit_code == 0
+    assert len(np.load(tmp_path / "e.npz")["fitness"]) == int(result.output.split()[1])
+    result = invoke("plot", a, b, "--out", tmp_path / "cmp.png")
+    assert result.exit_code == 0 and (tmp_path / "cmp.png").stat().st_size > 1000
+    result = CliRunner().invoke(main, ["plot", str(a), str(b), "--metric", "speed"])
+    assert result.exit_code == 2 and "valid metrics" in result.output
+
+
+def test_listings():
+    result = invoke("tasks")
+    assert result.exit_code == 0 and "arm" in result.output and "dof=8" in result.output
+    result = invoke("emitters")
+    assert "iso-line" in result.output and "line_sigma=0.1" in result.output
+
+
+def test_ctrl_c_saves_checkpoint_and_says_how_to_resume(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "qdkit.cli",
+            "run",
+            "--iterations",
+            "10000000",
+            "--batch-size",
+            "16",
+            "--checkpoint-every",
+            "1000000",
+            "--no-progress",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.time() + 120
+        while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert (out / "metrics.jsonl").exists(), "run did not start"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "Interrupted at iteration" in err and "qdkit resume" in err
+    done = checkpoint.read_meta(out / "checkpoint.npz")["iteration"]
+    assert done > 0  # the final checkpoint is later than the iteration-0 one
+    assert read_rows(out)[-1]["iteration"] >= done
+    result = invoke("resume", out, "--iterations", done + 5, "--no-progress")
+    assert result.exit_code == 0
+    assert [r["iteration"] for r in read_rows(out)] == list(range(1, done + 6))

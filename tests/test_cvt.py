@@ -1,0 +1,74 @@
+"""CVT archives: k-means centroids and the exact bucket-table lookup."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import qdkit
+from qdkit import cvt
+
+
+@pytest.mark.parametrize("dim, cells", [(1, 300), (2, 2000), (3, 1500)], ids=["1d", "2d", "3d"])
+def test_table_lookup_equals_brute_force(dim, cells):
+    lower, upper = -np.ones(dim, np.float32), 2 * np.ones(dim, np.float32)
+    archive = qdkit.CVTArchive.create(
+        cells=cells, lower=lower, upper=upper, example_genotype=jnp.zeros(2), samples=20 * cells, iterations=3
+    )
+    assert archive.table is not None
+    points = jax.random.uniform(jax.random.key(5), (20_000, dim), minval=-1.5, maxval=2.5)
+    got = archive.index_of(points)
+    clipped = jnp.clip(points, archive.lower[None, :], archive.upper[None, :])
+    expected = cvt.nearest_brute(clipped, archive.centroids)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_ties_go_to_lowest_index():
+    centroids = jnp.asarray([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0]] * 100, jnp.float32)
+    table = qdkit.CVTArchive.create(
+        centroids=centroids, lower=-1, upper=2, example_genotype=jnp.zeros(1), lookup="table"
+    )
+    brute = qdkit.CVTArchive.create(
+        centroids=centroids, lower=-1, upper=2, example_genotype=jnp.zeros(1), lookup="brute"
+    )
+    points = jnp.asarray([[0.0, 0.0], [0.5, 0.0], [1.0, 1.0], [0.1, 0.9]], jnp.float32)
+    np.testing.assert_array_equal(table.index_of(points), brute.index_of(points))
+    np.testing.assert_array_equal(brute.index_of(points)[:3], [0, 0, 3])
+
+
+def test_kmeans_deterministic_in_bounds_and_spread():
+    lo, hi = jnp.asarray([0.0, -1.0]), jnp.asarray([1.0, 1.0])
+    a = cvt.kmeans_centroids(jax.random.key(3), 200, lo, hi, samples=20_000)
+    b = cvt.kmeans_centroids(jax.random.key(3), 200, lo, hi, samples=20_000)
+    c = cvt.kmeans_centroids(jax.random.key(4), 200, lo, hi, samples=20_000)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    a = np.asarray(a)
+    assert a.shape == (200, 2)
+    assert np.all(a >= [0, -1]) and np.all(a <= [1, 1])
+    # a CVT is spread out: the sample points split evenly between cells
+    pts = jax.random.uniform(jax.random.key(9), (40_000, 2)) * jnp.asarray([[1.0, 2.0]]) - jnp.asarray([[0.0, 1.0]])
+    counts = np.bincount(np.asarray(cvt.nearest_brute(pts, jnp.asarray(a))), minlength=200)
+    assert counts.min() > 0.4 * counts.mean() and counts.max() < 1.8 * counts.mean()
+
+
+def test_cvt_archive_insertion_and_edges():
+    centroids = jnp.asarray([[0.25, 0.5], [0.75, 0.5]], jnp.float32)
+    archive = qdkit.CVTArchive.create(centroids=centroids, lower=0, upper=1, example_genotype=jnp.zeros(1))
+    archive, info = archive.add(
+        jnp.zeros((3, 1)), jnp.asarray([1.0, 2.0, 3.0]), jnp.asarray([[0.1, 0.1], [0.9, 0.2], [5.0, 0.5]])
+    )
+    np.testing.assert_array_equal(info.index, [0, 1, 1])
+    np.testing.assert_array_equal(info.status, [2, 0, 2])
+    np.testing.assert_allclose(archive.descriptors[1], [5.0, 0.5])
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="cells"):
+        qdkit.CVTArchive.create(cells=0, lower=[0, 0], upper=[1, 1], example_genotype=jnp.zeros(1))
+    with pytest.raises(ValueError, match=r"\(M,\) bounds"):
+        qdkit.CVTArchive.create(cells=10, lower=0, upper=1, example_genotype=jnp.zeros(1))
+    with pytest.raises(ValueError, match="lookup"):
+        qdkit.CVTArchive.create(cells=4, lower=[0], upper=[1], example_genotype=jnp.zeros(1), lookup="kd")
+    with pytest.raises(ValueError, match="samples"):
+        cvt.kmeans_centroids(jax.random.key(0), 100, jnp.zeros(2), jnp.ones(2), samples=10)

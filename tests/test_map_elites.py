@@ -1,0 +1,132 @@
+"""The MAP-Elites loop: end-to-end, chunking, no recompilation, interruption."""
+
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import qdkit
+from emitters import iso_line
+from qdkit import map_elites
+
+
+def setup(task_name="arm", batch=64, shape=(16, 16), **task_options):
+    task = qdkit.tasks.get(task_name, **task_options)
+    archive = qdkit.GridArchive.create(
+        shape=shape, lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
+    )
+    emitter = iso_line(batch, 0.01, 0.1, lower=task.genotype_lower, upper=task.genotype_upper)
+    return task, archive, emitter
+
+
+def test_end_to_end_arm_reaches_threshold():
+    task, archive, emitter = setup(batch=128)
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+    state, metrics = map_elites.run(state, task, emitter, 300, chunk_size=50)
+    # the reachable disc covers ~78% of the box; a working loop fills most of it
+    assert metrics["coverage"][-1] > 0.7
+    assert metrics["max_fitness"][-1] > -0.05
+    assert np.all(np.diff(metrics["qd_score"]) >= 0)
+    assert np.all(np.diff(metrics["num_elites"]) >= 0)
+    assert np.all(metrics["qd_score"] >= 0)
+    np.testing.assert_array_equal(metrics["iteration"], np.arange(1, 301))
+    assert int(state.iteration) == 300
+    assert metrics["num_elites"][-1] == len(state.archive)
+
+
+def test_chunking_does_not_change_results():
+    task, archive, emitter = setup("rastrigin", dims=6)
+    state = map_elites.init(jax.random.key(1), task, archive, emitter)
+    a, ma = map_elites.run(state, task, emitter, 37, chunk_size=37)
+    b, mb = map_elites.run(state, task, emitter, 37, chunk_size=10)
+    c = state
+    for _ in range(37):
+        c, _ = map_elites.step(c, task, emitter)
+    for x, y in [(a, b), (a, c)]:
+        np.testing.assert_array_equal(x.archive.fitness, y.archive.fitness)
+        np.testing.assert_array_equal(x.archive.genotypes, y.archive.genotypes)
+        np.testing.assert_array_equal(jax.random.key_data(x.key), jax.random.key_data(y.key))
+    for k in ma:
+        np.testing.assert_array_equal(ma[k], mb[k])
+
+
+def test_input_state_is_not_consumed():
+    task, archive, emitter = setup()
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+    before = np.asarray(state.archive.fitness).copy()
+    map_elites.run(state, task, emitter, 5)
+    np.testing.assert_array_equal(state.archive.fitness, before)  # still readable, unchanged
+
+
+def test_no_recompilation_after_first_chunk():
+    task, archive, emitter = setup(batch=32)
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+    state, _ = map_elites.run(state, task, emitter, 10, chunk_size=10)
+    compiled = map_elites._run_chunk._cache_size()
+    # more chunks, a shorter last chunk, another run call: same compiled program
+    state, _ = map_elites.run(state, task, emitter, 25, chunk_size=10)
+    state, _ = map_elites.run(state, task, emitter, 3, chunk_size=10)
+    assert map_elites._run_chunk._cache_size() == compiled
+
+
+def test_callbacks_see_every_chunk():
+    task, archive, emitter = setup()
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+    calls = []
+    map_elites.run(
+        state,
+        task,
+        emitter,
+        25,
+        chunk_size=10,
+        callbacks=[lambda s, m: calls.append((int(s.iteration), list(m["iteration"])))],
+    )
+    assert [c[0] for c in calls] == [10, 20, 25]
+    assert calls[-1][1] == [21, 22, 23, 24, 25]
+
+
+def test_ctrl_c_finishes_chunk_and_raises_interrupted():
+    task, archive, emitter = setup()
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+
+    def press_ctrl_c(s, m):
+        if int(s.iteration) == 20:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(qdkit.Interrupted) as caught:
+        map_elites.run(state, task, emitter, 100, chunk_size=10, callbacks=[press_ctrl_c])
+    assert int(caught.value.state.iteration) == 20
+    assert len(caught.value.metrics["iteration"]) == 20
+    # the handler is restored afterwards
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_nan_fitness_never_enters_through_the_loop():
+    base = qdkit.tasks.get("sphere", dims=4)
+
+    def score(key, genotypes):
+        ev = base.score(key, genotypes)
+        return ev._replace(fitness=jnp.where(genotypes[:, 2] > 0.5, jnp.nan, ev.fitness))
+
+    task = qdkit.Task(**{**base.__dict__, "score": score})
+    archive = qdkit.GridArchive.create(shape=(8, 8), lower=0, upper=1, example_genotype=task.example_genotype)
+    emitter = iso_line(64, 0.05, 0.1, lower=0.0, upper=1.0)
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+    state, _ = map_elites.run(state, task, emitter, 20)
+    occupied = np.asarray(state.archive.occupied)
+    assert occupied.sum() > 10
+    assert np.all(np.asarray(state.archive.genotypes)[occupied, 2] <= 0.5)
+
+
+def test_bad_arguments():
+    task, archive, emitter = setup()
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+    with pytest.raises(ValueError, match="iterations"):
+        map_elites.run(state, task, emitter, -1)
+    with pytest.raises(ValueError, match="chunk_size"):
+        map_elites.run(state, task, emitter, 5, chunk_size=0)
+    with pytest.raises(ValueError, match="num_initial"):
+        map_elites.init(jax.random.key(0), task, archive, emitter, num_initial=0)

@@ -1,0 +1,51 @@
+"""The fast noise generator: distribution, independence, determinism."""
+
+import jax
+import numpy as np
+import pytest
+
+from qdkit import rng
+
+
+def test_deterministic_and_key_dependent():
+    a = rng.normal(jax.random.key(0), (1000,))
+    np.testing.assert_array_equal(a, rng.normal(jax.random.key(0), (1000,)))
+    assert not np.allclose(a, rng.normal(jax.random.key(1), (1000,)))
+    k1, k2 = jax.random.split(jax.random.key(0))
+    assert not np.allclose(rng.normal(k1, (1000,)), rng.normal(k2, (1000,)))
+
+
+def test_uniform_open_interval_and_moments():
+    u = np.asarray(rng.uniform(jax.random.key(3), (400_000,)), np.float64)
+    assert u.min() > 0.0 and u.max() < 1.0
+    assert abs(u.mean() - 0.5) < 0.002 and abs(u.var() - 1 / 12) < 0.001
+    counts = np.bincount((u * 64).astype(int), minlength=64)
+    chi2 = np.sum((counts - counts.mean()) ** 2 / counts.mean())
+    assert chi2 < 120  # 63 degrees of freedom: p ~ 1e-5 at 120
+
+
+def test_normal_matches_standard_normal():
+    x = np.asarray(rng.normal(jax.random.key(5), (500_000,)), np.float64)
+    assert abs(x.mean()) < 0.006 and abs(x.std() - 1) < 0.005
+    assert abs(np.mean(x**3)) < 0.02 and abs(np.mean(x**4) - 3) < 0.05
+    # Kolmogorov-Smirnov distance to the normal CDF, computed with erf
+    from math import erf, sqrt
+
+    xs = np.sort(x[:50_000])
+    cdf = 0.5 * (1 + np.vectorize(erf)(xs / sqrt(2)))
+    ks = np.max(np.abs(cdf - np.arange(1, len(xs) + 1) / len(xs)))
+    assert ks < 1.63 / np.sqrt(len(xs))  # 1% level
+
+
+def test_no_correlation_between_neighbours_or_rows():
+    x = np.asarray(rng.normal(jax.random.key(7), (1000, 100)), np.float64)
+    flat = x.ravel()
+    assert abs(np.corrcoef(flat[:-1], flat[1:])[0, 1]) < 0.01
+    assert abs(np.corrcoef(x[:-1].ravel(), x[1:].ravel())[0, 1]) < 0.01
+    y = np.asarray(rng.normal(jax.random.key(8), (1000, 100)), np.float64)
+    assert abs(np.corrcoef(flat, y.ravel())[0, 1]) < 0.01
+
+
+def test_unknown_generator():
+    with pytest.raises(ValueError, match="valid"):
+        rng.normal_fn("xorshift")
