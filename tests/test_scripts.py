@@ -1,0 +1,37 @@
+"""The examples and the benchmark script run end to end (tiny settings; no timing asserted)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(*args, cwd):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["MPLBACKEND"] = "Agg"
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_arm_example(tmp_path):
+    out = tmp_path / "arm.png"
+    result = run_script(os.path.join(ROOT, "examples", "arm_map_elites.py"), "--iterations", "50", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "elites, coverage" in result.stdout and out.stat().st_size > 1000
+
+
+def test_custom_task_example(tmp_path):
+    result = run_script(os.path.join(ROOT, "examples", "custom_task.py"), "--iterations", "30", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "QD-score" in result.stdout and "best fitness" in result.stdout
+
+
+def test_benchmark_smoke(tmp_path):
+    pytest.importorskip("ribs")
+    pytest.importorskip("qdax")
+    result = run_script(os.path.join(ROOT, "benchmarks", "core_throughput.py"), "--quick", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for line in ["ratio qdkit / pyribs (grid)", "ratio qdkit / qdax (cvt)", "evaluation-only ceiling", "first call"]:
+        assert line in result.stdout
