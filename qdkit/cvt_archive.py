@@ -77,11 +77,8 @@ class CVTArchive(Archive):
         elif lookup == "table" and grid is None:
             grid = cvt.bucket_grid(num_cells, dim, 1.0)
         table = None if grid is None else cvt.build_table(centroids, lo, hi, grid)
-        genotypes, fitness, descriptors = empty_storage(num_cells, dim, example_genotype)
         return cls(
-            genotypes=genotypes,
-            fitness=fitness,
-            descriptors=descriptors,
+            **empty_storage(num_cells, dim, example_genotype),
             lower=lo,
             upper=hi,
             centroids=centroids,
@@ -101,6 +98,6 @@ class CVTArchive(Archive):
 
 jax.tree_util.register_dataclass(
     CVTArchive,
-    data_fields=["genotypes", "fitness", "descriptors", "lower", "upper", "centroids", "table"],
+    data_fields=["genotypes", "fitness", "descriptors", "lower", "upper", "order", "centroids", "table"],
     meta_fields=["table_grid"],
 )

@@ -45,15 +45,8 @@ class GridArchive(Archive):
         if not shape or any(s < 1 for s in shape):
             raise ValueError(f"grid shape must be positive integers; got {shape}")
         lo, hi = as_bounds(lower, upper, len(shape))
-        genotypes, fitness, descriptors = empty_storage(math.prod(shape), len(shape), example_genotype)
-        return cls(
-            genotypes=genotypes,
-            fitness=fitness,
-            descriptors=descriptors,
-            lower=lo,
-            upper=hi,
-            shape=shape,
-        )
+        storage = empty_storage(math.prod(shape), len(shape), example_genotype)
+        return cls(**storage, lower=lo, upper=hi, shape=shape)
 
     def grid_indices(self, descriptors: jax.Array) -> jax.Array:
         """``(B, M)`` int32 per-axis cell coordinates (clipped into the grid)."""
@@ -75,6 +68,6 @@ class GridArchive(Archive):
 
 jax.tree_util.register_dataclass(
     GridArchive,
-    data_fields=["genotypes", "fitness", "descriptors", "lower", "upper"],
+    data_fields=["genotypes", "fitness", "descriptors", "lower", "upper", "order"],
     meta_fields=["shape"],
 )

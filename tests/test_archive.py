@@ -190,6 +190,9 @@ def test_add_matches_sequential_reference(rows, prefill):
     np.testing.assert_array_equal(new.fitness, expected_fitness)
     # a cell's fitness never decreases
     assert np.all((np.asarray(new.fitness) >= before) | ~np.isfinite(before))
+    # the occupied-cell list holds exactly the occupied cells
+    n = len(new)
+    np.testing.assert_array_equal(np.sort(np.asarray(new.order)[:n]), np.nonzero(np.asarray(new.occupied))[0])
     # re-adding the same batch changes nothing
     again, info2 = new.add(jnp.zeros((len(rows), 3)), jnp.asarray(fitness), jnp.asarray(descriptors))
     np.testing.assert_array_equal(again.fitness, new.fitness)
@@ -207,6 +210,20 @@ def test_sample_only_occupied_uniformly():
     assert np.all(np.abs(counts / 30_000 - 1 / 3) < 0.02)
     genotypes = archive.sample(jax.random.key(1), 5)
     assert genotypes.shape == (5, 3)
+
+
+def test_with_elites_rebuilds_the_occupied_list():
+    archive = grid()
+    fitness = jnp.full((16,), -jnp.inf).at[jnp.asarray([3, 7, 11])].set(jnp.asarray([1.0, 2.0, 3.0]))
+    filled = archive.with_elites(jnp.ones((16, 3)), fitness, jnp.zeros((16, 2)))
+    assert len(filled) == 3
+    np.testing.assert_array_equal(np.asarray(filled.order)[:3], [3, 7, 11])
+    index = np.asarray(filled.sample_indices(jax.random.key(0), 3000))
+    assert set(np.unique(index)) == {3, 7, 11}
+    # further insertions append after the existing elites
+    filled, info = filled.add(*batch([5.0], [[0.1, 0.1]]))
+    assert int(info.status[0]) == NEW
+    np.testing.assert_array_equal(np.asarray(filled.order)[:4], [3, 7, 11, 0])
 
 
 def test_statistics():

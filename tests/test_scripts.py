@@ -17,7 +17,9 @@ def run_script(*args, cwd):
 
 def test_arm_example(tmp_path):
     out = tmp_path / "arm.png"
-    result = run_script(os.path.join(ROOT, "examples", "arm_map_elites.py"), "--iterations", "50", "--out", str(out), cwd=tmp_path)
+    result = run_script(
+        os.path.join(ROOT, "examples", "arm_map_elites.py"), "--iterations", "50", "--out", str(out), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert "elites, coverage" in result.stdout and out.stat().st_size > 1000
 

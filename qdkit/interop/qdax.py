@@ -57,9 +57,4 @@ def from_qdax(repertoire: Any, *, lower: Any = None, upper: Any = None) -> CVTAr
     first = jax.tree.map(lambda g: g[0], genotypes)
     archive = CVTArchive.create(centroids=centroids, lower=lower, upper=upper, example_genotype=first)
     fitness = jnp.asarray(repertoire.fitnesses, jnp.float32).reshape(-1)
-    occupied = jnp.isfinite(fitness)
-    return archive.replace(
-        genotypes=genotypes,
-        fitness=jnp.where(occupied, fitness, -jnp.inf),
-        descriptors=jnp.asarray(repertoire.descriptors, jnp.float32),
-    )
+    return archive.with_elites(genotypes, fitness, repertoire.descriptors)
