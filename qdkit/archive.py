@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from qdkit import rng
 
@@ -165,7 +166,7 @@ class Archive:
         target = jnp.where(added, index, num_cells)
         # append newly filled cells to the occupied-cell list (one winner per cell)
         is_new = status == NEW
-        slot = self.size() + jnp.cumsum(is_new, dtype=jnp.int32) - 1
+        slot = self.size() + lax.associative_scan(jnp.add, is_new.astype(jnp.int32)) - 1
         new = self.replace(
             order=self.order.at[jnp.where(is_new, slot, num_cells)].set(index, mode="drop"),
             genotypes=jax.tree.map(
