@@ -149,7 +149,7 @@ def archive_pairs(
     finite = f[np.isfinite(f)]
     vmin, vmax = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
     coords = np.clip(((d - lo) / (hi - lo) * bins).astype(int), 0, bins - 1) if len(d) else np.zeros((0, m), int)
-    axes = fig.subplots(m, m, squeeze=False)
+    axes = fig.subplots(m, m, squeeze=False, gridspec_kw={"wspace": 0.45, "hspace": 0.35})
     image = None
     for i in range(m):
         for j in range(m):
