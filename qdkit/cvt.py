@@ -119,7 +119,6 @@ def _lloyd_update(samples: jax.Array, assign: jax.Array, centroids: jax.Array) -
 
 
 _nearest_table_jit = jax.jit(nearest_table, static_argnames="grid")
-_nearest_brute_jit = jax.jit(nearest_brute)
 
 
 def _assign(samples, centroids, lower, upper) -> jax.Array:

@@ -26,8 +26,19 @@ def _labels(archive: Archive, names: Sequence[str] | None) -> list[str]:
     return list(names) if names else [f"descriptor {i}" for i in range(m)]
 
 
-def _colorbar(ax, mappable, label: str) -> None:
-    ax.figure.colorbar(mappable, ax=ax, label=label)
+def _masked_fitness(fitness) -> np.ma.MaskedArray:
+    """Fitness as floats with empty cells (``-inf``) masked."""
+    values = np.asarray(fitness, dtype=float)
+    return np.ma.masked_invalid(np.where(np.isfinite(values), values, np.nan))
+
+
+def _show_fitness(ax, image, extent, *, cmap, vmin, vmax, colorbar: bool) -> None:
+    """Draw a fitness image on ``ax`` (empty cells blank) with an optional colorbar."""
+    mesh = ax.imshow(
+        image, origin="lower", extent=extent, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
+    )
+    if colorbar:
+        ax.figure.colorbar(mesh, ax=ax, label="fitness")
 
 
 def grid_heatmap(
@@ -44,8 +55,7 @@ def grid_heatmap(
     if archive.descriptor_dim not in (1, 2):
         raise ValueError("grid_heatmap draws 1-D or 2-D grids; use archive_pairs for more dimensions")
     ax = ax or _plt().gca()
-    fitness = np.asarray(archive.fitness, dtype=float)
-    values = np.ma.masked_invalid(np.where(np.isfinite(fitness), fitness, np.nan))
+    values = _masked_fitness(archive.fitness)
     lo, hi = np.asarray(archive.lower), np.asarray(archive.upper)
     labels = _labels(archive, descriptor_names)
     if archive.descriptor_dim == 1:
@@ -56,12 +66,8 @@ def grid_heatmap(
         image = values.reshape(archive.shape).T  # rows: descriptor 1, columns: descriptor 0
         extent = (lo[0], hi[0], lo[1], hi[1])
         ax.set_ylabel(labels[1])
-    mesh = ax.imshow(
-        image, origin="lower", extent=extent, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
-    )
+    _show_fitness(ax, image, extent, cmap=cmap, vmin=vmin, vmax=vmax, colorbar=colorbar)
     ax.set_xlabel(labels[0])
-    if colorbar:
-        _colorbar(ax, mesh, "fitness")
     return ax
 
 
@@ -91,26 +97,15 @@ def cvt_heatmap(
     gx, gy = np.meshgrid(xs, ys)
     points = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
     index = np.asarray(_index_of(archive, points))
-    fitness = np.asarray(archive.fitness, dtype=float)[index]
-    image = np.ma.masked_invalid(np.where(np.isfinite(fitness), fitness, np.nan)).reshape(resolution, resolution)
-    mesh = ax.imshow(
-        image,
-        origin="lower",
-        extent=(lo[0], hi[0], lo[1], hi[1]),
-        aspect="auto",
-        cmap=cmap,
-        vmin=vmin,
-        vmax=vmax,
-        interpolation="nearest",
-    )
+    image = _masked_fitness(np.asarray(archive.fitness)[index]).reshape(resolution, resolution)
+    extent = (lo[0], hi[0], lo[1], hi[1])
+    _show_fitness(ax, image, extent, cmap=cmap, vmin=vmin, vmax=vmax, colorbar=colorbar)
     if show_centroids:
         c = np.asarray(archive.cell_centers())
         ax.scatter(c[:, 0], c[:, 1], s=1, c="k", alpha=0.3)
     labels = _labels(archive, descriptor_names)
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
-    if colorbar:
-        _colorbar(ax, mesh, "fitness")
     return ax
 
 

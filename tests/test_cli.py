@@ -55,6 +55,16 @@ def test_run_writes_archive_metrics_plots(tmp_path):
     assert "elites" in result.output
 
 
+def test_default_run_is_the_arm(tmp_path):
+    out = tmp_path / "default"
+    result = invoke("run", "--no-progress", "--out", out)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert (config["task"], config["iterations"], config["batch_size"], config["shape"]) == ("arm", 1000, 256, None)
+    rows = read_rows(out)
+    assert len(rows) == 1000 and rows[-1]["coverage"] > 0.75
+
+
 def test_resume_continues_and_matches_uninterrupted(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert small_run(straight, "--iterations", 50).exit_code == 0

@@ -1,0 +1,63 @@
+"""Host callbacks: progress bar, metrics log (and its truncation on resume), checkpointer."""
+
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+from qdkit import callbacks, checkpoint
+
+
+def chunk(start, n, qd=1.0):
+    return {
+        "iteration": np.arange(start + 1, start + n + 1),
+        "qd_score": np.full(n, qd, np.float32),
+        "coverage": np.full(n, 0.25, np.float32),
+        "max_fitness": np.full(n, -np.inf, np.float32),
+        "num_added": np.arange(n, dtype=np.int32),
+    }
+
+
+def test_progress_bar_counts_and_shows_live_metrics():
+    out = io.StringIO()
+    bar = callbacks.ProgressBar(30, initial=10, disable=False, file=out, mininterval=0)
+    bar(None, chunk(10, 5, qd=12.5))
+    assert bar._bar.n == 15
+    assert set(bar._bar.postfix.split(", ")) == {"qd_score=12.5", "coverage=25.0%"}
+    bar.close()
+    assert "15/30" in out.getvalue()
+
+
+def test_metrics_log_rows_and_truncation(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    log = callbacks.MetricsLog(path)
+    log(None, chunk(0, 3))
+    log(None, chunk(3, 2))
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[0]["max_fitness"] is None  # -inf is not JSON: written as null
+    assert rows[4]["num_added"] == 1
+    read = callbacks.read_metrics(path)
+    assert math.isnan(read["max_fitness"][0]) and list(read["iteration"]) == [1, 2, 3, 4, 5]
+    callbacks.truncate_metrics(path, 3)
+    assert [json.loads(line)["iteration"] for line in path.read_text().splitlines()] == [1, 2, 3]
+    callbacks.truncate_metrics(tmp_path / "absent.jsonl", 3)  # nothing to do, no error
+
+
+class FakeState:
+    def __init__(self, iteration):
+        self.iteration = np.int32(iteration)
+
+
+def test_checkpointer_saves_when_crossing_a_multiple(tmp_path, monkeypatch):
+    saved = []
+    monkeypatch.setattr(checkpoint, "save", lambda path, state, config: saved.append(int(state.iteration)))
+    ckpt = callbacks.Checkpointer(tmp_path / "c.npz", every=10)
+    for start, n in [(0, 7), (7, 7), (14, 5), (19, 1), (20, 15)]:
+        ckpt(FakeState(start + n), chunk(start, n))
+    assert saved == [14, 20, 35]
+    assert ckpt.last_saved == 35
+    with pytest.raises(ValueError, match="positive"):
+        callbacks.Checkpointer(tmp_path / "c.npz", every=0)
