@@ -227,6 +227,9 @@ def run(
         started = rundir.create(out, config)
     except (ValueError, TypeError, KeyError) as e:
         raise click.UsageError(str(e).strip("'\"")) from e
+    except KeyboardInterrupt:
+        click.echo("\nInterrupted while setting up the run, before its first checkpoint; nothing to resume.", err=True)
+        sys.exit(130)
     _execute(started, iterations, progress)
 
 

@@ -150,14 +150,14 @@ def kmeans_centroids(
         num_cells: number of centroids ``C``.
         lower, upper: ``(M,)`` bounds of the descriptor box.
         samples: number of uniform points (default ``max(10 * C, 10_000)``, capped at
-            ``200_000``).
+            ``200_000`` but never fewer than ``C``).
         iterations: Lloyd iterations.
 
     Returns:
         ``(C, M)`` float32 centroids.
     """
     if samples is None:
-        samples = min(max(10 * num_cells, 10_000), 200_000)
+        samples = max(num_cells, min(max(10 * num_cells, 10_000), 200_000))
     if samples < num_cells:
         raise ValueError(f"need at least as many samples ({samples}) as cells ({num_cells})")
     dim = lower.shape[0]
