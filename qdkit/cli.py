@@ -48,6 +48,23 @@ def _parse_scalar(text: str) -> Any:
     return text
 
 
+class Devices(click.ParamType):
+    """``auto`` or a positive number of devices."""
+
+    name = "devices"
+
+    def convert(self, value: Any, param, ctx) -> int | str:
+        if str(value).lower() == "auto":
+            return "auto"
+        try:
+            count = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither 'auto' nor a number of devices", param, ctx)
+        if count < 1:
+            self.fail(f"{value!r}: the number of devices must be positive", param, ctx)
+        return count
+
+
 class KeyValue(click.ParamType):
     """``KEY=VALUE``; the value is read as a bool, int, float or string."""
 
@@ -184,6 +201,13 @@ def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
     show_default=True,
     help="Iterations between checkpoints.",
 )
+@click.option(
+    "--devices",
+    type=Devices(),
+    default="auto",
+    show_default=True,
+    help="Devices to split each batch over: a number, or auto (as many local devices as divide the batch).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing run in --out.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def run(
@@ -199,6 +223,7 @@ def run(
     seed,
     out,
     checkpoint_every,
+    devices,
     overwrite,
     progress,
 ):
@@ -222,6 +247,7 @@ def run(
         "cells": cells,
         "seed": seed,
         "checkpoint_every": checkpoint_every,
+        "devices": devices,
     }
     try:
         started = rundir.create(out, config)
@@ -241,13 +267,16 @@ def run(
     default=None,
     help="New total number of iterations [default: the run's].",
 )
+@click.option("--devices", type=Devices(), default=None, help="Devices to split each batch over [default: the run's].")
 @click.option("--progress/--no-progress", default=True)
-def resume(directory, iterations, progress):
+def resume(directory, iterations, devices, progress):
     """Continue a run from its last checkpoint."""
     try:
-        loaded = rundir.load(directory)
+        loaded = rundir.load(directory, devices)
     except (rundir.RunDirError, checkpoint.CheckpointError) as e:
         raise click.ClickException(str(e)) from e
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
     if iterations is not None:
         loaded.config["iterations"] = iterations
         rundir._write_json(os.path.join(directory, rundir.CONFIG), loaded.config)

@@ -22,6 +22,7 @@ import numpy as np
 from jax import lax
 
 from qdkit import metrics as metrics_lib
+from qdkit import sharding
 from qdkit.archive import Archive
 
 Metrics = dict[str, np.ndarray]
@@ -65,17 +66,17 @@ class Interrupted(KeyboardInterrupt):
         self.metrics = metrics
 
 
-@functools.partial(jax.jit, static_argnames=("task", "emitter", "num_initial"))
-def _init(key, task, archive, emitter, num_initial):
+@functools.partial(jax.jit, static_argnames=("task", "emitter", "num_initial", "mesh"))
+def _init(key, task, archive, emitter, num_initial, mesh):
     k_genotypes, k_score, k_emitter, k_next = jax.random.split(key, 4)
-    genotypes = task.initial_genotypes(k_genotypes, num_initial)
-    evaluation = task.score(k_score, genotypes)
+    genotypes = sharding.shard_batch(task.initial_genotypes(k_genotypes, num_initial), mesh)
+    evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
     archive, _ = archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
     emitter_state = emitter.init(k_emitter, archive)
     return RunState(archive, emitter_state, k_next, jnp.zeros((), jnp.int32))
 
 
-def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | None = None) -> RunState:
+def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | None = None, mesh=None) -> RunState:
     """Evaluate an initial population, insert it, and initialise the emitter.
 
     Args:
@@ -85,28 +86,31 @@ def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | 
         emitter: an :class:`emitters.Emitter`.
         num_initial: size of the random initial population (default: the emitter's
             batch size), drawn by ``task.initial_genotypes``.
+        mesh: optional device mesh from :func:`qdkit.sharding.batch_mesh`: the batch is
+            split over its devices, the archive replicated.
     """
     n = emitter.batch_size if num_initial is None else int(num_initial)
     if n < 1:
         raise ValueError(f"num_initial must be positive; got {n}")
-    return _init(key, task, archive, emitter, n)
+    sharding.check_batch(mesh, n)
+    return _init(sharding.replicate(key, mesh), task, sharding.replicate(archive, mesh), emitter, n, mesh)
 
 
-def _step(state: RunState, task, emitter) -> tuple[RunState, dict[str, jax.Array]]:
+def _step(state: RunState, task, emitter, mesh=None) -> tuple[RunState, dict[str, jax.Array]]:
     key, k_emit, k_score = jax.random.split(state.key, 3)
-    genotypes = emitter.emit(k_emit, state.archive, state.emitter_state)
-    evaluation = task.score(k_score, genotypes)
+    genotypes = sharding.shard_batch(emitter.emit(k_emit, state.archive, state.emitter_state), mesh)
+    evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
     archive, info = state.archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
     emitter_state = emitter.update(state.emitter_state, archive, genotypes, evaluation, info)
     new_state = RunState(archive, emitter_state, key, state.iteration + 1)
     return new_state, metrics_lib.compute(archive, info, task.qd_offset)
 
 
-step = jax.jit(_step, static_argnames=("task", "emitter"))
+step = jax.jit(_step, static_argnames=("task", "emitter", "mesh"))
 step.__doc__ = """One MAP-Elites iteration: emit, score, insert, update the emitter.
 
-Pure and jitted (``task`` and ``emitter`` are static). Returns ``(state, metrics)``
-with metrics as scalars (see :func:`qdkit.metrics.compute`).
+Pure and jitted (``task``, ``emitter`` and the optional ``mesh`` are static). Returns
+``(state, metrics)`` with metrics as scalars (see :func:`qdkit.metrics.compute`).
 """
 
 
@@ -117,11 +121,11 @@ def _metric_buffers(size: int) -> dict[str, jax.Array]:
     }
 
 
-@functools.partial(jax.jit, static_argnames=("task", "emitter", "chunk_size"), donate_argnums=(0,))
-def _run_chunk(state, num, task, emitter, chunk_size):
+@functools.partial(jax.jit, static_argnames=("task", "emitter", "chunk_size", "mesh"), donate_argnums=(0,))
+def _run_chunk(state, num, task, emitter, chunk_size, mesh):
     def body(i, carry):
         state, buffers = carry
-        state, m = _step(state, task, emitter)
+        state, m = _step(state, task, emitter, mesh)
         buffers = {k: buffers[k].at[i].set(m[k]) for k in buffers}
         return state, buffers
 
@@ -157,6 +161,7 @@ def run(
     chunk_size: int = 100,
     callbacks: Sequence[Callback] = (),
     catch_interrupt: bool = True,
+    mesh=None,
 ) -> tuple[RunState, Metrics]:
     """Run ``iterations`` MAP-Elites iterations.
 
@@ -170,6 +175,9 @@ def run(
             valid during the call (its buffers are reused by the next chunk).
         catch_interrupt: on Ctrl-C (main thread only), finish the running chunk, then
             raise :class:`Interrupted` carrying the state; a second Ctrl-C stops at once.
+        mesh: optional device mesh (:func:`qdkit.sharding.batch_mesh`): each batch is
+            split over its devices and the archive replicated; results equal the
+            single-device run's.
 
     Returns:
         ``(state, metrics)``: metrics as a dict of ``(iterations,)`` NumPy arrays, plus
@@ -181,15 +189,16 @@ def run(
         raise ValueError(f"iterations must be >= 0; got {iterations}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive; got {chunk_size}")
+    sharding.check_batch(mesh, emitter.batch_size)
     collected: list[Metrics] = []
     # A private copy: the chunks donate (reuse) their input buffers.
-    state = jax.tree.map(jnp.copy, state)
+    state = sharding.replicate(jax.tree.map(jnp.copy, state), mesh)
     done = 0
     with _sigint_flag(catch_interrupt) as interrupted:
         while done < iterations:
             num = min(chunk_size, iterations - done)
             start = int(state.iteration)
-            state, buffers = _run_chunk(state, jnp.int32(num), task, emitter, chunk_size)
+            state, buffers = _run_chunk(state, jnp.int32(num), task, emitter, chunk_size, mesh)
             chunk = {k: np.asarray(v[:num]) for k, v in buffers.items()}
             chunk["iteration"] = np.arange(start + 1, start + num + 1, dtype=np.int64)
             collected.append(chunk)

@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from qdkit import callbacks, checkpoint, export, map_elites, registry
+from qdkit import callbacks, checkpoint, export, map_elites, registry, sharding
 from qdkit.cvt_archive import CVTArchive
 
 CONFIG = "config.json"
@@ -45,6 +45,7 @@ class Run:
     task: Any
     emitter: Any
     state: map_elites.RunState
+    mesh: Any = None
 
 
 def read_config(directory: str) -> dict[str, Any]:
@@ -77,13 +78,16 @@ def create(directory: str, config: dict[str, Any]) -> Run:
     metrics_path = os.path.join(directory, METRICS)
     if os.path.exists(metrics_path):
         os.remove(metrics_path)
-    state = map_elites.init(jax.random.key(int(config["seed"])), task, archive, emitter)
+    mesh = sharding.resolve(config.get("devices", "auto"), emitter.batch_size)
+    state = map_elites.init(jax.random.key(int(config["seed"])), task, archive, emitter, mesh=mesh)
     checkpoint.save(os.path.join(directory, CHECKPOINT), state, config)
-    return Run(directory, config, task, emitter, state)
+    return Run(directory, config, task, emitter, state, mesh)
 
 
-def load(directory: str) -> Run:
-    """Rebuild a run from its directory and its latest checkpoint."""
+def load(directory: str, devices: int | str | None = None) -> Run:
+    """Rebuild a run from its directory and its latest checkpoint.
+
+    ``devices`` (a number or ``"auto"``) overrides the run's recorded choice."""
     config = read_config(directory)
     centroids = None
     if config.get("archive") == "cvt":
@@ -94,7 +98,8 @@ def load(directory: str) -> Run:
     task, archive, emitter = registry.build(config, centroids)
     template = jax.eval_shape(lambda key: map_elites.init(key, task, archive, emitter), jax.random.key(0))
     state = checkpoint.load(os.path.join(directory, CHECKPOINT), template)
-    return Run(directory, config, task, emitter, state)
+    mesh = sharding.resolve(config.get("devices", "auto") if devices is None else devices, emitter.batch_size)
+    return Run(directory, config, task, emitter, state, mesh)
 
 
 def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.RunState:
@@ -118,6 +123,7 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
             max(0, iterations - start),
             chunk_size=min(100, every),
             callbacks=[log, ckpt, bar],
+            mesh=run.mesh,
         )
     except map_elites.Interrupted as interrupted:
         ckpt.save(interrupted.state)

@@ -92,6 +92,30 @@ def test_cvt_run_and_resume(tmp_path):
     assert checkpoint.read_meta(out / "checkpoint.npz")["iteration"] == 15
 
 
+def test_devices_in_a_subprocess(tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    common = ["-m", "qdkit.cli", "run", "--iterations", "20", "--batch-size", "32", "--no-progress"]
+    for n in ("1", "4"):
+        result = subprocess.run(
+            [sys.executable, *common, "--devices", n, "--out", str(tmp_path / n)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+    one, four = np.load(tmp_path / "1" / "archive.npz"), np.load(tmp_path / "4" / "archive.npz")
+    np.testing.assert_array_equal(one["index"], four["index"])
+    np.testing.assert_array_equal(one["genotypes"], four["genotypes"])
+    np.testing.assert_allclose(one["fitness"], four["fitness"], rtol=1e-6)
+    result = subprocess.run(
+        [sys.executable, *common, "--devices", "5", "--out", str(tmp_path / "5")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "between 1 and 4" in result.stderr
+
+
 def test_config_file_and_override(tmp_path):
     config = tmp_path / "run.toml"
     config.write_text(
