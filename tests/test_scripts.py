@@ -37,3 +37,18 @@ def test_benchmark_smoke(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     for line in ["ratio qdkit / pyribs (grid)", "ratio qdkit / qdax (cvt)", "evaluation-only ceiling", "first call"]:
         assert line in result.stdout
+
+
+def test_devices_benchmark_smoke(tmp_path):
+    result = run_script(
+        os.path.join(ROOT, "benchmarks", "devices_throughput.py"),
+        "--iterations",
+        "3",
+        "--repeats",
+        "1",
+        "--batch",
+        "64",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| 4 |" in result.stdout
