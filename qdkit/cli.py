@@ -135,6 +135,8 @@ def _resume_hint(directory: str) -> str:
 def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
     try:
         rundir.execute(run, iterations, progress=progress)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
     except Interrupted as stop:
         click.echo(
             f"\nInterrupted at iteration {int(stop.state.iteration)}; checkpoint saved in "
@@ -275,8 +277,6 @@ def resume(directory, iterations, devices, progress):
         loaded = rundir.load(directory, devices)
     except (rundir.RunDirError, checkpoint.CheckpointError) as e:
         raise click.ClickException(str(e)) from e
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
     if iterations is not None:
         loaded.config["iterations"] = iterations
         rundir._write_json(os.path.join(directory, rundir.CONFIG), loaded.config)

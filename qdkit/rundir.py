@@ -45,7 +45,12 @@ class Run:
     task: Any
     emitter: Any
     state: map_elites.RunState
-    mesh: Any = None
+    devices: int | str | None = None  # a number, "auto", or None for the config's choice
+
+    def mesh(self):
+        """The device mesh for this run (``None`` for one device); validates the count."""
+        chosen = self.config.get("devices", "auto") if self.devices is None else self.devices
+        return sharding.resolve(chosen, self.emitter.batch_size)
 
 
 def read_config(directory: str) -> dict[str, Any]:
@@ -81,7 +86,7 @@ def create(directory: str, config: dict[str, Any]) -> Run:
     mesh = sharding.resolve(config.get("devices", "auto"), emitter.batch_size)
     state = map_elites.init(jax.random.key(int(config["seed"])), task, archive, emitter, mesh=mesh)
     checkpoint.save(os.path.join(directory, CHECKPOINT), state, config)
-    return Run(directory, config, task, emitter, state, mesh)
+    return Run(directory, config, task, emitter, state)
 
 
 def load(directory: str, devices: int | str | None = None) -> Run:
@@ -98,8 +103,7 @@ def load(directory: str, devices: int | str | None = None) -> Run:
     task, archive, emitter = registry.build(config, centroids)
     template = jax.eval_shape(lambda key: map_elites.init(key, task, archive, emitter), jax.random.key(0))
     state = checkpoint.load(os.path.join(directory, CHECKPOINT), template)
-    mesh = sharding.resolve(config.get("devices", "auto") if devices is None else devices, emitter.batch_size)
-    return Run(directory, config, task, emitter, state, mesh)
+    return Run(directory, config, task, emitter, state, devices)
 
 
 def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.RunState:
@@ -107,7 +111,9 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
 
     Raises:
         qdkit.Interrupted: after Ctrl-C, once a final checkpoint has been written.
+        ValueError: a device count this machine or batch cannot use.
     """
+    mesh = run.mesh()
     every = int(run.config.get("checkpoint_every", 100))
     ckpt = callbacks.Checkpointer(os.path.join(run.directory, CHECKPOINT), every, run.config)
     metrics_path = os.path.join(run.directory, METRICS)
@@ -123,7 +129,7 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
             max(0, iterations - start),
             chunk_size=min(100, every),
             callbacks=[log, ckpt, bar],
-            mesh=run.mesh,
+            mesh=mesh,
         )
     except map_elites.Interrupted as interrupted:
         ckpt.save(interrupted.state)
