@@ -6,6 +6,7 @@ import zipfile
 import jax
 import numpy as np
 import pytest
+from builders import small_archive
 
 import qdkit
 from emitters import gaussian, iso_line, mix
@@ -15,14 +16,7 @@ from qdkit.checkpoint import CheckpointError
 
 def build(archive_kind="grid"):
     task = qdkit.tasks.get("rastrigin", dims=5)
-    if archive_kind == "grid":
-        archive = qdkit.GridArchive.create(
-            shape=(12, 12), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
-        )
-    else:
-        archive = qdkit.CVTArchive.create(
-            cells=300, lower=task.lower, upper=task.upper, example_genotype=task.example_genotype, samples=5000
-        )
+    archive = small_archive(task, archive_kind)
     emitter = mix(iso_line(24, 0.01, 0.1, lower=0.0, upper=1.0), gaussian(8, 0.05, lower=0.0, upper=1.0))
     return task, archive, emitter
 

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from builders import small_archive
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -16,14 +17,7 @@ pytestmark = pytest.mark.skipif(len(jax.devices()) < 4, reason="needs 4 (forced)
 
 def setup(archive_kind):
     task = qdkit.tasks.get("arm", dof=6)
-    if archive_kind == "grid":
-        archive = qdkit.GridArchive.create(
-            shape=(12, 12), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
-        )
-    else:
-        archive = qdkit.CVTArchive.create(
-            cells=300, lower=task.lower, upper=task.upper, example_genotype=task.example_genotype, samples=5000
-        )
+    archive = small_archive(task, archive_kind)
     emitter = mix(iso_line(32, 0.01, 0.1, lower=-np.pi, upper=np.pi), gaussian(32, 0.1, lower=-np.pi, upper=np.pi))
     return task, archive, emitter
 
