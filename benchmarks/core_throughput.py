@@ -275,16 +275,14 @@ def main() -> None:
         for name, value in medians.items():
             print(f"| {name} | {value:,.0f} |")
         q = medians["qdkit"]
-        for peer in ("pyribs", "qdax"):
-            if peer in medians:
-                print(f"ratio qdkit / {peer} ({kind}): {q / medians[peer]:.1f}x")
-                summary.append((kind, peer, q / medians[peer]))
-        if "qdkit plain (jnp.cos, threefry)" in medians:
-            plain_q = medians["qdkit plain (jnp.cos, threefry)"]
+        for label, name, suffix in [
+            ("qdkit", "qdkit", ""),
+            ("qdkit plain", "qdkit plain (jnp.cos, threefry)", " (plain)"),
+        ]:
             for peer in ("pyribs", "qdax"):
-                if peer in medians:
-                    print(f"ratio qdkit plain / {peer} ({kind}): {plain_q / medians[peer]:.1f}x")
-                    summary.append((kind, f"{peer} (plain)", plain_q / medians[peer]))
+                if name in medians and peer in medians:
+                    print(f"ratio {label} / {peer} ({kind}): {medians[name] / medians[peer]:.1f}x")
+                    summary.append((kind, peer + suffix, medians[name] / medians[peer]))
         if "qdkit evaluation only" in medians:
             share = q / medians["qdkit evaluation only"]
             print(f"qdkit / evaluation-only ceiling ({kind}): {share:.0%}")

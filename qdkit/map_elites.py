@@ -176,8 +176,9 @@ def run(
         catch_interrupt: on Ctrl-C (main thread only), finish the running chunk, then
             raise :class:`Interrupted` carrying the state; a second Ctrl-C stops at once.
         mesh: optional device mesh (:func:`qdkit.sharding.batch_mesh`): each batch is
-            split over its devices and the archive replicated; results equal the
-            single-device run's.
+            split over its devices and the archive replicated; the elites are those of
+            the single-device run, scores equal up to the last bit (see
+            :mod:`qdkit.sharding`).
 
     Returns:
         ``(state, metrics)``: metrics as a dict of ``(iterations,)`` NumPy arrays, plus

@@ -49,8 +49,12 @@ class Run:
 
     def mesh(self):
         """The device mesh for this run (``None`` for one device); validates the count."""
-        chosen = self.config.get("devices", "auto") if self.devices is None else self.devices
-        return sharding.resolve(chosen, self.emitter.batch_size)
+        return _mesh(self.config, self.emitter.batch_size, self.devices)
+
+
+def _mesh(config: dict[str, Any], batch_size: int, devices: int | str | None = None):
+    """The mesh for the run's recorded device choice, or for ``devices`` when given."""
+    return sharding.resolve(config.get("devices", "auto") if devices is None else devices, batch_size)
 
 
 def read_config(directory: str) -> dict[str, Any]:
@@ -83,7 +87,7 @@ def create(directory: str, config: dict[str, Any]) -> Run:
     metrics_path = os.path.join(directory, METRICS)
     if os.path.exists(metrics_path):
         os.remove(metrics_path)
-    mesh = sharding.resolve(config.get("devices", "auto"), emitter.batch_size)
+    mesh = _mesh(config, emitter.batch_size)
     state = map_elites.init(jax.random.key(int(config["seed"])), task, archive, emitter, mesh=mesh)
     checkpoint.save(os.path.join(directory, CHECKPOINT), state, config)
     return Run(directory, config, task, emitter, state)

@@ -59,11 +59,10 @@ def resolve(devices: int | str | None, batch_size: int) -> Mesh | None:
     divide the batch, a number takes that many; one device means no mesh."""
     if devices in (None, "auto"):
         count = usable_devices(batch_size)
-    else:
-        count = int(devices)
-        mesh = batch_mesh(count)  # validates the count
-        check_batch(mesh, batch_size)
-    return None if count == 1 else batch_mesh(count)
+        return None if count == 1 else batch_mesh(count)
+    mesh = batch_mesh(int(devices))  # validates the count
+    check_batch(mesh, batch_size)
+    return None if mesh.size == 1 else mesh
 
 
 def check_batch(mesh: Mesh | None, batch_size: int) -> None:
