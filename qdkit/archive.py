@@ -11,6 +11,16 @@ An archive is a frozen pytree dataclass holding one elite per cell:
   sampling cost ``O(n)`` per draw of ``n`` instead of a prefix sum over all ``C`` cells
   every iteration. :meth:`Archive.add` keeps it up to date; code that sets the storage
   directly goes through :meth:`Archive.with_elites`, which rebuilds it.
+- ``threshold``: ``(C,)`` float32 acceptance thresholds of a *soft* archive (CMA-MAE,
+  Fontaine & Nikolaidis 2023), or ``None`` for the usual archive. With an archive
+  learning rate ``learning_rate`` (alpha) and a floor ``threshold_min``, a candidate is
+  accepted when its fitness beats its cell's threshold, and the threshold then moves
+  towards the accepted fitness: ``t <- (1 - alpha) t + alpha f``. For ``k`` accepted
+  candidates of one cell in one batch, with mean fitness ``f_bar``, the batch rule is
+  ``t <- (1 - alpha)^k t + (1 - (1 - alpha)^k) f_bar`` (for ``alpha = 1``, the best
+  accepted fitness, so that the threshold stays the elite's fitness as in MAP-Elites).
+  ``alpha = 1`` with ``threshold_min = -inf`` is the usual archive, stored as
+  ``threshold=None`` so it costs nothing.
 
 Concrete archives (:class:`qdkit.GridArchive`, :class:`qdkit.CVTArchive`) differ only
 in :meth:`Archive.index_of`, the map from a descriptor to a cell. Everything else —
@@ -20,6 +30,7 @@ insertion, sampling, statistics — lives here and is written once.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -39,19 +50,27 @@ class AddInfo(NamedTuple):
     """What happened to each row of a batch passed to :meth:`Archive.add`.
 
     Attributes:
-        status: ``(B,)`` int32. 0 not added, 1 improved an occupied cell, 2 filled an
-            empty cell.
-        value: ``(B,)`` float32. The improvement over the cell's elite *before* this
-            batch: ``fitness - old_fitness`` for an occupied cell (may be negative, or
-            positive for a row that lost a tie-break to a better row of the same batch),
-            ``fitness`` itself for an empty cell, and ``0`` for rejected (non-finite)
-            rows.
+        status: ``(B,)`` int32, what the row did to the stored elites: 0 not stored, 1
+            replaced the elite of an occupied cell, 2 filled an empty cell. At most one
+            row per cell is stored (the batch's best; first row on ties).
+        value: ``(B,)`` float32. The improvement over the cell *before* this batch:
+            ``fitness - old_fitness`` for an occupied cell (may be negative, or positive
+            for a row that lost to a better row of the same batch), ``fitness`` itself
+            for an empty cell, and ``0`` for rejected (non-finite) rows. In a threshold
+            archive, ``fitness - threshold`` (the threshold is ``threshold_min`` in an
+            empty cell).
         index: ``(B,)`` int32. The cell of each row (``C`` for non-finite rows).
+        rank_status: ``(B,)`` int32, the status each row would have had alone against
+            the archive before the batch: 2 if its cell was empty (and, in a threshold
+            archive, it beats ``threshold_min``), 1 if it beats the cell's elite (its
+            threshold, in a threshold archive), else 0. Several rows of one cell can be
+            accepted this way (pyribs' convention); the CMA emitters rank with it.
     """
 
     status: jax.Array
     value: jax.Array
     index: jax.Array
+    rank_status: jax.Array
 
 
 def _leading(tree: Any) -> int:
@@ -71,6 +90,9 @@ class Archive:
     lower: jax.Array
     upper: jax.Array
     order: jax.Array
+    threshold: jax.Array | None = None
+    learning_rate: float = 1.0
+    threshold_min: float = -math.inf
 
     # ----------------------------------------------------------------- mapping
     def index_of(self, descriptors: jax.Array) -> jax.Array:
@@ -102,6 +124,11 @@ class Archive:
     def replace(self, **changes: Any) -> Archive:
         return dataclasses.replace(self, **changes)
 
+    @property
+    def soft(self) -> bool:
+        """Whether this is a threshold (CMA-MAE) archive."""
+        return self.threshold is not None
+
     def with_elites(self, genotypes: Any, fitness: jax.Array, descriptors: jax.Array) -> Archive:
         """The same archive holding the given per-cell storage (``-inf`` fitness marks
         an empty cell); rebuilds the occupied-cell list. Jittable."""
@@ -126,6 +153,12 @@ class Archive:
         added (status 0). Descriptors outside the bounds are assigned to the nearest
         edge cell and stored as given.
 
+        In a threshold archive (``learning_rate < 1`` or a finite ``threshold_min``),
+        a candidate is *accepted* when its fitness beats the cell's threshold; accepted
+        candidates move the threshold (batch rule in the module docstring), and the
+        stored elite is the best candidate ever accepted in the cell, so the archive
+        also serves as CMA-MAE's result archive.
+
         Args:
             genotypes: pytree with leading batch axis ``(B, ...)``, matching the
                 archive's genotype structure.
@@ -149,19 +182,42 @@ class Archive:
         index = self.index_of(safe_desc)
         cell = jnp.where(valid, index, num_cells)  # out of range: dropped below
         fit = jnp.where(valid, fitness, -jnp.inf)
-
-        # Best fitness per cell within the batch, then the first row reaching it.
-        best = jax.ops.segment_max(fit, cell, num_segments=num_cells)
-        rows = jnp.arange(batch, dtype=jnp.int32)
-        is_best = valid & (fit == best[index])
-        first = jax.ops.segment_min(jnp.where(is_best, rows, batch), cell, num_segments=num_cells)
-        winner = is_best & (first[index] == rows)
-
         old = self.fitness[index]
         was_empty = ~jnp.isfinite(old)
+
+        if self.threshold is None:
+            accepted = valid & (was_empty | (fit > old))
+            value = jnp.where(valid, jnp.where(was_empty, fit, fit - old), 0.0)
+            eligible = valid
+            threshold = None
+        else:
+            t_old = self.threshold[index]
+            accepted = valid & (fit > t_old)
+            value = jnp.where(valid, fit - t_old, 0.0)
+            eligible = accepted
+            # batch threshold rule over the accepted rows of each cell
+            acc_cell = jnp.where(accepted, index, num_cells)
+            count = jax.ops.segment_sum(accepted.astype(jnp.float32), acc_cell, num_segments=num_cells)
+            total = jax.ops.segment_sum(jnp.where(accepted, fit, 0.0), acc_cell, num_segments=num_cells)
+            if self.learning_rate == 1.0:  # the limit of the rule: the best accepted fitness
+                t_new = jax.ops.segment_max(jnp.where(accepted, fit, -jnp.inf), acc_cell, num_segments=num_cells)[index]
+            else:
+                keep = (1.0 - self.learning_rate) ** count[index]
+                t_new = keep * t_old + (1.0 - keep) * total[index] / jnp.maximum(count[index], 1.0)
+            threshold = self.threshold.at[acc_cell].set(t_new, mode="drop")
+        rank_status = jnp.where(accepted, jnp.where(was_empty, NEW, IMPROVED), NOT_ADDED)
+
+        # Best eligible fitness per cell within the batch, then the first row reaching it.
+        ranked = jnp.where(eligible, fit, -jnp.inf)
+        ranked_cell = jnp.where(eligible, index, num_cells)
+        best = jax.ops.segment_max(ranked, ranked_cell, num_segments=num_cells)
+        rows = jnp.arange(batch, dtype=jnp.int32)
+        is_best = eligible & (ranked == best[index])
+        first = jax.ops.segment_min(jnp.where(is_best, rows, batch), ranked_cell, num_segments=num_cells)
+        winner = is_best & (first[index] == rows)
+
         added = winner & (fit > old)
         status = jnp.where(added, jnp.where(was_empty, NEW, IMPROVED), NOT_ADDED)
-        value = jnp.where(valid, jnp.where(was_empty, fit, fit - old), 0.0)
 
         target = jnp.where(added, index, num_cells)
         # append newly filled cells to the occupied-cell list (one winner per cell)
@@ -176,11 +232,13 @@ class Archive:
             ),
             fitness=self.fitness.at[target].set(fit, mode="drop"),
             descriptors=self.descriptors.at[target].set(descriptors, mode="drop"),
+            threshold=threshold,
         )
         info = AddInfo(
             status=status.astype(jnp.int32),
             value=value.astype(self.fitness.dtype),
             index=cell.astype(jnp.int32),
+            rank_status=rank_status.astype(jnp.int32),
         )
         return new, info
 
@@ -268,6 +326,26 @@ def empty_storage(num_cells: int, descriptor_dim: int, example_genotype: Any) ->
         "descriptors": jnp.zeros((num_cells, descriptor_dim), jnp.float32),
         "order": jnp.zeros((num_cells,), jnp.int32),
     }
+
+
+def threshold_fields(num_cells: int, learning_rate: float, threshold_min: float) -> dict[str, Any]:
+    """Validated threshold fields for ``create``: ``threshold`` is ``None`` for the
+    usual archive (``learning_rate = 1``, ``threshold_min = -inf``), else ``(C,)`` filled
+    with ``threshold_min``."""
+    learning_rate = float(learning_rate)
+    threshold_min = float(threshold_min)
+    if not 0.0 <= learning_rate <= 1.0:
+        raise ValueError(f"learning_rate must be in [0, 1]; got {learning_rate}")
+    if math.isnan(threshold_min) or threshold_min == math.inf:
+        raise ValueError(f"threshold_min must be a number or -inf; got {threshold_min}")
+    if threshold_min == -math.inf and learning_rate != 1.0:
+        raise ValueError(
+            "a learning_rate below 1 needs a finite threshold_min (a lower bound on the fitness, "
+            f"e.g. the task's qd_offset); got learning_rate={learning_rate}, threshold_min=-inf"
+        )
+    soft = learning_rate != 1.0 or threshold_min != -math.inf
+    threshold = jnp.full((num_cells,), threshold_min, jnp.float32) if soft else None
+    return {"threshold": threshold, "learning_rate": learning_rate, "threshold_min": threshold_min}
 
 
 def as_bounds(lower: Any, upper: Any, dim: int | None = None) -> tuple[jax.Array, jax.Array]:

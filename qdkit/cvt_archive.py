@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qdkit import cvt
-from qdkit.archive import Archive, as_bounds, empty_storage
+from qdkit.archive import Archive, as_bounds, empty_storage, threshold_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,8 @@ class CVTArchive(Archive):
         samples: int | None = None,
         iterations: int = 10,
         lookup: str = "auto",
+        learning_rate: float = 1.0,
+        threshold_min: float = -math.inf,
     ) -> CVTArchive:
         """An empty CVT archive.
 
@@ -54,6 +57,9 @@ class CVTArchive(Archive):
             key: PRNG key for k-means (default ``jax.random.key(0)``).
             samples, iterations: k-means settings, see :func:`qdkit.cvt.kmeans_centroids`.
             lookup: ``"auto"`` (bucket table when ``M <= 3``), ``"table"`` or ``"brute"``.
+            learning_rate, threshold_min: CMA-MAE archive learning rate (alpha) and
+                initial threshold; the defaults give the usual archive (see
+                :mod:`qdkit.archive`).
         """
         if lookup not in ("auto", "table", "brute"):
             raise ValueError(f"lookup must be one of 'auto', 'table', 'brute'; got {lookup!r}")
@@ -79,6 +85,7 @@ class CVTArchive(Archive):
         table = None if grid is None else cvt.build_table(centroids, lo, hi, grid)
         return cls(
             **empty_storage(num_cells, dim, example_genotype),
+            **threshold_fields(num_cells, learning_rate, threshold_min),
             lower=lo,
             upper=hi,
             centroids=centroids,
@@ -98,6 +105,6 @@ class CVTArchive(Archive):
 
 jax.tree_util.register_dataclass(
     CVTArchive,
-    data_fields=["genotypes", "fitness", "descriptors", "lower", "upper", "order", "centroids", "table"],
-    meta_fields=["table_grid"],
+    data_fields=["genotypes", "fitness", "descriptors", "lower", "upper", "order", "threshold", "centroids", "table"],
+    meta_fields=["learning_rate", "threshold_min", "table_grid"],
 )

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qdkit.archive import Archive, as_bounds, empty_storage
+from qdkit.archive import Archive, as_bounds, empty_storage, threshold_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +33,8 @@ class GridArchive(Archive):
         lower: Any,
         upper: Any,
         example_genotype: Any,
+        learning_rate: float = 1.0,
+        threshold_min: float = -math.inf,
     ) -> GridArchive:
         """An empty grid archive.
 
@@ -40,13 +42,17 @@ class GridArchive(Archive):
             shape: cells per descriptor dimension, e.g. ``(32, 32)``.
             lower, upper: descriptor bounds, scalars or ``(M,)``.
             example_genotype: one genotype (no batch axis), any pytree of arrays.
+            learning_rate, threshold_min: CMA-MAE archive learning rate (alpha) and
+                initial threshold; the defaults give the usual MAP-Elites archive (see
+                :mod:`qdkit.archive`).
         """
         shape = tuple(int(s) for s in shape)
         if not shape or any(s < 1 for s in shape):
             raise ValueError(f"grid shape must be positive integers; got {shape}")
         lo, hi = as_bounds(lower, upper, len(shape))
         storage = empty_storage(math.prod(shape), len(shape), example_genotype)
-        return cls(**storage, lower=lo, upper=hi, shape=shape)
+        soft = threshold_fields(math.prod(shape), learning_rate, threshold_min)
+        return cls(**storage, **soft, lower=lo, upper=hi, shape=shape)
 
     def grid_indices(self, descriptors: jax.Array) -> jax.Array:
         """``(B, M)`` int32 per-axis cell coordinates (clipped into the grid)."""
@@ -68,6 +74,6 @@ class GridArchive(Archive):
 
 jax.tree_util.register_dataclass(
     GridArchive,
-    data_fields=["genotypes", "fitness", "descriptors", "lower", "upper", "order"],
-    meta_fields=["shape"],
+    data_fields=["genotypes", "fitness", "descriptors", "lower", "upper", "order", "threshold"],
+    meta_fields=["learning_rate", "threshold_min", "shape"],
 )

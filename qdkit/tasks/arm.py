@@ -49,4 +49,5 @@ def arm(dof: int = 8) -> Task:
         qd_offset=-float(np.pi**2),
         descriptor_names=("end-effector x", "end-effector y"),
         options={"dof": dof},
+        differentiable=True,
     )

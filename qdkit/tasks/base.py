@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 
 class Evaluation(NamedTuple):
@@ -47,6 +48,9 @@ class Task:
         options: the options the task was built with (recorded in run configs).
         init: optional ``init(key, n) -> genotypes``; default uniform in the genotype
             bounds.
+        differentiable: whether ``score`` can be differentiated by JAX with respect to
+            the genotype; :meth:`jacobian` and the DQD emitters (CMA-MEGA, OMG-MEGA)
+            need it.
     """
 
     name: str
@@ -60,6 +64,7 @@ class Task:
     descriptor_names: tuple[str, ...]
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     init: Callable[[jax.Array, int], Any] | None = None
+    differentiable: bool = False
 
     @property
     def descriptor_dim(self) -> int:
@@ -80,6 +85,31 @@ class Task:
             for k, x, lo, hi in zip(keys, leaves, jax.tree.leaves(lows), jax.tree.leaves(highs))
         ]
         return jax.tree.unflatten(treedef, out)
+
+    def jacobian(self, key: jax.Array, genotypes: Any) -> tuple[Evaluation, jax.Array]:
+        """Scores and their derivatives: ``(evaluation, jac)`` with ``jac`` of shape
+        ``(B, 1 + M, D)``: row 0 the fitness gradient, rows ``1..M`` the descriptor
+        gradients, with respect to the flattened genotype (``D`` entries, in
+        ``jax.flatten_util.ravel_pytree`` order). Reverse mode, one row at a time
+        under ``vmap`` (each row gets its own key). Jittable.
+        """
+        if not self.differentiable:
+            raise ValueError(
+                f"task {self.name!r} does not provide gradients (differentiable=False); the built-in "
+                "arm, sphere, rastrigin, sphere_proj and rastrigin_proj tasks do, and a Task whose score "
+                "JAX can differentiate may set differentiable=True"
+            )
+        _, unravel = ravel_pytree(self.example_genotype)
+
+        def row(key, flat):
+            evaluation = self.score(key, jax.tree.map(lambda a: a[None], unravel(flat)))
+            out = jnp.concatenate([evaluation.fitness.reshape(1), evaluation.descriptors.reshape(-1)])
+            return out, jax.tree.map(lambda a: a[0], evaluation)
+
+        flat = jax.vmap(lambda g: ravel_pytree(g)[0])(genotypes)
+        keys = jax.random.split(key, flat.shape[0])
+        jac, evaluation = jax.vmap(jax.jacrev(row, argnums=1, has_aux=True))(keys, flat)
+        return evaluation, jac
 
     def clip(self, genotypes: Any) -> Any:
         """Clip genotypes into the bounds (identity for unbounded tasks)."""

@@ -3,14 +3,21 @@
 - ``sphere`` / ``rastrigin`` (the QDax convention): genotype in ``[0, 1]^n`` mapped to
   ``x = 10 g - 5``; descriptors are the first two genes, in ``[0, 1]^2``.
 - ``sphere_proj`` / ``rastrigin_proj`` (the CMA-ME paper's linear-projection
-  benchmark, Fontaine et al. 2020): genotype in ``[-5.12, 5.12]^n``, optimum shifted to
-  ``0.4 * 5.12``; descriptors are the sums of the first and second halves of the
-  genes (genes beyond ``±5.12`` folded to ``5.12 / x``); fitness normalised to
-  ``[0, 100]`` inside the bounds.
+  benchmark, Fontaine et al. 2020, as the DQD and CMA-MAE papers and pyribs run it):
+  an unbounded genotype, initialised uniformly in ``[-5.12, 5.12]^n``, optimum shifted
+  to ``0.4 * 5.12``; descriptors are the sums of the first and second halves of the
+  genes (genes beyond ``±5.12`` folded to ``5.12 / x``, which keeps the descriptors
+  bounded); fitness normalised to ``[0, 100]`` inside ``[-5.12, 5.12]^n`` (lower
+  outside it).
+
+All five tasks are differentiable (``Task.jacobian``), for the DQD emitters.
 """
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -49,6 +56,7 @@ def _first_two_genes_task(name: str, dims: int, raw, offset: float) -> Task:
         qd_offset=offset,
         descriptor_names=("gene 0", "gene 1"),
         options={"dims": dims},
+        differentiable=True,
     )
 
 
@@ -75,6 +83,10 @@ def _projection_descriptors(genotypes):
     return jnp.stack([jnp.sum(folded[:, :half], axis=1), jnp.sum(folded[:, half:], axis=1)], axis=1)
 
 
+def _uniform_box(key, n, *, dims):
+    return jax.random.uniform(key, (n, dims), jnp.float32, -_BOUND, _BOUND)
+
+
 def _projection_task(name: str, dims: int, raw, worst: float) -> Task:
     def score(key, genotypes):
         del key
@@ -87,13 +99,15 @@ def _projection_task(name: str, dims: int, raw, worst: float) -> Task:
         name=name,
         score=score,
         example_genotype=jnp.zeros((dims,), jnp.float32),
-        genotype_lower=-_BOUND,
-        genotype_upper=_BOUND,
+        genotype_lower=None,
+        genotype_upper=None,
+        init=functools.partial(_uniform_box, dims=dims),
         lower=np.array([-_BOUND * half, -_BOUND * (dims - half)], np.float32),
         upper=np.array([_BOUND * half, _BOUND * (dims - half)], np.float32),
         qd_offset=0.0,
         descriptor_names=("sum of first half", "sum of second half"),
         options={"dims": dims},
+        differentiable=True,
     )
 
 
