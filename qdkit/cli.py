@@ -192,6 +192,18 @@ def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
     "--shape", type=Shape(), default=None, help="Grid cells per descriptor, e.g. 32x32 [default: 32 per descriptor]."
 )
 @click.option("--cells", type=click.IntRange(min=1), default=1024, show_default=True, help="Number of CVT cells.")
+@click.option(
+    "--learning-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="CMA-MAE archive learning rate alpha [default: 0.01 for cma-mae, else 1: a plain archive].",
+)
+@click.option(
+    "--threshold-min",
+    type=float,
+    default=None,
+    help="Initial cell threshold of a CMA-MAE archive [default: the task's QD offset].",
+)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
     "--out", type=click.Path(file_okay=False), default=None, help="Run directory [default: runs/TASK-DATE-TIME]."
@@ -222,6 +234,8 @@ def run(
     archive,
     shape,
     cells,
+    learning_rate,
+    threshold_min,
     seed,
     out,
     checkpoint_every,
@@ -247,6 +261,8 @@ def run(
         "archive": archive,
         "shape": shape,
         "cells": cells,
+        "learning_rate": learning_rate,
+        "threshold_min": threshold_min,
         "seed": seed,
         "checkpoint_every": checkpoint_every,
         "devices": devices,

@@ -53,11 +53,102 @@ def _iso_line_gaussian(
     )
 
 
+def _per_instance(name: str, batch_size: int, num_emitters: int) -> int:
+    num_emitters = int(num_emitters)
+    if num_emitters < 1:
+        raise ValueError(f"num_emitters must be positive; got {num_emitters}")
+    if batch_size % num_emitters or batch_size // num_emitters < 2:
+        per = max(batch_size // num_emitters, 2)
+        raise ValueError(
+            f"{name} splits each batch between num_emitters={num_emitters} instances, so batch_size must be a "
+            f"multiple of {num_emitters} (at least {2 * num_emitters}); got {batch_size}. Use e.g. batch_size "
+            f"{num_emitters * per} ({num_emitters} x {per}) or another num_emitters"
+        )
+    return batch_size // num_emitters
+
+
+def _cma_me(
+    task: Task,
+    batch_size: int,
+    num_emitters: int = 15,
+    sigma0: float = 0.5,
+    ranker: str = "2imp",
+    selection: str = "filter",
+    restart: str = "no_improvement",
+    noise: str = "fast",
+) -> emitters.Emitter:
+    """CMA-ME: CMA-ES instances ranked by archive improvement (batch = num_emitters x population)."""
+    population = _per_instance("cma-me", batch_size, num_emitters)
+    return emitters.evolution_strategy(
+        task.example_genotype, population, num_emitters=num_emitters, sigma0=sigma0, ranker=ranker,
+        selection=selection, restart=restart, lower=task.genotype_lower, upper=task.genotype_upper, noise=noise,
+    )  # fmt: skip
+
+
+def _cma_mae(
+    task: Task,
+    batch_size: int,
+    num_emitters: int = 15,
+    sigma0: float = 0.5,
+    ranker: str = "imp",
+    selection: str = "mu",
+    restart: str = "basic",
+    noise: str = "fast",
+) -> emitters.Emitter:
+    """CMA-MAE: CMA-ME ranked by improvement over a threshold archive (learning_rate 0.01 by default)."""
+    population = _per_instance("cma-mae", batch_size, num_emitters)
+    return emitters.evolution_strategy(
+        task.example_genotype, population, num_emitters=num_emitters, sigma0=sigma0, ranker=ranker,
+        selection=selection, restart=restart, lower=task.genotype_lower, upper=task.genotype_upper, noise=noise,
+    )  # fmt: skip
+
+
+def _cma_mega(
+    task: Task,
+    batch_size: int,
+    num_emitters: int = 15,
+    sigma0: float = 10.0,
+    lr: float = 1.0,
+    optimizer: str = "sgd",
+    ranker: str = "2imp",
+    selection: str = "mu",
+    restart: str = "no_improvement",
+    normalize: bool = True,
+) -> emitters.Emitter:
+    """CMA-MEGA: CMA-ES over gradient coefficients (differentiable tasks; batch = num_emitters x (1 + branches))."""
+    per = _per_instance("cma-mega", batch_size, num_emitters)
+    return emitters.cma_mega(
+        task.jacobian, task.example_genotype, per - 1, num_emitters=num_emitters, sigma0=sigma0, lr=lr,
+        optimizer=optimizer, ranker=ranker, selection=selection, restart=restart, normalize=normalize,
+        lower=task.genotype_lower, upper=task.genotype_upper,
+    )  # fmt: skip
+
+
+def _omg_mega(
+    task: Task, batch_size: int, sigma_g: float = 10.0, normalize: bool = True, noise: str = "fast"
+) -> emitters.Emitter:
+    """OMG-MEGA: elites branch along random gradient combinations (differentiable tasks)."""
+    return emitters.omg_mega(
+        task.jacobian, task.example_genotype, batch_size, sigma_g=sigma_g, normalize=normalize,
+        lower=task.genotype_lower, upper=task.genotype_upper, noise=noise,
+    )  # fmt: skip
+
+
 EMITTERS: dict[str, Callable[..., emitters.Emitter]] = {
     "iso-line": _iso_line,
     "gaussian": _gaussian,
     "iso-line+gaussian": _iso_line_gaussian,
+    "cma-me": _cma_me,
+    "cma-mae": _cma_mae,
+    "cma-mega": _cma_mega,
+    "omg-mega": _omg_mega,
 }
+
+#: Emitters that need ``Task.jacobian``.
+GRADIENT_EMITTERS = frozenset({"cma-mega", "omg-mega"})
+
+#: Archive learning rate used when a run with this emitter does not set one.
+DEFAULT_LEARNING_RATE = {"cma-mae": 0.01}
 
 ARCHIVES = ("grid", "cvt")
 
@@ -91,15 +182,30 @@ def build_emitter(name: str, task: Task, batch_size: int, **options: Any) -> emi
             f"emitter {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"valid options: {', '.join(valid) or 'none'}"
         )
+    if name in GRADIENT_EMITTERS and not task.differentiable:
+        raise ValueError(f"emitter {name!r} needs gradients, and task {task.name!r} does not provide them")
     return EMITTERS[name](task, batch_size, **options)
+
+
+def archive_thresholds(config: dict[str, Any], task: Task) -> tuple[float, float]:
+    """``(learning_rate, threshold_min)`` of a run: the config's, else the emitter's
+    default (CMA-MAE: 0.01), with ``threshold_min`` defaulting to the task's
+    ``qd_offset`` for a threshold archive and ``-inf`` otherwise."""
+    lr = config.get("learning_rate")
+    lr = DEFAULT_LEARNING_RATE.get(config.get("emitter", ""), 1.0) if lr is None else float(lr)
+    tmin = config.get("threshold_min")
+    if tmin is None:
+        tmin = -np.inf if lr == 1.0 else float(task.qd_offset)
+    return lr, float(tmin)
 
 
 def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | None = None) -> Archive:
     """An empty archive as the config says (``archive``: grid with ``shape``, or cvt
     with ``cells``; CVT centroids from ``centroids`` when given, else k-means seeded by
-    ``seed``)."""
+    ``seed``; thresholds from :func:`archive_thresholds`)."""
     kind = config.get("archive", "grid")
     _check_name("archive", kind, list(ARCHIVES))
+    lr, tmin = archive_thresholds(config, task)
     if kind == "grid":
         shape = config.get("shape") or [32] * task.descriptor_dim
         if len(shape) != task.descriptor_dim:
@@ -108,8 +214,9 @@ def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | No
                 f"{task.name!r} has {task.descriptor_dim} descriptors"
             )
         return GridArchive.create(
-            shape=tuple(shape), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
-        )
+            shape=tuple(shape), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype,
+            learning_rate=lr, threshold_min=tmin,
+        )  # fmt: skip
     return CVTArchive.create(
         cells=int(config.get("cells") or 1024),
         centroids=centroids,
@@ -117,6 +224,8 @@ def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | No
         upper=task.upper,
         example_genotype=task.example_genotype,
         key=jax.random.key(int(config.get("seed", 0)) + 1_000_003),
+        learning_rate=lr,
+        threshold_min=tmin,
     )
 
 

@@ -81,6 +81,21 @@ def test_resume_continues_and_matches_uninterrupted(tmp_path):
     assert "complete" in invoke("resume", split, "--no-progress").output
 
 
+@pytest.mark.parametrize("emitter", ["cma-mae", "cma-mega"])
+def test_cma_runs_resume_exactly(tmp_path, emitter):
+    """Threshold archive, CMA-ES and optimiser states all survive a checkpoint."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    extra = ["--task", "sphere_proj", "--emitter", emitter, "--batch-size", 24, "-e", "num_emitters=3"]
+    assert small_run(straight, *extra, "--iterations", 24).exit_code == 0
+    assert small_run(split, *extra, "--iterations", 10).exit_code == 0
+    assert invoke("resume", split, "--iterations", 24, "--no-progress").exit_code == 0
+    a, b = np.load(straight / "archive.npz"), np.load(split / "archive.npz")
+    for key in ["index", "fitness", "genotypes"]:
+        np.testing.assert_array_equal(a[key], b[key])
+    config = json.loads((straight / "config.json").read_text())
+    assert config["learning_rate"] is None  # the emitter's default applies: 0.01 for cma-mae
+
+
 def test_cvt_run_and_resume(tmp_path):
     out = tmp_path / "cvt"
     result = invoke(
@@ -135,7 +150,7 @@ def test_config_file_and_override(tmp_path):
     "args, message",
     [
         (["--task", "nope"], "'nope' is not one of 'arm'"),
-        (["--emitter", "cma"], "is not one of 'gaussian'"),
+        (["--emitter", "cma"], "is not one of 'cma-mae', 'cma-me'"),
         (["--iterations", "0"], "0 is not in the range x>=1"),
         (["--batch-size", "ten"], "'ten' is not a valid integer"),
         (["--shape", "8xq"], "is not a grid shape"),
@@ -146,6 +161,10 @@ def test_config_file_and_override(tmp_path):
         (["-e", "iso_sigma=-1"], "iso_sigma must be non-negative"),
         (["-e", "sigma"], "is not of the form KEY=VALUE"),
         (["--archive", "kd"], "is not one of 'grid', 'cvt'"),
+        (["--learning-rate", "1.5"], "1.5 is not in the range 0.0<=x<=1.0"),
+        (["--learning-rate", "0.5", "--threshold-min", "nan"], "threshold_min must be a number"),
+        (["--emitter", "cma-me", "--batch-size", "32"], "must be a multiple of 15"),
+        (["--emitter", "cma-me", "--batch-size", "30", "-e", "ranker=best"], "valid: 2imp, imp, obj"),
     ],
     ids=[
         "task",
@@ -160,6 +179,10 @@ def test_config_file_and_override(tmp_path):
         "emitter-value",
         "key-value",
         "archive",
+        "learning-rate",
+        "threshold-min",
+        "cma-batch",
+        "cma-ranker",
     ],
 )
 def test_bad_input_is_refused_with_a_message(tmp_path, args, message):

@@ -201,12 +201,13 @@ def test_restart_rules(restart):
     emitter = emitters.evolution_strategy(task.example_genotype, 6, num_emitters=2, sigma0=0.3, restart=restart)
     state = emitter.init(jax.random.key(0), archive)
     elites = np.asarray(archive.genotypes)[np.asarray(archive.occupied)]
+    emit, update = jax.jit(emitter.emit), jax.jit(emitter.update)
     # instance 0 accepted two candidates, instance 1 none
     status = [1, 2, 0, 0, 0, 0] + [0] * 6
     for it in range(1, 4):
-        genotypes = emitter.emit(jax.random.key(it), archive, state)
+        genotypes = emit(jax.random.key(it), archive, state)
         evaluation, info = fake_feedback(emitter, genotypes, status, jnp.linspace(5, 0, 12))
-        state = emitter.update(state, archive, genotypes, evaluation, info)
+        state = update(state, archive, genotypes, evaluation, info)
         if restart == "no_improvement":
             np.testing.assert_array_equal(state.restarts, [0, it])
         elif restart == "basic":
@@ -228,7 +229,7 @@ def test_flat_ranking_values_stop_an_instance_under_any_rule():
     state = emitter.init(jax.random.key(0), archive)
     genotypes = emitter.emit(jax.random.key(1), archive, state)
     evaluation, info = fake_feedback(emitter, genotypes, [1, 1, 1, 1], jnp.full(4, 2.0))
-    state = emitter.update(state, archive, genotypes, evaluation, info)
+    state = jax.jit(emitter.update)(state, archive, genotypes, evaluation, info)
     assert int(state.restarts[0]) == 1
 
 
@@ -321,8 +322,8 @@ def test_cma_mega_branches_are_theta_plus_gradient_combinations():
     task = tasks.get("sphere_proj", dims=6)
     archive = filled_archive(task)
     emitter = emitters.cma_mega(task.jacobian, task.example_genotype, 5, num_emitters=2, sigma0=1.0)
-    state = emitter.init(jax.random.key(0), archive)
-    batch = np.asarray(emitter.emit(jax.random.key(1), archive, state)).reshape(2, 6, 6)
+    state = jax.jit(emitter.init)(jax.random.key(0), archive)
+    batch = np.asarray(jax.jit(emitter.emit)(jax.random.key(1), archive, state)).reshape(2, 6, 6)
     np.testing.assert_allclose(batch[:, 0], state.theta)  # theta comes first
     grads = np.asarray(state.grads)
     np.testing.assert_allclose(np.linalg.norm(grads, axis=2), 1.0, rtol=1e-5)
@@ -333,7 +334,7 @@ def test_cma_mega_branches_are_theta_plus_gradient_combinations():
     # the update regenerates the same coefficients and steps theta along them
     evaluation = task.score(None, jnp.asarray(batch.reshape(12, 6)))
     archive2, info = archive.add(jnp.asarray(batch.reshape(12, 6)), evaluation.fitness, evaluation.descriptors)
-    after = emitter.update(state, archive2, jnp.asarray(batch.reshape(12, 6)), evaluation, info)
+    after = jax.jit(emitter.update)(state, archive2, jnp.asarray(batch.reshape(12, 6)), evaluation, info)
     moved = np.asarray(after.theta) - np.asarray(state.theta)
     for e in range(2):
         if int(after.restarts[e]) == 0:
@@ -361,3 +362,23 @@ def test_dqd_beats_cma_me_and_map_elites_on_a_small_projection_benchmark():
     run("cma-me", emitters.evolution_strategy(g, 12, num_emitters=10), 100)
     run("cma-mega", emitters.cma_mega(task.jacobian, g, 11, num_emitters=10), 100)
     assert scores["cma-mega"] > scores["cma-me"] and scores["cma-mega"] > scores["map-elites"], scores
+
+
+# ------------------------------------------------------------------- registry
+def test_registry_builds_the_cma_family_with_paper_defaults():
+    from qdkit import registry
+
+    base = {"task": "sphere_proj", "task_options": {"dims": 10}, "batch_size": 30, "emitter_options": {}}
+    task, archive, emitter = registry.build({**base, "emitter": "cma-mae"})
+    assert archive.soft and archive.learning_rate == 0.01 and archive.threshold_min == task.qd_offset
+    assert emitter.batch_size == 30
+    _, archive, _ = registry.build({**base, "emitter": "cma-mae", "learning_rate": 1.0})
+    assert not archive.soft  # alpha = 1: the plain archive, as CMA-ME uses
+    _, archive, emitter = registry.build({**base, "emitter": "cma-mega", "emitter_options": {"num_emitters": 5}})
+    assert not archive.soft and emitter.batch_size == 30  # 5 x (theta + 5 branches)
+    plain = tasks.Task(
+        name="plain", score=lambda k, g: None, example_genotype=jnp.zeros(2), genotype_lower=0.0,
+        genotype_upper=1.0, lower=np.zeros(2), upper=np.ones(2), qd_offset=0.0, descriptor_names=("a", "b"),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="needs gradients"):
+        registry.build_emitter("omg-mega", plain, 10)
