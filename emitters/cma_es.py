@@ -96,13 +96,15 @@ def rates(mueff: jax.Array, n: int) -> tuple[jax.Array, jax.Array, jax.Array, ja
 
 
 def lazy_gap(n: int, population: int) -> int:
-    """Iterations between eigendecompositions (pycma's rule: about
-    ``1 / (10 n (c_1 + c_mu))`` generations, computed at ``mu = lambda / 2``)."""
+    """Iterations between eigendecompositions: the first iteration count whose
+    evaluations exceed pyribs' (pycma's) lazy gap of
+    ``0.5 n lambda / (c_1 + c_mu) / n^2`` evaluations, computed at ``mu = lambda / 2``."""
     w = weights(jnp.asarray(max(population // 2, 1)), population)
     mueff = float(1.0 / jnp.sum(w**2))
     _, _, c1, cmu, _ = rates(jnp.asarray(mueff), n)
     gap_evals = 0.5 * n * population / float(c1 + cmu) / n**2
-    return max(1, math.floor(gap_evals / population))
+    # pyribs decomposes once more than ``gap_evals`` evaluations have passed
+    return math.floor(gap_evals / population) + 1
 
 
 def sample(state: CMAState, z: jax.Array) -> jax.Array:
