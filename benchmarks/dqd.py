@@ -36,12 +36,12 @@ Nothing here is a test: it prints what it measured.
 from __future__ import annotations
 
 import argparse
-import warnings
 import dataclasses
 import os
 import platform
 import sys
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -137,8 +137,12 @@ def summary(fitness, seconds: float) -> dict:
 # ---------------------------------------------------------------------- pyribs
 def pyribs_run(name: str, function: str, dims: int, iterations: int, seed: int) -> dict:
     from ribs.archives import GridArchive as RibsGrid
-    from ribs.emitters import EvolutionStrategyEmitter, GaussianEmitter, GradientArborescenceEmitter
-    from ribs.emitters import GradientOperatorEmitter
+    from ribs.emitters import (
+        EvolutionStrategyEmitter,
+        GaussianEmitter,
+        GradientArborescenceEmitter,
+        GradientOperatorEmitter,
+    )
     from ribs.schedulers import Scheduler
 
     half = dims // 2

@@ -149,7 +149,9 @@ def cma_mega(
     def fresh(theta, num_coefficients):
         """New optimiser and coefficient CMA-ES (mean 0, ``sigma0``) at ``theta``."""
         zeros = jnp.zeros((theta.shape[0], num_coefficients), jnp.float32)
-        return theta, jax.vmap(opt.init)(theta), jax.vmap(cma_es.reset, in_axes=(0, None))(zeros, sigma0)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes Python floats and int32 counts
+            opt_state = jax.vmap(opt.init)(theta)
+        return theta, opt_state, jax.vmap(cma_es.reset, in_axes=(0, None))(zeros, sigma0)
 
     def init(key, archive):
         k_theta, k_grad, k_state = jax.random.split(key, 3)
@@ -183,8 +185,9 @@ def cma_mega(
         # theta moves along the recombined branch direction (pyribs: new mean - theta)
         w = jax.vmap(cma_es.weights, in_axes=(0, None))(num_parents, population)
         step = jnp.einsum("ek,ekn->en", jnp.einsum("ep,epk->ek", w, ranked), state.grads)
-        updates, opt_state = jax.vmap(opt.update)(-step, state.opt, state.theta)
-        theta = clip_flat(optax.apply_updates(state.theta, updates))
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = jax.vmap(opt.update)(-step, state.opt, state.theta)
+            theta = clip_flat(optax.apply_updates(state.theta, updates))
 
         cma = jax.vmap(cma_es.tell)(state.cma, ranked, num_parents)
         cma = jax.vmap(cma_es.decompose)(cma)  # 1 + M dimensions: cheap every time

@@ -1,7 +1,25 @@
-"""Judges and learned metrics (QDHF, QDAIF).
+"""Judges and learned metrics (QDHF); AI feedback for text (QDAIF) comes with its issue.
 
-This package is part of the qdkit distribution; its contents arrive with the
-learned-descriptor and AI-feedback work. It imports ``qdkit``, never the reverse.
+This package is part of the qdkit distribution. It imports ``qdkit``, never the reverse.
 """
 
-__all__: list[str] = []
+from feedback.judges import CANT_TELL, A, B, Judge, SimulatedJudge
+from feedback.learned import Projection, fit_autoencoder, fit_triplets, latent_bounds, triplet_loss
+from feedback.learned_archive import LearnedArchive, features_task
+from feedback.qdhf import Refitter
+
+__all__ = [
+    "A",
+    "B",
+    "CANT_TELL",
+    "Judge",
+    "LearnedArchive",
+    "Projection",
+    "Refitter",
+    "SimulatedJudge",
+    "features_task",
+    "fit_autoencoder",
+    "fit_triplets",
+    "latent_bounds",
+    "triplet_loss",
+]

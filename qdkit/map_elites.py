@@ -26,7 +26,7 @@ from qdkit import sharding
 from qdkit.archive import Archive
 
 Metrics = dict[str, np.ndarray]
-Callback = Callable[["RunState", Metrics], None]
+Callback = Callable[["RunState", Metrics], "RunState | None"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +172,9 @@ def run(
         chunk_size: iterations per compiled chunk; host work happens between chunks.
         callbacks: called after each chunk as ``callback(state, metrics)`` with the
             chunk's metrics (NumPy arrays, including ``iteration``). The state is only
-            valid during the call (its buffers are reused by the next chunk).
+            valid during the call (its buffers are reused by the next chunk). A
+            callback may return a new :class:`RunState` (same shapes and types, e.g. a
+            rebuilt archive) to continue from; later callbacks see that one.
         catch_interrupt: on Ctrl-C (main thread only), finish the running chunk, then
             raise :class:`Interrupted` carrying the state; a second Ctrl-C stops at once.
         mesh: optional device mesh (:func:`qdkit.sharding.batch_mesh`): each batch is
@@ -205,7 +207,9 @@ def run(
             collected.append(chunk)
             done += num
             for callback in callbacks:
-                callback(state, chunk)
+                replacement = callback(state, chunk)
+                if replacement is not None:  # e.g. a refit of learned descriptors
+                    state = sharding.replicate(replacement, mesh)
             if interrupted[0] and done < iterations:
                 raise Interrupted(state, _concat(collected))
     return state, _concat(collected)

@@ -383,3 +383,15 @@ def test_registry_builds_the_cma_family_with_paper_defaults():
     )  # fmt: skip
     with pytest.raises(ValueError, match="needs gradients"):
         registry.build_emitter("omg-mega", plain, 10)
+
+
+def test_cma_mega_with_adam_runs_on_the_arm():
+    task = tasks.get("arm", dof=6)
+    archive = filled_archive(task, n=50)
+    emitter = emitters.cma_mega(task.jacobian, task.example_genotype, 7, num_emitters=2, sigma0=0.5, lr=0.05,
+                                optimizer="adam", lower=task.genotype_lower, upper=task.genotype_upper)  # fmt: skip
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+    state, metrics = map_elites.run(state, task, emitter, 20, chunk_size=10)
+    theta = np.asarray(state.emitter_state.theta)
+    assert np.all(np.abs(theta) <= np.pi + 1e-6)  # theta stays in the genotype bounds
+    assert metrics["num_elites"][-1] > metrics["num_elites"][0]

@@ -1,0 +1,143 @@
+"""QDHF on the robotic arm: learned descriptors against ground truth, AURORA and random.
+
+Every method runs MAP-Elites (Iso+LineDD, batch 256) on the arm for ``--iterations``
+iterations into a 32 x 32 grid; they differ only in the descriptors:
+
+- ``ground truth``: the end-effector position itself (the upper reference);
+- ``qdhf``: a linear projection of the joint positions (the features) to 2-D, trained
+  from ``--judgments`` simulated similarity judgments (judge: the end-effector
+  position), refitted at 0, 10, 25, 50% of the run;
+- ``aurora``: the same projection trained as the encoder of an autoencoder on the
+  elites' features, on the same schedule;
+- ``random``: the random initial projection (bounds refitted on the same schedule).
+
+Each final archive is *scored with the ground truth*: its elites are inserted into a
+32 x 32 end-effector grid, and the table gives that archive's QD-score (normalised:
+``sum(f + pi^2) / (1024 pi^2)``) and coverage, mean ± standard deviation over seeds.
+Then the QDHF score against the judgment budget and against judge noise (flip
+probability). Nothing here is a test: it prints what it measured.
+
+    python benchmarks/qdhf_arm.py                  # full (about 10 minutes on 2 cores)
+    python benchmarks/qdhf_arm.py --quick          # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import emitters  # noqa: E402
+import feedback  # noqa: E402
+from qdkit import GridArchive, map_elites, tasks  # noqa: E402
+
+SHAPE = (32, 32)
+
+
+def ground_truth_score(task, archive) -> tuple[float, float]:
+    occupied = np.asarray(archive.occupied)
+    genotypes = jnp.asarray(np.asarray(archive.genotypes)[occupied])
+    truth = GridArchive.create(shape=SHAPE, lower=task.lower, upper=task.upper, example_genotype=task.example_genotype)
+    evaluation = task.score(None, genotypes)
+    truth, _ = truth.add(genotypes, evaluation.fitness, evaluation.descriptors)
+    qd = float(truth.qd_score(task.qd_offset)) / (truth.num_cells * -task.qd_offset)
+    return qd, float(truth.coverage())
+
+
+def run(method: str, seed: int, iterations: int, *, dof: int, judgments: int = 1000, flip: float = 0.0):
+    task = tasks.get("arm", dof=dof)
+    emitter = emitters.iso_line(256, 0.01, 0.1, lower=task.genotype_lower, upper=task.genotype_upper)
+    key = jax.random.key(seed)
+    if method == "ground truth":
+        archive = GridArchive.create(
+            shape=SHAPE, lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
+        )
+        state = map_elites.init(key, task, archive, emitter)
+        state, _ = map_elites.run(state, task, emitter, iterations)
+        return ground_truth_score(task, state.archive)
+    ftask = feedback.features_task(task, "joint_positions")
+    projection = feedback.Projection(2 * dof, 2)
+    archive = feedback.LearnedArchive.create(
+        shape=SHAPE, projection=projection, params=projection.init(jax.random.fold_in(key, 1)),
+        example_genotype=task.example_genotype,
+    )  # fmt: skip
+    judge = feedback.SimulatedJudge.from_task(task, flip=flip, seed=seed)
+    refitter = feedback.Refitter(
+        judge if method == "qdhf" else None, iterations=iterations, judgments=judgments, method=method, seed=seed
+    )
+    chunk = max(1, iterations // 20)
+    state = refitter.start(map_elites.init(key, ftask, archive, emitter))
+    state, _ = map_elites.run(state, ftask, emitter, iterations, chunk_size=chunk, callbacks=[refitter])
+    return ground_truth_score(task, state.archive)
+
+
+def table(rows: dict[str, list[tuple[float, float]]], label: str) -> None:
+    print(f"| {label} | QD-score (ground truth) | coverage (ground truth) |")
+    print("|---|---:|---:|")
+    for name, scores in rows.items():
+        qd, cov = np.asarray(scores).T
+        print(f"| {name} | {qd.mean():.3f} ± {qd.std():.3f} | {cov.mean():.1%} ± {cov.std():.1%} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--dof", type=int, default=8)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--plot", default=None, help="write the budget and noise curves to this PNG")
+    args = parser.parse_args()
+    budgets, flips, sweep_seeds = [100, 300, 1000, 3000], [0.0, 0.1, 0.2, 0.3], min(args.seeds, 3)
+    if args.quick:
+        args.iterations, args.seeds, budgets, flips, sweep_seeds = 20, 1, [40], [0.2], 1
+    start = time.perf_counter()
+    print(
+        f"# arm, {args.dof} joints, {args.iterations} iterations x 256, {SHAPE[0]}x{SHAPE[1]} grid, {args.seeds} seeds"
+    )
+    methods = {}
+    for method in ("ground truth", "qdhf", "aurora", "random"):
+        methods[method] = [run(method, s, args.iterations, dof=args.dof) for s in range(args.seeds)]
+    table(methods, "method (1000 judgments)")
+    budget_rows = {
+        f"{b} judgments": [run("qdhf", s, args.iterations, dof=args.dof, judgments=b) for s in range(sweep_seeds)]
+        for b in budgets
+    }
+    table(budget_rows, "QDHF budget")
+    noise_rows = {
+        f"flip {f:.0%}": [run("qdhf", s, args.iterations, dof=args.dof, flip=f) for s in range(sweep_seeds)]
+        for f in flips
+    }
+    table(noise_rows, "QDHF judge noise (1000 judgments)")
+    print(f"# {time.perf_counter() - start:.0f} s in all")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+        for ax, rows, xs, xlabel in (
+            (axes[0], budget_rows, budgets, "judgments"),
+            (axes[1], noise_rows, flips, "judge flip probability"),
+        ):
+            qd = np.array([[s[0] for s in v] for v in rows.values()])
+            ax.errorbar(xs, qd.mean(1), yerr=qd.std(1), marker="o", label="QDHF")
+            for name, style in (("ground truth", "--"), ("aurora", ":"), ("random", "-.")):
+                ax.axhline(np.mean([s[0] for s in methods[name]]), ls=style, color="gray", label=name)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("QD-score on ground truth")
+        axes[0].set_xscale("log")
+        axes[1].legend(fontsize=8)
+        fig.savefig(args.plot, dpi=120)
+        print(f"# wrote {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
