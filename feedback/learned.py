@@ -133,6 +133,23 @@ def _fit_autoencoder(projection, params, decoder_params, features, *, steps, lr)
     return both[0], both[1], losses[-1]
 
 
+def align_axes(projection: Projection, params, features: jax.Array) -> list[dict[str, jax.Array]]:
+    """The same projection rotated so that the latent descriptors of ``features`` have
+    uncorrelated coordinates (their principal axes along the grid's axes).
+
+    A rotation keeps every distance, so the triplet loss is unchanged; it lets an
+    axis-aligned grid cover an elongated, tilted latent cloud with fewer empty cells.
+    """
+    z = projection.apply(params, features)
+    z = z - jnp.mean(z, axis=0, keepdims=True)
+    _, rotation = jnp.linalg.eigh(z.T @ z)
+    rotation = rotation[:, ::-1]  # largest variance first
+    last = dict(params[-1])
+    last["w"] = last["w"] @ rotation
+    last["b"] = last["b"] @ rotation
+    return [*params[:-1], last]
+
+
 def latent_bounds(projection: Projection, params, features: jax.Array, pad: float = 0.05) -> tuple[Any, Any]:
     """Bounds of the latent descriptors of ``features`` (``(N, F)``, N >= 1): their
     range padded by ``pad`` of its width on each side (a minimum width of ``1e-6``)."""

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from feedback.judges import CANT_TELL, Judge
-from feedback.learned import fit_autoencoder, fit_triplets
+from feedback.learned import align_axes, fit_autoencoder, fit_triplets
 from feedback.learned_archive import LearnedArchive
 
 METHODS = ("qdhf", "aurora", "random")
@@ -51,6 +51,11 @@ class Refitter:
         method: ``"qdhf"``, ``"aurora"`` or ``"random"``.
         steps, lr, margin: training settings (Adam steps per refit, learning rate,
             triplet margin).
+        align: rotate the latent space to the elites' principal axes after each fit
+            (:func:`feedback.learned.align_axes`; distances, hence the loss, unchanged).
+        pad: latent bounds are the elites' latent range widened by this fraction on
+            each side (later discoveries beyond it share the edge cells until the next
+            refit).
         seed: seed for triplet sampling and the decoder's initialisation.
     """
 
@@ -65,6 +70,8 @@ class Refitter:
         steps: int = 500,
         lr: float = 1e-2,
         margin: float = 1.0,
+        align: bool = True,
+        pad: float = 0.0,
         seed: int = 0,
     ):
         if method not in METHODS:
@@ -80,6 +87,7 @@ class Refitter:
         self.iterations, self.judgments = int(iterations), int(judgments)
         self.fractions = refits
         self.steps, self.lr, self.margin = int(steps), float(lr), float(margin)
+        self.align, self.pad = bool(align), float(pad)
         self.rng = np.random.default_rng(seed)
         self.seed = seed
         self.done = 0  # refits performed
@@ -141,8 +149,10 @@ class Refitter:
             params, self.decoder, loss = fit_autoencoder(
                 projection, params, self.decoder, features, steps=self.steps, lr=self.lr
             )
+        if self.align:
+            params = align_axes(projection, params, features)
         before = len(archive)
-        new_archive = archive.redescribe(params)
+        new_archive = archive.redescribe(params, pad=self.pad)
         self.log.append(
             {
                 "iteration": int(state.iteration),
