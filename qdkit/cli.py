@@ -204,6 +204,20 @@ def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
     default=None,
     help="Initial cell threshold of a CMA-MAE archive [default: the task's QD offset].",
 )
+@click.option(
+    "--descriptors",
+    type=click.Choice(list(registry.DESCRIPTORS)),
+    default="task",
+    show_default=True,
+    help="The task's own descriptors, or learned from its features: from judgments (QDHF), an autoencoder "
+    "(AURORA) or a random projection.",
+)
+@click.option("--judge", type=click.Choice(registry.JUDGES), default="simulated", show_default=True,
+              help="Who answers the similarity questions of --descriptors learned.")  # fmt: skip
+@click.option("--judgments", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Judgment budget of --descriptors learned, spread over its refits.")  # fmt: skip
+@click.option("--judge-noise", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Probability that the simulated judge answers wrong.")  # fmt: skip
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
     "--out", type=click.Path(file_okay=False), default=None, help="Run directory [default: runs/TASK-DATE-TIME]."
@@ -236,6 +250,10 @@ def run(
     cells,
     learning_rate,
     threshold_min,
+    descriptors,
+    judge,
+    judgments,
+    judge_noise,
     seed,
     out,
     checkpoint_every,
@@ -263,6 +281,10 @@ def run(
         "cells": cells,
         "learning_rate": learning_rate,
         "threshold_min": threshold_min,
+        "descriptors": descriptors,
+        "judge": judge,
+        "judgments": judgments,
+        "judge_noise": judge_noise,
         "seed": seed,
         "checkpoint_every": checkpoint_every,
         "devices": devices,

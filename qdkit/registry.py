@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 import emitters
+import feedback
 from qdkit import tasks
 from qdkit.archive import Archive
 from qdkit.cvt_archive import CVTArchive
@@ -229,9 +230,62 @@ def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | No
     )
 
 
+#: Descriptor sources: the task's own, or learned from its features (QDHF with a
+#: judge; the AURORA and random-projection baselines without one).
+DESCRIPTORS = {"task": None, "learned": "qdhf", "aurora": "aurora", "random": "random"}
+#: Which extra of a task holds the features that learned descriptors project.
+FEATURES = {"arm": "joint_positions"}
+JUDGES = ("simulated",)
+
+
 def build(config: dict[str, Any], centroids: np.ndarray | None = None) -> tuple[Task, Archive, emitters.Emitter]:
     """``(task, archive, emitter)`` from a run config."""
     task = tasks.get(config["task"], **config.get("task_options", {}))
+    source = config.get("descriptors") or "task"
+    _check_name("descriptor source", source, list(DESCRIPTORS))
+    if source != "task" and config["emitter"] in GRADIENT_EMITTERS:
+        raise ValueError(f"emitter {config['emitter']!r} follows the task's own descriptor gradients; it cannot "
+                         f"run with --descriptors {source}")  # fmt: skip
     emitter = build_emitter(config["emitter"], task, int(config["batch_size"]), **config.get("emitter_options", {}))
-    archive = build_archive(config, task, centroids)
-    return task, archive, emitter
+    if source == "task":
+        return task, build_archive(config, task, centroids), emitter
+    return (*learned_task_and_archive(config, task), emitter)
+
+
+def learned_task_and_archive(config: dict[str, Any], task: Task) -> tuple[Task, Archive]:
+    """The features task and an empty :class:`feedback.LearnedArchive` (2-D latent
+    unless ``shape`` says otherwise; a random linear projection seeded by ``seed``)."""
+    if task.name not in FEATURES:
+        raise ValueError(
+            f"task {task.name!r} has no features to learn descriptors from; tasks with features: "
+            f"{', '.join(sorted(FEATURES))}"
+        )
+    if config.get("archive", "grid") != "grid":
+        raise ValueError("learned descriptors use a grid archive (--archive grid)")
+    features = feedback.features_task(task, FEATURES[task.name])
+    shape = tuple(config.get("shape") or (32, 32))
+    projection = feedback.Projection(features.descriptor_dim, len(shape))
+    params = projection.init(jax.random.key(int(config.get("seed", 0)) + 7_000_003))
+    archive = feedback.LearnedArchive.create(
+        shape=shape, projection=projection, params=params, example_genotype=task.example_genotype
+    )
+    return features, archive
+
+
+def build_refitter(config: dict[str, Any]) -> feedback.Refitter | None:
+    """The QDHF refit schedule of a run with learned descriptors (``None`` otherwise)."""
+    method = DESCRIPTORS[config.get("descriptors") or "task"]
+    if method is None:
+        return None
+    judge = None
+    if method == "qdhf":
+        name = config.get("judge") or "simulated"
+        _check_name("judge", name, list(JUDGES))
+        truth = tasks.get(config["task"], **config.get("task_options", {}))
+        judge = feedback.SimulatedJudge.from_task(truth, flip=float(config.get("judge_noise") or 0.0),
+                                                  seed=int(config.get("seed", 0)))  # fmt: skip
+    judgments = config.get("judgments")
+    return feedback.Refitter(
+        judge, iterations=int(config["iterations"]), judgments=1000 if judgments is None else int(judgments),
+        method=method, seed=int(config.get("seed", 0)),
+    )  # fmt: skip

@@ -7,6 +7,7 @@ Layout of a run directory::
     metrics.jsonl     one JSON object per iteration
     centroids.npy     CVT archives only: the centroids, so a resume skips k-means
     archive.npz       the final elites (qdkit.export.save_npz)
+    judgments.npz     learned-descriptor runs only: the judgments so far and the refit count
     heatmap.png, metrics.png
 
 Host-side helpers; none of this is jittable.
@@ -15,6 +16,7 @@ Host-side helpers; none of this is jittable.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,7 @@ CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.jsonl"
 CENTROIDS = "centroids.npy"
 ARCHIVE = "archive.npz"
+JUDGMENTS = "judgments.npz"
 
 
 class RunDirError(Exception):
@@ -46,6 +49,7 @@ class Run:
     emitter: Any
     state: map_elites.RunState
     devices: int | str | None = None  # a number, "auto", or None for the config's choice
+    refitter: Any = None  # the QDHF refit schedule of a run with learned descriptors
 
     def mesh(self):
         """The device mesh for this run (``None`` for one device); validates the count."""
@@ -89,8 +93,15 @@ def create(directory: str, config: dict[str, Any]) -> Run:
         os.remove(metrics_path)
     mesh = _mesh(config, emitter.batch_size)
     state = map_elites.init(jax.random.key(int(config["seed"])), task, archive, emitter, mesh=mesh)
+    refitter = registry.build_refitter(config)
+    judgments = os.path.join(directory, JUDGMENTS)
+    if os.path.exists(judgments):
+        os.remove(judgments)
+    if refitter is not None:
+        state = refitter.start(state)
+        refitter.save(judgments)
     checkpoint.save(os.path.join(directory, CHECKPOINT), state, config)
-    return Run(directory, config, task, emitter, state)
+    return Run(directory, config, task, emitter, state, refitter=refitter)
 
 
 def load(directory: str, devices: int | str | None = None) -> Run:
@@ -107,7 +118,16 @@ def load(directory: str, devices: int | str | None = None) -> Run:
     task, archive, emitter = registry.build(config, centroids)
     template = jax.eval_shape(lambda key: map_elites.init(key, task, archive, emitter), jax.random.key(0))
     state = checkpoint.load(os.path.join(directory, CHECKPOINT), template)
-    return Run(directory, config, task, emitter, state, devices)
+    refitter = registry.build_refitter(config)
+    if refitter is not None:
+        path = os.path.join(directory, JUDGMENTS)
+        if not os.path.isfile(path):
+            raise RunDirError(f"{directory}: run with learned descriptors but no {JUDGMENTS}")
+        try:
+            refitter.load(path)
+        except ValueError as e:
+            raise RunDirError(str(e)) from e
+    return Run(directory, config, task, emitter, state, devices, refitter)
 
 
 def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.RunState:
@@ -125,14 +145,19 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
     callbacks.truncate_metrics(metrics_path, start)
     log = callbacks.MetricsLog(metrics_path)
     bar = callbacks.ProgressBar(iterations, initial=start, disable=not progress, desc=run.config["task"])
+    hooks = [log, ckpt, bar]
+    chunk = min(100, every)
+    if run.refitter is not None:  # refit first, so the checkpoint after it holds the new archive
+        hooks.insert(0, _saving(run.refitter, os.path.join(run.directory, JUDGMENTS)))
+        chunk = math.gcd(chunk, *[i for i in run.refitter.refit_iterations() if i > 0])
     try:
         state, _ = map_elites.run(
             run.state,
             run.task,
             run.emitter,
             max(0, iterations - start),
-            chunk_size=min(100, every),
-            callbacks=[log, ckpt, bar],
+            chunk_size=chunk,
+            callbacks=hooks,
             mesh=mesh,
         )
     except map_elites.Interrupted as interrupted:
@@ -143,6 +168,18 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
     ckpt.save(state)
     run.state = state
     return state
+
+
+def _saving(refitter, path: str):
+    """The refitter as a callback that also saves the judgments after each refit."""
+
+    def hook(state, metrics):
+        replaced = refitter(state, metrics)
+        if replaced is not None:
+            refitter.save(path)
+        return replaced
+
+    return hook
 
 
 def write_outputs(run: Run) -> list[str]:
@@ -158,6 +195,8 @@ def write_outputs(run: Run) -> list[str]:
     paths = [os.path.join(run.directory, ARCHIVE)]
     export.save_npz(archive, paths[0])
     names = list(run.task.descriptor_names)
+    if len(names) != archive.descriptor_dim:  # learned descriptors: latent axes
+        names = [f"learned {i}" for i in range(archive.descriptor_dim)]
 
     if archive.descriptor_dim > 2:
         figure = plot.archive_pairs(archive, descriptor_names=names)

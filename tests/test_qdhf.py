@@ -217,3 +217,58 @@ def test_qdhf_beats_a_random_projection_on_the_arm():
         coverage[method] = ground_truth_coverage(state.archive)
     assert refitter.judgments_so_far() == 0  # the random baseline asks nothing
     assert coverage["qdhf"] > coverage["random"] + 0.05, coverage
+
+
+# ------------------------------------------------------------ runs and the CLI
+def qdhf_config(**changes):
+    config = {
+        "task": "arm", "task_options": {"dof": 4}, "emitter": "iso-line", "emitter_options": {}, "iterations": 24,
+        "batch_size": 32, "archive": "grid", "shape": [8, 8], "seed": 0, "checkpoint_every": 4, "devices": 1,
+        "descriptors": "learned", "judge": "simulated", "judgments": 40, "judge_noise": 0.1,
+    }  # fmt: skip
+    return {**config, **changes}
+
+
+def test_interrupted_qdhf_run_resumes_exactly(tmp_path):
+    from qdkit import rundir
+
+    straight = rundir.create(str(tmp_path / "straight"), qdhf_config())
+    rundir.execute(straight, 24, progress=False)
+    split = rundir.create(str(tmp_path / "split"), qdhf_config())
+    rundir.execute(split, 10, progress=False)  # stops between the refits at 6 and 12
+    resumed = rundir.load(str(tmp_path / "split"))
+    assert resumed.refitter.done == 3 and resumed.refitter.judgments_so_far() == 30
+    rundir.execute(resumed, 24, progress=False)
+    assert resumed.refitter.judgments_so_far() == straight.refitter.judgments_so_far() == 40
+    for x, y in zip(jax.tree.leaves(resumed.state.archive), jax.tree.leaves(straight.state.archive)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_corrupt_judgments_file_is_reported(tmp_path):
+    from qdkit import rundir
+
+    run = rundir.create(str(tmp_path / "r"), qdhf_config())
+    (tmp_path / "r" / "judgments.npz").write_bytes(b"not a zip")
+    with pytest.raises(rundir.RunDirError, match="judgments file is unreadable or corrupt"):
+        rundir.load(str(tmp_path / "r"))
+    del run
+
+
+def test_cli_learned_descriptors(tmp_path):
+    from click.testing import CliRunner
+
+    from qdkit.cli import main
+
+    out = tmp_path / "run"
+    args = ["run", "--task", "arm", "--descriptors", "learned", "--judgments", "50", "--iterations", "20",
+            "--batch-size", "32", "--shape", "8x8", "--no-progress", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    with np.load(out / "judgments.npz") as f:
+        assert f["choice"].shape == (50,) and int(f["done"]) == 4
+    bad = CliRunner().invoke(
+        main, ["run", "--task", "sphere", "--descriptors", "learned", "--out", str(tmp_path / "x")]
+    )
+    assert bad.exit_code == 2 and "tasks with features: arm" in bad.output
+    bad = CliRunner().invoke(main, ["run", "--descriptors", "pca", "--out", str(tmp_path / "y")])
+    assert bad.exit_code == 2 and "'task', 'learned', 'aurora', 'random'" in bad.output
