@@ -52,3 +52,27 @@ def test_devices_benchmark_smoke(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| 4 |" in result.stdout
+
+
+def test_dqd_benchmark_smoke(tmp_path):
+    pytest.importorskip("ribs")
+    args = ["--quick", "--functions", "sphere", "--algorithms", "cma-mae", "cma-mega"]
+    result = run_script(os.path.join(ROOT, "benchmarks", "dqd.py"), *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| sphere |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["cma-mae", "cma-mega"]
+
+
+def test_qdhf_benchmark_smoke(tmp_path):
+    result = run_script(os.path.join(ROOT, "benchmarks", "qdhf_arm.py"), "--quick", "--seeds", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for line in ["| ground truth |", "| qdhf |", "| aurora |", "| random |", "| 40 judgments |", "| flip 20% |"]:
+        assert line in result.stdout
+
+
+def test_qdhf_example(tmp_path):
+    result = run_script(
+        os.path.join(ROOT, "examples", "qdhf_arm.py"), "--iterations", "40", "--judgments", "80", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "refit at     0: 20 judgments" in result.stdout and "of the true end-effector grid" in result.stdout
