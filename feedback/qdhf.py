@@ -131,10 +131,15 @@ class Refitter:
             count = self.judgments // len(self.fractions) + (
                 1 if self.done < self.judgments % len(self.fractions) else 0
             )
+            sampler = self.rng.bit_generator.state
             picks = np.stack([self.rng.choice(occupied.size, 3, replace=False) for _ in range(count)])
             cells = occupied[picks]
             items = [jax.tree.map(lambda g, c=cells[:, i]: g[c], archive.genotypes) for i in range(3)]
-            choice = np.asarray(self.judge(*items), np.int8)
+            try:
+                choice = np.asarray(self.judge(*items), np.int8)
+            except BaseException:  # e.g. a person quit: ask the same triplets next time
+                self.rng.bit_generator.state = sampler
+                raise
             asked = count
             for name, i in (("anchor", 0), ("a", 1), ("b", 2)):
                 self.data[name].append(np.asarray(archive.features)[cells[:, i]])

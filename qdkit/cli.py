@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+import feedback
 from qdkit import checkpoint, registry, rundir, tasks
 from qdkit.map_elites import Interrupted
 
@@ -132,6 +133,13 @@ def _resume_hint(directory: str) -> str:
     return f"qdkit resume {shlex.quote(directory)}"
 
 
+def _stopped_labelling(directory: str) -> None:
+    click.echo(
+        f"\nLabelling stopped; every answer is saved in {os.path.join(directory, registry.HUMAN_JUDGMENTS)}.\n"
+        f"Continue with: {_resume_hint(directory)}  (or `qdkit label {directory}` to only label)"
+    )
+
+
 def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
     try:
         rundir.execute(run, iterations, progress=progress)
@@ -144,6 +152,9 @@ def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
             err=True,
         )
         sys.exit(130)
+    except feedback.JudgingStopped:
+        _stopped_labelling(run.directory)
+        return
     paths = rundir.write_outputs(run)
     archive = run.state.archive
     click.echo(
@@ -285,12 +296,16 @@ def run(
         "judge": judge,
         "judgments": judgments,
         "judge_noise": judge_noise,
+        "refit_over": iterations,
         "seed": seed,
         "checkpoint_every": checkpoint_every,
         "devices": devices,
     }
     try:
         started = rundir.create(out, config)
+    except feedback.JudgingStopped:
+        _stopped_labelling(out)
+        return
     except (ValueError, TypeError, KeyError) as e:
         raise click.UsageError(str(e).strip("'\"")) from e
     except KeyboardInterrupt:
@@ -325,6 +340,34 @@ def resume(directory, iterations, devices, progress):
         return
     click.echo(f"resuming {directory} at iteration {done} of {total}")
     _execute(loaded, total, progress)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def label(directory):
+    """Answer the pending similarity questions of a run with --judge human."""
+    try:
+        loaded = rundir.load(directory)
+    except (rundir.RunDirError, checkpoint.CheckpointError) as e:
+        raise click.ClickException(str(e)) from e
+    refitter = loaded.refitter
+    if refitter is None or not isinstance(refitter.judge, feedback.HumanJudge):
+        raise click.ClickException(f"{directory} is not a run with --descriptors learned --judge human")
+    try:
+        labelled = rundir.refit_if_due(loaded)
+    except feedback.JudgingStopped:
+        _stopped_labelling(directory)
+        return
+    if not labelled:
+        due = refitter.refit_iterations()
+        nxt = (
+            f"the next refit is at iteration {due[refitter.done]}"
+            if refitter.done < len(due)
+            else "all refits are done"
+        )
+        click.echo(f"No judgments are pending in {directory} ({nxt}).")
+        return
+    click.echo(f"Labelled and refitted. Continue with: {_resume_hint(directory)}")
 
 
 @main.command()

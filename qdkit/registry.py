@@ -8,6 +8,7 @@ run is fully described by a plain JSON-able config dict; :func:`build` turns one
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -235,7 +236,10 @@ def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | No
 DESCRIPTORS = {"task": None, "learned": "qdhf", "aurora": "aurora", "random": "random"}
 #: Which extra of a task holds the features that learned descriptors project.
 FEATURES = {"arm": "joint_positions"}
-JUDGES = ("simulated",)
+JUDGES = ("simulated", "human")
+#: Tasks whose items a person sees drawn (``feedback.draw_<task>``); others as text.
+DRAWN = ("arm",)
+HUMAN_JUDGMENTS = "judgments-human.jsonl"
 
 
 def build(config: dict[str, Any], centroids: np.ndarray | None = None) -> tuple[Task, Archive, emitters.Emitter]:
@@ -272,8 +276,9 @@ def learned_task_and_archive(config: dict[str, Any], task: Task) -> tuple[Task, 
     return features, archive
 
 
-def build_refitter(config: dict[str, Any]) -> feedback.Refitter | None:
-    """The QDHF refit schedule of a run with learned descriptors (``None`` otherwise)."""
+def build_refitter(config: dict[str, Any], directory: str | None = None) -> feedback.Refitter | None:
+    """The QDHF refit schedule of a run with learned descriptors (``None`` otherwise);
+    a human judge keeps its answers in ``directory``."""
     method = DESCRIPTORS[config.get("descriptors") or "task"]
     if method is None:
         return None
@@ -282,10 +287,16 @@ def build_refitter(config: dict[str, Any]) -> feedback.Refitter | None:
         name = config.get("judge") or "simulated"
         _check_name("judge", name, list(JUDGES))
         truth = tasks.get(config["task"], **config.get("task_options", {}))
-        judge = feedback.SimulatedJudge.from_task(truth, flip=float(config.get("judge_noise") or 0.0),
-                                                  seed=int(config.get("seed", 0)))  # fmt: skip
+        if name == "human":
+            path = os.path.join(directory or ".", HUMAN_JUDGMENTS)
+            draw = getattr(feedback, f"draw_{config['task']}") if config["task"] in DRAWN else None
+            judge = feedback.HumanJudge(path, draw=draw)
+        else:
+            noise = float(config.get("judge_noise") or 0.0)
+            judge = feedback.SimulatedJudge.from_task(truth, flip=noise, seed=int(config.get("seed", 0)))
     judgments = config.get("judgments")
     return feedback.Refitter(
-        judge, iterations=int(config["iterations"]), judgments=1000 if judgments is None else int(judgments),
+        judge, iterations=int(config.get("refit_over") or config["iterations"]),
+        judgments=1000 if judgments is None else int(judgments),
         method=method, seed=int(config.get("seed", 0)),
     )  # fmt: skip

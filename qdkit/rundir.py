@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
+import feedback
 from qdkit import callbacks, checkpoint, export, map_elites, registry, sharding
 from qdkit.cvt_archive import CVTArchive
 
@@ -93,15 +94,31 @@ def create(directory: str, config: dict[str, Any]) -> Run:
         os.remove(metrics_path)
     mesh = _mesh(config, emitter.batch_size)
     state = map_elites.init(jax.random.key(int(config["seed"])), task, archive, emitter, mesh=mesh)
-    refitter = registry.build_refitter(config)
-    judgments = os.path.join(directory, JUDGMENTS)
-    if os.path.exists(judgments):
-        os.remove(judgments)
-    if refitter is not None:
-        state = refitter.start(state)
-        refitter.save(judgments)
+    for name in (JUDGMENTS, registry.HUMAN_JUDGMENTS):
+        if os.path.exists(os.path.join(directory, name)):
+            os.remove(os.path.join(directory, name))
+    refitter = registry.build_refitter(config, directory)
     checkpoint.save(os.path.join(directory, CHECKPOINT), state, config)
-    return Run(directory, config, task, emitter, state, refitter=refitter)
+    run = Run(directory, config, task, emitter, state, refitter=refitter)
+    if refitter is not None:
+        refitter.save(os.path.join(directory, JUDGMENTS))
+        refit_if_due(run)  # the refit at iteration 0 (a person may stop it: resume asks again)
+    return run
+
+
+def refit_if_due(run: Run) -> bool:
+    """Perform a refit that is due at the run's current iteration (the one at iteration
+    0, or one a person stopped), then save the judgments and a checkpoint."""
+    refitter = run.refitter
+    if refitter is None:
+        return False
+    due = refitter.refit_iterations()
+    if refitter.done >= len(due) or due[refitter.done] > int(run.state.iteration):
+        return False
+    run.state = refitter.start(run.state)
+    refitter.save(os.path.join(run.directory, JUDGMENTS))
+    checkpoint.save(os.path.join(run.directory, CHECKPOINT), run.state, run.config)
+    return True
 
 
 def load(directory: str, devices: int | str | None = None) -> Run:
@@ -118,7 +135,7 @@ def load(directory: str, devices: int | str | None = None) -> Run:
     task, archive, emitter = registry.build(config, centroids)
     template = jax.eval_shape(lambda key: map_elites.init(key, task, archive, emitter), jax.random.key(0))
     state = checkpoint.load(os.path.join(directory, CHECKPOINT), template)
-    refitter = registry.build_refitter(config)
+    refitter = registry.build_refitter(config, directory)
     if refitter is not None:
         path = os.path.join(directory, JUDGMENTS)
         if not os.path.isfile(path):
@@ -138,6 +155,7 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
         ValueError: a device count this machine or batch cannot use.
     """
     mesh = run.mesh()
+    refit_if_due(run)
     every = int(run.config.get("checkpoint_every", 100))
     ckpt = callbacks.Checkpointer(os.path.join(run.directory, CHECKPOINT), every, run.config)
     metrics_path = os.path.join(run.directory, METRICS)
@@ -148,7 +166,7 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
     hooks = [log, ckpt, bar]
     chunk = min(100, every)
     if run.refitter is not None:  # refit first, so the checkpoint after it holds the new archive
-        hooks.insert(0, _saving(run.refitter, os.path.join(run.directory, JUDGMENTS)))
+        hooks.insert(0, _saving(run.refitter, os.path.join(run.directory, JUDGMENTS), ckpt))
         chunk = math.gcd(chunk, *[i for i in run.refitter.refit_iterations() if i > 0])
     try:
         state, _ = map_elites.run(
@@ -170,11 +188,16 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
     return state
 
 
-def _saving(refitter, path: str):
-    """The refitter as a callback that also saves the judgments after each refit."""
+def _saving(refitter, path: str, ckpt):
+    """The refitter as a callback that also saves the judgments after each refit, and
+    a checkpoint before passing on a person's stop (the refit is asked again on resume)."""
 
     def hook(state, metrics):
-        replaced = refitter(state, metrics)
+        try:
+            replaced = refitter(state, metrics)
+        except feedback.JudgingStopped:
+            ckpt.save(state)
+            raise
         if replaced is not None:
             refitter.save(path)
         return replaced
