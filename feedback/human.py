@@ -6,8 +6,8 @@ key: ``a`` or ``b`` (the candidate more like the anchor), ``s`` (can't tell), ``
 (undo the previous answer) or ``q`` (quit). Anything else re-prompts.
 
 Every answer is appended to a JSON-lines judgments file the moment it is given, keyed
-by a hash of the triplet's items, so quitting (``q``, Ctrl-C, a closed terminal) loses
-nothing: asked the same triplets again, the judge answers the known ones from the file
+by a hash of the triplet's items, so quitting (``q``, Ctrl-C, the end of the input)
+raises :class:`JudgingStopped` and loses nothing: asked the same triplets again, the judge answers the known ones from the file
 and resumes at the first unanswered one. Undo appends an ``undo`` record.
 """
 
@@ -127,7 +127,11 @@ class HumanJudge:
                 click.echo(f"  {label:>6}: {self.describe(item)}")
             if self.draw is not None:
                 click.echo(f"  image: {self._render(ids[i], rows[i])}")
-            key = click.prompt("  a / b / s (can't tell) / u (undo) / q (quit)", default="", show_default=False)
+            try:
+                key = click.prompt("  a / b / s (can't tell) / u (undo) / q (quit)", default="", show_default=False)
+            except (click.Abort, EOFError) as e:  # Ctrl-C, or no more input: as q
+                click.echo(f"\n  stopped; {done} of {n} answered, saved in {self.path}")
+                raise JudgingStopped(f"{n - done} judgments still to give") from e
             key = key.strip().lower()
             if key in KEYS:
                 answers[ids[i]] = KEYS[key]

@@ -126,3 +126,21 @@ def test_cli_run_with_a_human_judge_label_and_resume(tmp_path):
     with np.load(out / "judgments.npz") as f:
         assert int(f["done"]) == 4 and f["choice"].shape == (8,)
     assert len(feedback.read_answers(str(out / "judgments-human.jsonl"))) == 8
+
+
+def test_end_of_input_and_wrong_runs_stop_cleanly(tmp_path):
+    from click.testing import CliRunner
+
+    from qdkit.cli import main
+
+    out = tmp_path / "run"
+    args = ["run", "--task", "arm", "--descriptors", "learned", "--judge", "human", "--judgments", "8",
+            "--iterations", "20", "--batch-size", "32", "--shape", "8x8", "--no-progress", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(main, args, input="a\n")  # one answer, then the input ends
+    assert result.exit_code == 0, result.output
+    assert "Labelling stopped" in result.output and "qdkit resume" in result.output
+    assert len(feedback.read_answers(str(out / "judgments-human.jsonl"))) == 1
+    plain = tmp_path / "plain"
+    assert CliRunner().invoke(main, ["run", "--iterations", "2", "--no-progress", "--out", str(plain)]).exit_code == 0
+    result = CliRunner().invoke(main, ["label", str(plain)])
+    assert result.exit_code == 1 and "not a run with --descriptors learned --judge human" in result.output
