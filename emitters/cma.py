@@ -13,7 +13,10 @@ batch is ``num_emitters * population`` rows, instance ``e`` owning rows
 Rankers (pyribs' names): ``"2imp"`` two-stage improvement — candidates that filled a
 new cell first, then those that improved a cell, then the rest, each group by
 improvement value (CMA-ME); ``"imp"`` improvement value only (CMA-MAE); ``"obj"``
-fitness only. The archive's :attr:`qdkit.AddInfo.rank_status` and ``value`` feed them.
+fitness only (CMA-ME's optimizing emitter); ``"rd"`` the projection of the descriptor
+on a random direction of descriptor space, drawn per instance at each (re)start and
+scaled by the descriptor ranges, and ``"2rd"`` the same after the new/improved/rest
+groups (CMA-ME's random-direction emitter). The archive's :attr:`qdkit.AddInfo.rank_status` and ``value`` feed them.
 
 Selection: ``"filter"`` recombines exactly the accepted candidates (CMA-ME);
 ``"mu"`` the best half (CMA-MAE). Restarts, from a uniformly drawn elite with
@@ -39,7 +42,7 @@ from emitters import cma_es
 from emitters.base import Emitter, check_batch_size, check_positive, clip
 from qdkit import rng
 
-RANKERS = ("2imp", "imp", "obj")
+RANKERS = ("2imp", "imp", "obj", "2rd", "rd")
 SELECTIONS = ("filter", "mu")
 RESTARTS = ("no_improvement", "basic")
 
@@ -53,6 +56,8 @@ class ESState(NamedTuple):
         iteration: ``()`` int32, updates done.
         age: ``(E,)`` int32, updates since each instance's last restart.
         restarts: ``(E,)`` int32, restarts of each instance.
+        direction: ``(E, M)`` target descriptor direction of each instance (used by the
+            ``rd`` and ``2rd`` rankers).
     """
 
     cma: cma_es.CMAState
@@ -60,6 +65,7 @@ class ESState(NamedTuple):
     iteration: jax.Array
     age: jax.Array
     restarts: jax.Array
+    direction: jax.Array
 
 
 def check_choice(name: str, value: str, valid: tuple[str, ...]) -> str:
@@ -93,7 +99,14 @@ def flattener(example_genotype: Any):
     return n, flatten, unflatten
 
 
-def rank(ranker: str, info, fitness: jax.Array) -> tuple[jax.Array, jax.Array]:
+def random_directions(key: jax.Array, archive, count: int) -> jax.Array:
+    """``(count, M)`` directions ``N(0, I) * (upper - lower)`` (pyribs' rule)."""
+    return jax.random.normal(key, (count, archive.descriptor_dim)) * (archive.upper - archive.lower)[None, :]
+
+
+def rank(
+    ranker: str, info, fitness: jax.Array, descriptors: jax.Array | None = None, direction: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
     """Order of one instance's rows, best first, and the spread of ranking values
     between the best and the worst valid row (``inf`` with fewer than two valid rows).
 
@@ -109,6 +122,14 @@ def rank(ranker: str, info, fitness: jax.Array) -> tuple[jax.Array, jax.Array]:
     elif ranker == "imp":
         order = jnp.lexsort((-value, ~valid))
         keys = value[:, None]
+    elif ranker in ("rd", "2rd"):
+        projection = jnp.where(valid, jnp.nan_to_num(descriptors) @ direction, -jnp.inf)
+        if ranker == "rd":
+            order = jnp.lexsort((-projection, ~valid))
+            keys = projection[:, None]
+        else:
+            order = jnp.lexsort((-projection, -status, ~valid))
+            keys = jnp.stack([status, projection], axis=1)
     else:
         score = jnp.where(valid, fitness, -jnp.inf)
         order = jnp.lexsort((-score, ~valid))
@@ -163,7 +184,7 @@ def evolution_strategy(
             use 36).
         num_emitters: CMA-ES instances run side by side (15 in the papers).
         sigma0: initial (and restart) step size.
-        ranker: ``"2imp"``, ``"imp"`` or ``"obj"``.
+        ranker: ``"2imp"``, ``"imp"``, ``"obj"``, ``"2rd"`` or ``"rd"``.
         selection: ``"filter"`` or ``"mu"``.
         restart: ``"no_improvement"``, ``"basic"`` or a positive integer.
         x0: starting mean for every instance (a genotype); default: a uniformly drawn
@@ -193,12 +214,14 @@ def evolution_strategy(
         else:
             means = jnp.broadcast_to(start, (num_emitters, n))
         zeros = jnp.zeros((num_emitters,), jnp.int32)
+        k_state, k_dir = jax.random.split(k_state)
         return ESState(
             cma=jax.vmap(cma_es.reset, in_axes=(0, None))(means, sigma0),
             key=k_state,
             iteration=jnp.zeros((), jnp.int32),
             age=zeros,
             restarts=zeros,
+            direction=random_directions(k_dir, archive, num_emitters),
         )
 
     def emit(key, archive, state):
@@ -211,7 +234,10 @@ def evolution_strategy(
         x = flatten(genotypes).reshape(num_emitters, population, n)
         per_instance = jax.tree.map(lambda a: a.reshape(num_emitters, population, *a.shape[1:]), info)
         fitness = evaluation.fitness.reshape(num_emitters, population)
-        order, spread = jax.vmap(lambda i, f: rank(ranker, i, f))(per_instance, fitness)
+        descriptors = evaluation.descriptors.reshape(num_emitters, population, -1)
+        order, spread = jax.vmap(lambda i, f, d, u: rank(ranker, i, f, d, u))(
+            per_instance, fitness, descriptors, state.direction
+        )
         ranked = jnp.take_along_axis(x, order[:, :, None], axis=1)
         accepted = jnp.sum(per_instance.rank_status > 0, axis=1, dtype=jnp.int32)
         num_parents = accepted if selection == "filter" else jnp.full_like(accepted, population // 2)
@@ -222,19 +248,25 @@ def evolution_strategy(
 
         age = state.age + 1
         stop = jax.vmap(cma_es.should_stop)(cma, spread) | restart_mask(restart, accepted, age)
-        key, k_means = jax.random.split(state.key)
+        key, k_means, k_dir = jax.random.split(state.key, 3)
 
-        def restart_some(c):
+        def restart_some(parts):
+            c, direction = parts
             means = draw_means(k_means, archive, num_emitters, flatten)
-            return select(stop, jax.vmap(cma_es.reset, in_axes=(0, None))(means, sigma0), c)
+            fresh = (
+                jax.vmap(cma_es.reset, in_axes=(0, None))(means, sigma0),
+                random_directions(k_dir, archive, num_emitters),
+            )
+            return select(stop, fresh, (c, direction))
 
-        cma = lax.cond(jnp.any(stop), restart_some, lambda c: c, cma)
+        cma, direction = lax.cond(jnp.any(stop), restart_some, lambda p: p, (cma, state.direction))
         return ESState(
             cma=cma,
             key=key,
             iteration=iteration,
             age=jnp.where(stop, 0, age),
             restarts=state.restarts + stop.astype(jnp.int32),
+            direction=direction,
         )
 
     return Emitter(init=init, emit=emit, update=update, batch_size=num_emitters * population)

@@ -46,6 +46,7 @@ from qdkit import rng
 
 Jacobian = Callable[[jax.Array, Any], tuple[Any, jax.Array]]
 OPTIMIZERS = ("sgd", "adam")
+MEGA_RANKERS = tuple(r for r in RANKERS if r not in ("rd", "2rd"))  # coefficients climb f and m
 
 
 def normalise(jac: jax.Array, epsilon: float = 1e-8) -> jax.Array:
@@ -126,7 +127,7 @@ def cma_mega(
     num_emitters = check_batch_size(num_emitters)
     sigma0 = check_positive("sigma0", sigma0, allow_zero=False)
     lr = check_positive("lr", lr, allow_zero=False)
-    ranker = check_choice("ranker", ranker, RANKERS)
+    ranker = check_choice("ranker", ranker, MEGA_RANKERS)
     selection = check_choice("selection rule", selection, SELECTIONS)
     restart = check_restart(restart)
     opt = _optimizer(optimizer, lr)

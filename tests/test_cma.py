@@ -202,6 +202,7 @@ def test_restart_rules(restart):
     emitter = emitters.evolution_strategy(task.example_genotype, 6, num_emitters=2, sigma0=0.3, restart=restart)
     state = emitter.init(jax.random.key(0), archive)
     elites = np.asarray(archive.genotypes)[np.asarray(archive.occupied)]
+    first_direction = np.asarray(state.direction)
     emit, update = jax.jit(emitter.emit), jax.jit(emitter.update)
     # instance 0 accepted two candidates, instance 1 none
     status = [1, 2, 0, 0, 0, 0] + [0] * 6
@@ -221,6 +222,7 @@ def test_restart_rules(restart):
         assert np.min(np.abs(elites - mean).max(axis=1)) < 1e-6
         assert float(state.cma.sigma[restarted]) == pytest.approx(0.3)
         np.testing.assert_array_equal(state.cma.cov[restarted], np.eye(4))
+        assert np.all(np.asarray(state.direction)[restarted] != first_direction[restarted])  # a new target
 
 
 def test_flat_ranking_values_stop_an_instance_under_any_rule():
@@ -253,7 +255,7 @@ def test_filter_selection_recombines_only_accepted_candidates():
 
 def test_options_are_validated_with_the_valid_choices():
     g = jnp.zeros(3)
-    with pytest.raises(ValueError, match="2imp, imp, obj"):
+    with pytest.raises(ValueError, match="2imp, imp, obj, 2rd, rd"):
         emitters.evolution_strategy(g, 8, ranker="best")
     with pytest.raises(ValueError, match="filter, mu"):
         emitters.evolution_strategy(g, 8, selection="top")
@@ -395,3 +397,25 @@ def test_cma_mega_with_adam_runs_on_the_arm():
     theta = np.asarray(state.emitter_state.theta)
     assert np.all(np.abs(theta) <= np.pi + 1e-6)  # theta stays in the genotype bounds
     assert metrics["num_elites"][-1] > metrics["num_elites"][0]
+
+
+def test_random_direction_rankers_order_by_projection():
+    task = tasks.get("sphere_proj", dims=4)
+    archive = filled_archive(task)
+    for ranker in ("rd", "2rd"):
+        emitter = emitters.evolution_strategy(task.example_genotype, 6, num_emitters=1, ranker=ranker,
+                                              selection="mu", restart="basic")  # fmt: skip
+        state = emitter.init(jax.random.key(0), archive)
+        direction = np.asarray(state.direction[0])
+        assert direction.shape == (2,) and np.all(direction != 0)
+        descriptors = jnp.asarray(np.random.default_rng(1).normal(size=(6, 2)), jnp.float32)
+        status = jnp.array([0, 0, 1, 0, 0, 0])
+        info = AddInfo(jnp.zeros(6, jnp.int32), jnp.zeros(6), jnp.zeros(6, jnp.int32), status)
+        order, _ = emitters.cma.rank(ranker, info, jnp.zeros(6), descriptors, state.direction[0])
+        projection = np.asarray(descriptors) @ direction
+        expected = list(np.argsort(-projection))
+        if ranker == "2rd":  # the accepted row first
+            expected = [2] + [i for i in expected if i != 2]
+        assert list(np.asarray(order)) == expected
+    with pytest.raises(ValueError, match="2imp, imp, obj"):
+        emitters.cma_mega(task.jacobian, task.example_genotype, 4, ranker="rd")
