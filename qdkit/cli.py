@@ -344,7 +344,9 @@ def resume(directory, iterations, devices, progress):
 
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
-def label(directory):
+@click.option("--web", is_flag=True, help="Answer in a browser page on 127.0.0.1 instead of the terminal.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port of the page.")
+def label(directory, web, port):
     """Answer the pending similarity questions of a run with --judge human."""
     try:
         loaded = rundir.load(directory)
@@ -353,6 +355,15 @@ def label(directory):
     refitter = loaded.refitter
     if refitter is None or not isinstance(refitter.judge, feedback.HumanJudge):
         raise click.ClickException(f"{directory} is not a run with --descriptors learned --judge human")
+    if web:
+        try:
+            import flask  # noqa: F401
+        except ImportError as e:
+            raise click.ClickException("qdkit label --web needs Flask: pip install 'qdkit[web]'") from e
+        from feedback.web import WebJudge
+
+        terminal = refitter.judge
+        refitter.judge = WebJudge(terminal.path, describe=terminal.describe, draw=terminal.draw, port=port)
     try:
         labelled = rundir.refit_if_due(loaded)
     except feedback.JudgingStopped:

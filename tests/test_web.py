@@ -1,0 +1,201 @@
+"""The web labelling page, driven in headless Chromium (Debian's package) over the
+DevTools protocol: clicks, keyboard shortcuts, undo, stop, resume and a screenshot."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+import feedback
+from feedback import CANT_TELL, A, B
+from feedback.web import WebJudge
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+websockets_sync = pytest.importorskip("websockets.sync.client")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Browser:
+    """Headless Chromium on one page, driven with DevTools protocol commands."""
+
+    def __init__(self, url: str):
+        self.profile = tempfile.mkdtemp()
+        port = free_port()
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--remote-debugging-port={port}",
+             f"--user-data-dir={self.profile}", "--window-size=1100,700", url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as r:
+                    pages = [t for t in json.load(r) if t["type"] == "page"]
+                if pages:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("chromium did not start")
+            time.sleep(0.2)
+        self.connection = websockets_sync.connect(pages[0]["webSocketDebuggerUrl"], max_size=None)
+        self.ws = self.connection.__enter__()
+        self.next_id = 0
+
+    def send(self, method: str, **params):
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv(timeout=60))
+            if message.get("id") == self.next_id:
+                return message.get("result", {})
+
+    def js(self, expression: str):
+        return self.send("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+    def wait_text(self, text: str, timeout: float = 30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in (self.js("document.body ? document.body.innerText : ''") or ""):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"page never showed {text!r}: {self.js('document.body.innerText')!r}")
+
+    def click(self, element_id: str):
+        self.js(f"document.getElementById({element_id!r}).click()")
+
+    def key(self, key: str):
+        for kind in ("keyDown", "keyUp"):
+            self.send("Input.dispatchKeyEvent", type=kind, key=key, text=key if kind == "keyDown" else "")
+
+    def close(self):
+        self.connection.__exit__(None, None, None)
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def drive(steps):
+    """An ``on_serve`` callback running ``steps(browser)`` in a thread."""
+    errors = []
+
+    def on_serve(url):
+        def run():
+            browser = Browser(url)
+            try:
+                steps(browser)
+            except BaseException as e:  # reported by the test
+                errors.append(e)
+            finally:
+                browser.close()
+
+        threading.Thread(target=run, daemon=True).start()
+
+    return on_serve, errors
+
+
+def test_web_page_clicks_keys_undo_stop_resume_and_screenshot(tmp_path):
+    items = np.linspace(-1, 1, 36, dtype=np.float32).reshape(3, 3, 4)
+    path = tmp_path / "judgments.jsonl"
+    shot = tmp_path / "page.png"
+
+    def first_session(browser):
+        browser.wait_text("Question 1 of 3")
+        assert browser.js("document.querySelectorAll('img').length") == 3
+        browser.click("a")  # a button
+        browser.wait_text("Question 2 of 3")
+        browser.key("b")  # a keyboard shortcut
+        browser.wait_text("Question 3 of 3")
+        browser.key("u")  # undo the b
+        browser.wait_text("Question 2 of 3")
+        browser.click("s")
+        browser.wait_text("Question 3 of 3")
+        time.sleep(0.5)  # let the images load
+        data = browser.send("Page.captureScreenshot", format="png")["data"]
+        shot.write_bytes(base64.b64decode(data))
+        browser.key("q")
+        browser.wait_text("Stopped: 2 of 3 answered")
+
+    on_serve, errors = drive(first_session)
+    judge = WebJudge(str(path), draw=feedback.draw_arm, on_serve=on_serve)
+    with pytest.raises(feedback.JudgingStopped):
+        judge(items[:, 0], items[:, 1], items[:, 2])
+    time.sleep(1.0)
+    assert not errors, errors
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r.get("choice", "undo") for r in records] == [A, B, "undo", CANT_TELL]
+    assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    def second_session(browser):  # only the third question is left
+        browser.wait_text("Question 3 of 3")
+        browser.click("b")
+        browser.wait_text("All 3 answered")
+
+    on_serve, errors = drive(second_session)
+    choices = WebJudge(str(path), on_serve=on_serve)(items[:, 0], items[:, 1], items[:, 2])
+    time.sleep(1.0)
+    assert not errors, errors
+    np.testing.assert_array_equal(choices, [A, CANT_TELL, B])
+    # the terminal judge reads the same file: nothing left to ask
+    assert feedback.HumanJudge(str(path))(items[:, 0], items[:, 1], items[:, 2]).tolist() == [A, CANT_TELL, B]
+
+
+def test_cli_label_web(tmp_path):
+    """A run stopped at its first refit is labelled in the browser with `qdkit label --web`."""
+    import os
+    import sys
+
+    from click.testing import CliRunner
+
+    from qdkit.cli import main
+
+    out = tmp_path / "run"
+    args = ["run", "--task", "arm", "--descriptors", "learned", "--judge", "human", "--judgments", "8",
+            "--iterations", "20", "--batch-size", "32", "--shape", "8x8", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert "Labelling stopped" in CliRunner().invoke(main, args, input="").output
+    port = free_port()
+    qdkit = os.path.join(os.path.dirname(sys.executable), "qdkit")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.Popen([qdkit, "label", str(out), "--web", "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while True:  # wait for the page
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/state", timeout=2).close()
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise AssertionError(proc.stdout.read() if proc.poll() is not None else "no page") from None
+                time.sleep(0.3)
+        browser = Browser(f"http://127.0.0.1:{port}/")
+        try:
+            browser.wait_text("Question 1 of 2")
+            browser.key("a")
+            browser.wait_text("Question 2 of 2")
+            browser.key("b")
+            browser.wait_text("All 2 answered")
+        finally:
+            browser.close()
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, output
+    assert f"http://127.0.0.1:{port}/" in output and "Labelled and refitted" in output
+    assert list(feedback.read_answers(str(out / "judgments-human.jsonl")).values()) == [A, B]
