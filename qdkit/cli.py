@@ -229,6 +229,8 @@ def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
               help="Judgment budget of --descriptors learned, spread over its refits.")  # fmt: skip
 @click.option("--judge-noise", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Probability that the simulated judge answers wrong.")  # fmt: skip
+@click.option("--base-url", default=None, help="OpenAI-compatible endpoint of --judge llm [default: $OPENAI_BASE_URL].")
+@click.option("--model", default=None, help="Model of --judge llm [default: $OPENAI_MODEL]. The key: $OPENAI_API_KEY.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
     "--out", type=click.Path(file_okay=False), default=None, help="Run directory [default: runs/TASK-DATE-TIME]."
@@ -265,6 +267,8 @@ def run(
     judge,
     judgments,
     judge_noise,
+    base_url,
+    model,
     seed,
     out,
     checkpoint_every,
@@ -297,6 +301,8 @@ def run(
         "judgments": judgments,
         "judge_noise": judge_noise,
         "refit_over": iterations,
+        "base_url": base_url,
+        "model": model,
         "seed": seed,
         "checkpoint_every": checkpoint_every,
         "devices": devices,

@@ -236,7 +236,8 @@ def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | No
 DESCRIPTORS = {"task": None, "learned": "qdhf", "aurora": "aurora", "random": "random"}
 #: Which extra of a task holds the features that learned descriptors project.
 FEATURES = {"arm": "joint_positions"}
-JUDGES = ("simulated", "human")
+JUDGES = ("simulated", "human", "llm")
+LLM_CACHE = "llm-cache.sqlite"
 #: Tasks whose items a person sees drawn (``feedback.draw_<task>``); others as text.
 DRAWN = ("arm",)
 HUMAN_JUDGMENTS = "judgments-human.jsonl"
@@ -291,6 +292,12 @@ def build_refitter(config: dict[str, Any], directory: str | None = None) -> feed
             path = os.path.join(directory or ".", HUMAN_JUDGMENTS)
             draw = getattr(feedback, f"draw_{config['task']}") if config["task"] in DRAWN else None
             judge = feedback.HumanJudge(path, draw=draw)
+        elif name == "llm":
+            client = feedback.ModelClient(
+                base_url=config.get("base_url"), model=config.get("model"),
+                cache_path=os.path.join(directory, LLM_CACHE) if directory else None,
+            )  # fmt: skip
+            judge = feedback.LLMJudge(client)
         else:
             noise = float(config.get("judge_noise") or 0.0)
             judge = feedback.SimulatedJudge.from_task(truth, flip=noise, seed=int(config.get("seed", 0)))

@@ -1,0 +1,208 @@
+"""One client for every language-model call: any OpenAI-compatible endpoint.
+
+:class:`ModelClient` wraps the ``openai`` client (hosted APIs, vLLM, Ollama, the
+llama.cpp server) with what a long search needs:
+
+- retries with exponential back-off on timeouts, connection errors, HTTP 429 (honouring
+  ``Retry-After``) and 5xx; other errors are not retried;
+- bounded concurrency for batches (:meth:`ModelClient.chat_many`, a thread pool);
+- a request budget: :class:`BudgetExhausted` once ``max_requests`` real requests were
+  made, so a run can stop cleanly;
+- an on-disk SQLite cache keyed by the full request (model, messages, parameters): a
+  repeated or resumed run pays nothing twice;
+- usage accounting (``client.usage``: requests, cache hits, retries, failures, tokens).
+
+A failed request returns ``None`` (counted) instead of raising. Base URL, model and key
+come from the arguments or ``OPENAI_BASE_URL``, ``OPENAI_MODEL`` and ``OPENAI_API_KEY``;
+the key is never printed, logged or written anywhere (``repr`` hides it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+class BudgetExhausted(RuntimeError):
+    """The client's request budget is spent."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A chat completion's first choice: its text and, when the server gave them, the
+    top log-probabilities of each generated token (``[{token: logprob, ...}, ...]``)."""
+
+    text: str
+    top_logprobs: list[dict[str, float]] | None = None
+
+
+class ModelClient:
+    """See the module docstring.
+
+    Args:
+        base_url, model, api_key: the endpoint (defaults from the environment).
+        timeout: seconds per request.
+        max_retries: retries after the first attempt.
+        backoff: first back-off in seconds (doubled each retry).
+        concurrency: requests in flight at once in :meth:`chat_many`.
+        max_requests: budget of real (uncached) requests; ``None`` for no limit.
+        cache_path: SQLite file for the response cache; ``None`` for no cache.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+        concurrency: int = 4,
+        max_requests: int | None = None,
+        cache_path: str | None = None,
+    ):
+        import openai
+
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        self.model = model or os.environ.get("OPENAI_MODEL")
+        if not self.model:
+            raise ValueError("no model: pass model= or set OPENAI_MODEL")
+        key = api_key or os.environ.get("OPENAI_API_KEY") or "no-key"
+        self._openai = openai
+        self._client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=timeout, max_retries=0)
+        self.max_retries, self.backoff = int(max_retries), float(backoff)
+        self.concurrency = max(1, int(concurrency))
+        self.max_requests = max_requests
+        self.cache_path = cache_path
+        self._lock = threading.Lock()
+        self.usage = {
+            "requests": 0,
+            "cached": 0,
+            "retries": 0,
+            "failures": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+        }
+        if cache_path:
+            with sqlite3.connect(cache_path) as db:
+                db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def __repr__(self) -> str:
+        return f"ModelClient(base_url={self.base_url!r}, model={self.model!r}, api_key=<hidden>)"
+
+    # ------------------------------------------------------------------ cache
+    def _key(self, messages: list[dict], params: dict) -> str:
+        request = {"base_url": self.base_url, "model": self.model, "messages": messages, "params": params}
+        return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+    def _cached(self, key: str) -> Reply | None:
+        if not self.cache_path:
+            return None
+        with sqlite3.connect(self.cache_path) as db:
+            row = db.execute("SELECT value FROM replies WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        value = json.loads(row[0])
+        return Reply(value["text"], value["top_logprobs"])
+
+    def _store(self, key: str, reply: Reply) -> None:
+        if self.cache_path:
+            value = json.dumps({"text": reply.text, "top_logprobs": reply.top_logprobs})
+            with self._lock, sqlite3.connect(self.cache_path) as db:
+                db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?)", (key, value))
+
+    # --------------------------------------------------------------- requests
+    def _count(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self.usage[name] += amount
+
+    def _spend(self) -> None:
+        with self._lock:
+            if self.max_requests is not None and self.usage["requests"] >= self.max_requests:
+                raise BudgetExhausted(f"the request budget ({self.max_requests}) is spent")
+            self.usage["requests"] += 1
+
+    def _wait(self, attempt: int, error: Exception) -> float:
+        response = getattr(error, "response", None)
+        retry_after = None if response is None else response.headers.get("retry-after")
+        try:
+            return max(0.0, float(retry_after))
+        except (TypeError, ValueError):
+            return self.backoff * 2**attempt
+
+    def chat(self, messages: list[dict], **params: Any) -> Reply | None:
+        """One chat completion (cached, retried); ``None`` when it failed."""
+        key = self._key(messages, params)
+        cached = self._cached(key)
+        if cached is not None:
+            self._count("cached")
+            return cached
+        openai = self._openai
+        for attempt in range(self.max_retries + 1):
+            self._spend()
+            try:
+                response = self._client.chat.completions.create(model=self.model, messages=messages, **params)
+                reply = self._reply(response)
+            except (openai.APITimeoutError, openai.APIConnectionError) as e:
+                error = e
+            except openai.APIStatusError as e:
+                if e.status_code not in RETRYABLE_STATUS:
+                    self._count("failures")
+                    return None
+                error = e
+            except (ValueError, TypeError, AttributeError, IndexError, KeyError):  # a malformed answer
+                self._count("failures")
+                return None
+            else:
+                self._store(key, reply)
+                return reply
+            if attempt < self.max_retries:
+                self._count("retries")
+                time.sleep(self._wait(attempt, error))
+        self._count("failures")
+        return None
+
+    def _reply(self, response) -> Reply:
+        choice = response.choices[0]
+        text = choice.message.content
+        if not isinstance(text, str):
+            raise ValueError("no text in the reply")
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            self._count("prompt_tokens", int(usage.prompt_tokens or 0))
+            self._count("completion_tokens", int(usage.completion_tokens or 0))
+        top = None
+        logprobs = getattr(choice, "logprobs", None)
+        if logprobs is not None and getattr(logprobs, "content", None):
+            top = [{t.token: float(t.logprob) for t in (entry.top_logprobs or [])} for entry in logprobs.content]
+        return Reply(text, top)
+
+    def chat_many(self, conversations: list[list[dict]], **params: Any) -> list[Reply | None]:
+        """:meth:`chat` for each conversation, ``concurrency`` at a time, in order.
+
+        Raises :class:`BudgetExhausted` once every request has finished if the budget
+        ran out on the way; its ``partial`` attribute holds the replies obtained (``None``
+        for the rest)."""
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            futures = [pool.submit(self.chat, messages, **params) for messages in conversations]
+            replies, exhausted = [], None
+            for future in futures:
+                try:
+                    replies.append(future.result())
+                except BudgetExhausted as e:
+                    replies.append(None)
+                    exhausted = e
+        if exhausted is not None:
+            exhausted.partial = replies
+            raise exhausted
+        return replies
