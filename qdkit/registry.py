@@ -126,6 +126,27 @@ def _cma_mega(
     )  # fmt: skip
 
 
+def _cma_maega(
+    task: Task,
+    batch_size: int,
+    num_emitters: int = 15,
+    sigma0: float = 10.0,
+    lr: float = 1.0,
+    optimizer: str = "sgd",
+    ranker: str = "imp",
+    selection: str = "mu",
+    restart: str = "basic",
+    normalize: bool = True,
+) -> emitters.Emitter:
+    """CMA-MAEGA: CMA-MEGA ranked by improvement over a threshold archive (learning_rate 0.01 by default)."""
+    per = _per_instance("cma-maega", batch_size, num_emitters)
+    return emitters.cma_mega(
+        task.jacobian, task.example_genotype, per - 1, num_emitters=num_emitters, sigma0=sigma0, lr=lr,
+        optimizer=optimizer, ranker=ranker, selection=selection, restart=restart, normalize=normalize,
+        lower=task.genotype_lower, upper=task.genotype_upper,
+    )  # fmt: skip
+
+
 def _omg_mega(
     task: Task, batch_size: int, sigma_g: float = 10.0, normalize: bool = True, noise: str = "fast"
 ) -> emitters.Emitter:
@@ -143,14 +164,15 @@ EMITTERS: dict[str, Callable[..., emitters.Emitter]] = {
     "cma-me": _cma_me,
     "cma-mae": _cma_mae,
     "cma-mega": _cma_mega,
+    "cma-maega": _cma_maega,
     "omg-mega": _omg_mega,
 }
 
 #: Emitters that need ``Task.jacobian``.
-GRADIENT_EMITTERS = frozenset({"cma-mega", "omg-mega"})
+GRADIENT_EMITTERS = frozenset({"cma-mega", "cma-maega", "omg-mega"})
 
 #: Archive learning rate used when a run with this emitter does not set one.
-DEFAULT_LEARNING_RATE = {"cma-mae": 0.01}
+DEFAULT_LEARNING_RATE = {"cma-mae": 0.01, "cma-maega": 0.01}
 
 ARCHIVES = ("grid", "cvt")
 

@@ -150,7 +150,7 @@ def test_config_file_and_override(tmp_path):
     "args, message",
     [
         (["--task", "nope"], "'nope' is not one of 'arm'"),
-        (["--emitter", "cma"], "is not one of 'cma-mae', 'cma-me'"),
+        (["--emitter", "cma"], "is not one of 'cma-mae', 'cma-maega', 'cma-me'"),
         (["--iterations", "0"], "0 is not in the range x>=1"),
         (["--batch-size", "ten"], "'ten' is not a valid integer"),
         (["--shape", "8xq"], "is not a grid shape"),

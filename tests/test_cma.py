@@ -419,3 +419,20 @@ def test_random_direction_rankers_order_by_projection():
         assert list(np.asarray(order)) == expected
     with pytest.raises(ValueError, match="2imp, imp, obj"):
         emitters.cma_mega(task.jacobian, task.example_genotype, 4, ranker="rd")
+
+
+def test_cma_maega_preset_runs_over_a_threshold_archive():
+    from qdkit import registry
+
+    config = {"task": "sphere_proj", "task_options": {"dims": 10}, "emitter": "cma-maega", "batch_size": 24,
+              "emitter_options": {"num_emitters": 3}, "shape": [10, 10]}  # fmt: skip
+    task, archive, emitter = registry.build(config)
+    assert archive.soft and archive.learning_rate == 0.01 and archive.threshold_min == 0.0
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+    state, metrics = map_elites.run(state, task, emitter, 20, chunk_size=10)
+    thresholds = np.asarray(state.archive.threshold)
+    occupied = np.asarray(state.archive.occupied)
+    # thresholds moved off threshold_min in the occupied cells, and stay below their elites
+    assert np.all(thresholds[occupied] > 0.0)
+    assert np.all(thresholds[occupied] <= np.asarray(state.archive.fitness)[occupied] + 1e-4)
+    assert metrics["num_elites"][-1] > metrics["num_elites"][0]
