@@ -253,6 +253,9 @@ def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | No
     )
 
 
+#: Raised when a person stops answering (re-exported so run code needs only the registry).
+JudgingStopped = feedback.JudgingStopped
+
 #: Descriptor sources: the task's own, or learned from its features (QDHF with a
 #: judge; the AURORA and random-projection baselines without one).
 DESCRIPTORS = {"task": None, "learned": "qdhf", "aurora": "aurora", "random": "random"}

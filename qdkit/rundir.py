@@ -24,7 +24,6 @@ from typing import Any
 import jax
 import numpy as np
 
-import feedback
 from qdkit import callbacks, checkpoint, export, map_elites, registry, sharding
 from qdkit.cvt_archive import CVTArchive
 
@@ -195,7 +194,7 @@ def _saving(refitter, path: str, ckpt):
     def hook(state, metrics):
         try:
             replaced = refitter(state, metrics)
-        except feedback.JudgingStopped:
+        except registry.JudgingStopped:
             ckpt.save(state)
             raise
         if replaced is not None:
