@@ -141,6 +141,37 @@ def rank(
     return order, spread
 
 
+def check_group(population, num_emitters, sigma0, ranker, selection, restart, rankers=RANKERS):
+    """Validated ``(population, num_emitters, sigma0, ranker, selection, restart)`` of a
+    group of CMA-ES instances."""
+    population = check_batch_size(population)
+    if population < 2:
+        raise ValueError(f"population must be at least 2; got {population}")
+    return (
+        population,
+        check_batch_size(num_emitters),
+        check_positive("sigma0", sigma0, allow_zero=False),
+        check_choice("ranker", ranker, rankers),
+        check_choice("selection rule", selection, SELECTIONS),
+        check_restart(restart),
+    )
+
+
+def select_parents(ranker, selection, info, fitness, candidates, descriptors=None, direction=None):
+    """Per instance (leading ``(E,)`` axis everywhere): the candidates ``(E, lambda, d)``
+    ranked best first, the number each instance had accepted, the number of parents to
+    recombine (``filter``: the accepted ones; ``mu``: half), and the ranking spread."""
+    if descriptors is None:
+        order, spread = jax.vmap(lambda i, f: rank(ranker, i, f))(info, fitness)
+    else:
+        order, spread = jax.vmap(lambda i, f, d, u: rank(ranker, i, f, d, u))(info, fitness, descriptors, direction)
+    ranked = jnp.take_along_axis(candidates, order[:, :, None], axis=1)
+    accepted = jnp.sum(info.rank_status > 0, axis=1, dtype=jnp.int32)
+    half = candidates.shape[1] // 2
+    num_parents = accepted if selection == "filter" else jnp.full_like(accepted, half)
+    return ranked, accepted, num_parents, spread
+
+
 def restart_mask(restart: str | int, accepted: jax.Array, age: jax.Array) -> jax.Array:
     """Emitter-side restart rule per instance (CMA-ES's own stop tests come on top)."""
     if restart == "no_improvement":
@@ -194,14 +225,9 @@ def evolution_strategy(
 
     The emitter's batch size is ``num_emitters * population``.
     """
-    population = check_batch_size(population)
-    if population < 2:
-        raise ValueError(f"population must be at least 2; got {population}")
-    num_emitters = check_batch_size(num_emitters)
-    sigma0 = check_positive("sigma0", sigma0, allow_zero=False)
-    ranker = check_choice("ranker", ranker, RANKERS)
-    selection = check_choice("selection rule", selection, SELECTIONS)
-    restart = check_restart(restart)
+    population, num_emitters, sigma0, ranker, selection, restart = check_group(
+        population, num_emitters, sigma0, ranker, selection, restart
+    )
     normal = rng.normal_fn(noise)
     n, flatten, unflatten = flattener(example_genotype)
     gap = cma_es.lazy_gap(n, population)
@@ -235,12 +261,9 @@ def evolution_strategy(
         per_instance = jax.tree.map(lambda a: a.reshape(num_emitters, population, *a.shape[1:]), info)
         fitness = evaluation.fitness.reshape(num_emitters, population)
         descriptors = evaluation.descriptors.reshape(num_emitters, population, -1)
-        order, spread = jax.vmap(lambda i, f, d, u: rank(ranker, i, f, d, u))(
-            per_instance, fitness, descriptors, state.direction
+        ranked, accepted, num_parents, spread = select_parents(
+            ranker, selection, per_instance, fitness, x, descriptors, state.direction
         )
-        ranked = jnp.take_along_axis(x, order[:, :, None], axis=1)
-        accepted = jnp.sum(per_instance.rank_status > 0, axis=1, dtype=jnp.int32)
-        num_parents = accepted if selection == "filter" else jnp.full_like(accepted, population // 2)
 
         cma = jax.vmap(cma_es.tell)(state.cma, ranked, num_parents)
         iteration = state.iteration + 1

@@ -33,14 +33,13 @@ from emitters import cma_es
 from emitters.base import Emitter, check_batch_size, check_positive, clip, keep_state, no_state
 from emitters.cma import (
     RANKERS,
-    SELECTIONS,
     check_choice,
-    check_restart,
+    check_group,
     draw_means,
     flattener,
-    rank,
     restart_mask,
     select,
+    select_parents,
 )
 from qdkit import rng
 
@@ -121,15 +120,10 @@ def cma_mega(
         x0: starting ``theta`` for all instances; default a random elite each.
         lower, upper: genotype bounds: branches and ``theta`` are clipped into them.
     """
-    population = check_batch_size(population)
-    if population < 2:
-        raise ValueError(f"population must be at least 2; got {population}")
-    num_emitters = check_batch_size(num_emitters)
-    sigma0 = check_positive("sigma0", sigma0, allow_zero=False)
+    population, num_emitters, sigma0, ranker, selection, restart = check_group(
+        population, num_emitters, sigma0, ranker, selection, restart, MEGA_RANKERS
+    )
     lr = check_positive("lr", lr, allow_zero=False)
-    ranker = check_choice("ranker", ranker, MEGA_RANKERS)
-    selection = check_choice("selection rule", selection, SELECTIONS)
-    restart = check_restart(restart)
     opt = _optimizer(optimizer, lr)
     n, flatten, unflatten = flattener(example_genotype)
     start = None if x0 is None else flatten(jax.tree.map(lambda a: jnp.asarray(a)[None], x0))[0]
@@ -178,10 +172,7 @@ def cma_mega(
         c = coefficients(state)
         per_instance = jax.tree.map(lambda a: a.reshape(num_emitters, rows, *a.shape[1:])[:, 1:], info)
         fitness = evaluation.fitness.reshape(num_emitters, rows)[:, 1:]
-        order, spread = jax.vmap(lambda i, f: rank(ranker, i, f))(per_instance, fitness)
-        ranked = jnp.take_along_axis(c, order[:, :, None], axis=1)
-        accepted = jnp.sum(per_instance.rank_status > 0, axis=1, dtype=jnp.int32)
-        num_parents = accepted if selection == "filter" else jnp.full_like(accepted, population // 2)
+        ranked, accepted, num_parents, spread = select_parents(ranker, selection, per_instance, fitness, c)
 
         # theta moves along the recombined branch direction (pyribs: new mean - theta)
         w = jax.vmap(cma_es.weights, in_axes=(0, None))(num_parents, population)

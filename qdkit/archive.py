@@ -188,31 +188,29 @@ class Archive:
         if self.threshold is None:
             accepted = valid & (was_empty | (fit > old))
             value = jnp.where(valid, jnp.where(was_empty, fit, fit - old), 0.0)
-            eligible = valid
+            ranked, ranked_cell = fit, cell  # every valid row competes for its cell
             threshold = None
         else:
             t_old = self.threshold[index]
             accepted = valid & (fit > t_old)
             value = jnp.where(valid, fit - t_old, 0.0)
-            eligible = accepted
+            ranked = jnp.where(accepted, fit, -jnp.inf)  # only accepted rows compete
+            ranked_cell = jnp.where(accepted, index, num_cells)
             # batch threshold rule over the accepted rows of each cell
-            acc_cell = jnp.where(accepted, index, num_cells)
-            count = jax.ops.segment_sum(accepted.astype(jnp.float32), acc_cell, num_segments=num_cells)
-            total = jax.ops.segment_sum(jnp.where(accepted, fit, 0.0), acc_cell, num_segments=num_cells)
             if self.learning_rate == 1.0:  # the limit of the rule: the best accepted fitness
-                t_new = jax.ops.segment_max(jnp.where(accepted, fit, -jnp.inf), acc_cell, num_segments=num_cells)[index]
+                t_new = jax.ops.segment_max(ranked, ranked_cell, num_segments=num_cells)[index]
             else:
-                keep = (1.0 - self.learning_rate) ** count[index]
-                t_new = keep * t_old + (1.0 - keep) * total[index] / jnp.maximum(count[index], 1.0)
-            threshold = self.threshold.at[acc_cell].set(t_new, mode="drop")
+                count = jax.ops.segment_sum(accepted.astype(jnp.float32), ranked_cell, num_segments=num_cells)[index]
+                total = jax.ops.segment_sum(jnp.where(accepted, fit, 0.0), ranked_cell, num_segments=num_cells)[index]
+                keep = (1.0 - self.learning_rate) ** count
+                t_new = keep * t_old + (1.0 - keep) * total / jnp.maximum(count, 1.0)
+            threshold = self.threshold.at[ranked_cell].set(t_new, mode="drop")
         rank_status = jnp.where(accepted, jnp.where(was_empty, NEW, IMPROVED), NOT_ADDED)
 
-        # Best eligible fitness per cell within the batch, then the first row reaching it.
-        ranked = jnp.where(eligible, fit, -jnp.inf)
-        ranked_cell = jnp.where(eligible, index, num_cells)
+        # Best competing fitness per cell within the batch, then the first row reaching it.
         best = jax.ops.segment_max(ranked, ranked_cell, num_segments=num_cells)
         rows = jnp.arange(batch, dtype=jnp.int32)
-        is_best = eligible & (ranked == best[index])
+        is_best = (ranked_cell < num_cells) & (ranked == best[index])
         first = jax.ops.segment_min(jnp.where(is_best, rows, batch), ranked_cell, num_segments=num_cells)
         winner = is_best & (first[index] == rows)
 

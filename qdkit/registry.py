@@ -69,82 +69,59 @@ def _per_instance(name: str, batch_size: int, num_emitters: int) -> int:
     return batch_size // num_emitters
 
 
-def _cma_me(
-    task: Task,
-    batch_size: int,
-    num_emitters: int = 15,
-    sigma0: float = 0.5,
-    ranker: str = "2imp",
-    selection: str = "filter",
-    restart: str = "no_improvement",
-    noise: str = "fast",
-) -> emitters.Emitter:
-    """CMA-ME: CMA-ES instances ranked by archive improvement (batch = num_emitters x population)."""
-    population = _per_instance("cma-me", batch_size, num_emitters)
+def _preset(build: Callable[..., emitters.Emitter], name: str, doc: str, **defaults: Any):
+    """A named emitter factory ``(task, batch_size, **options)`` over ``build``, whose
+    signature lists ``defaults`` (so ``qdkit emitters`` shows them and unknown options
+    are refused)."""
+
+    def factory(task: Task, batch_size: int, **options: Any) -> emitters.Emitter:
+        return build(name, task, batch_size, **{**defaults, **options})
+
+    head = [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in ("task", "batch_size")]
+    tail = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in defaults.items()]
+    factory.__signature__ = inspect.Signature(head + tail)
+    factory.__doc__ = doc
+    return factory
+
+
+def _evolution_strategy(name: str, task: Task, batch_size: int, num_emitters: int, **options: Any) -> emitters.Emitter:
+    population = _per_instance(name, batch_size, num_emitters)
     return emitters.evolution_strategy(
-        task.example_genotype, population, num_emitters=num_emitters, sigma0=sigma0, ranker=ranker,
-        selection=selection, restart=restart, lower=task.genotype_lower, upper=task.genotype_upper, noise=noise,
+        task.example_genotype, population, num_emitters=num_emitters,
+        lower=task.genotype_lower, upper=task.genotype_upper, **options,
     )  # fmt: skip
 
 
-def _cma_mae(
-    task: Task,
-    batch_size: int,
-    num_emitters: int = 15,
-    sigma0: float = 0.5,
-    ranker: str = "imp",
-    selection: str = "mu",
-    restart: str = "basic",
-    noise: str = "fast",
-) -> emitters.Emitter:
-    """CMA-MAE: CMA-ME ranked by improvement over a threshold archive (learning_rate 0.01 by default)."""
-    population = _per_instance("cma-mae", batch_size, num_emitters)
-    return emitters.evolution_strategy(
-        task.example_genotype, population, num_emitters=num_emitters, sigma0=sigma0, ranker=ranker,
-        selection=selection, restart=restart, lower=task.genotype_lower, upper=task.genotype_upper, noise=noise,
-    )  # fmt: skip
-
-
-def _cma_mega(
-    task: Task,
-    batch_size: int,
-    num_emitters: int = 15,
-    sigma0: float = 10.0,
-    lr: float = 1.0,
-    optimizer: str = "sgd",
-    ranker: str = "2imp",
-    selection: str = "mu",
-    restart: str = "no_improvement",
-    normalize: bool = True,
-) -> emitters.Emitter:
-    """CMA-MEGA: CMA-ES over gradient coefficients (differentiable tasks; batch = num_emitters x (1 + branches))."""
-    per = _per_instance("cma-mega", batch_size, num_emitters)
+def _gradient_arborescence(name: str, task: Task, batch_size: int, num_emitters: int, **options: Any):
+    per = _per_instance(name, batch_size, num_emitters)  # theta + (per - 1) branches per instance
     return emitters.cma_mega(
-        task.jacobian, task.example_genotype, per - 1, num_emitters=num_emitters, sigma0=sigma0, lr=lr,
-        optimizer=optimizer, ranker=ranker, selection=selection, restart=restart, normalize=normalize,
-        lower=task.genotype_lower, upper=task.genotype_upper,
+        task.jacobian, task.example_genotype, per - 1, num_emitters=num_emitters,
+        lower=task.genotype_lower, upper=task.genotype_upper, **options,
     )  # fmt: skip
 
 
-def _cma_maega(
-    task: Task,
-    batch_size: int,
-    num_emitters: int = 15,
-    sigma0: float = 10.0,
-    lr: float = 1.0,
-    optimizer: str = "sgd",
-    ranker: str = "imp",
-    selection: str = "mu",
-    restart: str = "basic",
-    normalize: bool = True,
-) -> emitters.Emitter:
-    """CMA-MAEGA: CMA-MEGA ranked by improvement over a threshold archive (learning_rate 0.01 by default)."""
-    per = _per_instance("cma-maega", batch_size, num_emitters)
-    return emitters.cma_mega(
-        task.jacobian, task.example_genotype, per - 1, num_emitters=num_emitters, sigma0=sigma0, lr=lr,
-        optimizer=optimizer, ranker=ranker, selection=selection, restart=restart, normalize=normalize,
-        lower=task.genotype_lower, upper=task.genotype_upper,
-    )  # fmt: skip
+_ES = {"num_emitters": 15, "sigma0": 0.5}
+_MEGA = {"num_emitters": 15, "sigma0": 10.0, "lr": 1.0, "optimizer": "sgd"}
+_cma_me = _preset(
+    _evolution_strategy, "cma-me",
+    "CMA-ME: CMA-ES instances ranked by archive improvement (batch = num_emitters x population).",
+    **_ES, ranker="2imp", selection="filter", restart="no_improvement", noise="fast",
+)  # fmt: skip
+_cma_mae = _preset(
+    _evolution_strategy, "cma-mae",
+    "CMA-MAE: CMA-ME ranked by improvement over a threshold archive (learning_rate 0.01 by default).",
+    **_ES, ranker="imp", selection="mu", restart="basic", noise="fast",
+)  # fmt: skip
+_cma_mega = _preset(
+    _gradient_arborescence, "cma-mega",
+    "CMA-MEGA: CMA-ES over gradient coefficients (differentiable tasks; batch = num_emitters x (1 + branches)).",
+    **_MEGA, ranker="2imp", selection="mu", restart="no_improvement", normalize=True,
+)  # fmt: skip
+_cma_maega = _preset(
+    _gradient_arborescence, "cma-maega",
+    "CMA-MAEGA: CMA-MEGA ranked by improvement over a threshold archive (learning_rate 0.01 by default).",
+    **_MEGA, ranker="imp", selection="mu", restart="basic", normalize=True,
+)  # fmt: skip
 
 
 def _omg_mega(
