@@ -23,15 +23,22 @@ class Emitter(NamedTuple):
             with the archive *after* insertion and the :class:`qdkit.AddInfo` of the
             batch.
         batch_size: candidates produced by one ``emit``.
+        host: the functions are host code (e.g. they call a language model) and the
+            loop calls them eagerly; by default they are pure and jittable.
+        stats: optional ``stats(state) -> {name: number}``, counters reported in every
+            metrics row of a host run (e.g. rejected candidates).
 
-    All three functions are pure and jittable. Emitters compare by identity of their
-    functions, so an emitter can be a static argument of ``jax.jit``: build it once.
+    Unless ``host``, all three functions are pure and jittable. Emitters compare by
+    identity of their functions, so an emitter can be a static argument of
+    ``jax.jit``: build it once.
     """
 
     init: Callable[[jax.Array, Archive], Any]
     emit: Callable[[jax.Array, Archive, Any], Any]
     update: Callable[[Any, Archive, Any, Evaluation, AddInfo], Any]
     batch_size: int
+    host: bool = False
+    stats: Callable[[Any], Any] | None = None
 
 
 def no_state(key: jax.Array, archive: Archive) -> tuple[()]:

@@ -37,4 +37,14 @@ def mix(*emitters: Emitter) -> Emitter:
             for i, (e, s) in enumerate(zip(emitters, state))
         )
 
-    return Emitter(init=init, emit=emit, update=update, batch_size=sum(sizes))
+    def stats(state):
+        out = {}
+        for e, s in zip(emitters, state):
+            out.update(e.stats(s) if e.stats is not None else {})
+        return out
+
+    host = any(e.host for e in emitters)
+    counted = any(e.stats is not None for e in emitters)
+    return Emitter(
+        init=init, emit=emit, update=update, batch_size=sum(sizes), host=host, stats=stats if counted else None
+    )

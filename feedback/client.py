@@ -6,8 +6,10 @@ llama.cpp server) with what a long search needs:
 - retries with exponential back-off on timeouts, connection errors, HTTP 429 (honouring
   ``Retry-After``) and 5xx; other errors are not retried;
 - bounded concurrency for batches (:meth:`ModelClient.chat_many`, a thread pool);
-- a request budget: :class:`BudgetExhausted` once ``max_requests`` real requests were
-  made, so a run can stop cleanly;
+- a request and token budget: :class:`BudgetExhausted` once ``max_requests`` real
+  requests were made or ``max_tokens`` tokens (prompt + completion) were used, so a run
+  stops cleanly (it is a :class:`qdkit.StopRun`); with ``usage_path`` the counts are
+  kept on disk, so a budget holds across resumed runs;
 - an on-disk SQLite cache keyed by the full request (model, messages, parameters): a
   repeated or resumed run pays nothing twice;
 - usage accounting (``client.usage``: requests, cache hits, retries, failures, tokens).
@@ -29,11 +31,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from qdkit.map_elites import StopRun
+
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+#: The usage counters, in ``client.usage`` order.
+USAGE = ("requests", "cached", "retries", "failures", "prompt_tokens", "completion_tokens")
 
 
-class BudgetExhausted(RuntimeError):
-    """The client's request budget is spent."""
+class BudgetExhausted(StopRun):
+    """The client's request or token budget is spent (a :class:`qdkit.StopRun`: a
+    host run stops cleanly after its last complete iteration)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class Reply:
 
     text: str
     top_logprobs: list[dict[str, float]] | None = None
+    finish_reason: str | None = None
 
 
 class ModelClient:
@@ -55,7 +63,14 @@ class ModelClient:
         backoff: first back-off in seconds (doubled each retry).
         concurrency: requests in flight at once in :meth:`chat_many`.
         max_requests: budget of real (uncached) requests; ``None`` for no limit.
+        max_tokens: budget of tokens (prompt + completion, as the server reports
+            them); ``None`` for no limit. A request already in flight when it runs out
+            completes.
         cache_path: SQLite file for the response cache; ``None`` for no cache.
+        cache_scope: what identifies the endpoint in cache keys (default: the base
+            URL); e.g. ``"local"`` for a local server whose port changes between runs.
+        usage_path: JSON file where the usage counts are kept (read at start, written
+            after every request), so budgets and accounting span resumed runs.
     """
 
     def __init__(
@@ -69,7 +84,10 @@ class ModelClient:
         backoff: float = 0.5,
         concurrency: int = 4,
         max_requests: int | None = None,
+        max_tokens: int | None = None,
         cache_path: str | None = None,
+        cache_scope: str | None = None,
+        usage_path: str | None = None,
     ):
         import openai
 
@@ -82,17 +100,20 @@ class ModelClient:
         self._client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=timeout, max_retries=0)
         self.max_retries, self.backoff = int(max_retries), float(backoff)
         self.concurrency = max(1, int(concurrency))
-        self.max_requests = max_requests
+        self.max_requests = None if max_requests is None else int(max_requests)
+        self.max_tokens = None if max_tokens is None else int(max_tokens)
         self.cache_path = cache_path
+        self.cache_scope = cache_scope
+        self.usage_path = usage_path
         self._lock = threading.Lock()
-        self.usage = {
-            "requests": 0,
-            "cached": 0,
-            "retries": 0,
-            "failures": 0,
-            "prompt_tokens": 0,
-            "completion_tokens": 0,
-        }
+        self.usage = {name: 0 for name in USAGE}
+        if usage_path and os.path.exists(usage_path):
+            try:
+                with open(usage_path, encoding="utf-8") as f:
+                    saved = json.load(f)
+                self.usage.update({k: int(saved[k]) for k in USAGE if k in saved})
+            except (OSError, ValueError, TypeError, KeyError) as e:
+                raise ValueError(f"{usage_path} is not a usage file: {e}") from e
         if cache_path:
             with sqlite3.connect(cache_path) as db:
                 db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -102,7 +123,8 @@ class ModelClient:
 
     # ------------------------------------------------------------------ cache
     def _key(self, messages: list[dict], params: dict) -> str:
-        request = {"base_url": self.base_url, "model": self.model, "messages": messages, "params": params}
+        scope = self.base_url if self.cache_scope is None else self.cache_scope
+        request = {"base_url": scope, "model": self.model, "messages": messages, "params": params}
         return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
     def _cached(self, key: str) -> Reply | None:
@@ -113,11 +135,13 @@ class ModelClient:
         if row is None:
             return None
         value = json.loads(row[0])
-        return Reply(value["text"], value["top_logprobs"])
+        return Reply(value["text"], value["top_logprobs"], value.get("finish_reason"))
 
     def _store(self, key: str, reply: Reply) -> None:
         if self.cache_path:
-            value = json.dumps({"text": reply.text, "top_logprobs": reply.top_logprobs})
+            value = json.dumps(
+                {"text": reply.text, "top_logprobs": reply.top_logprobs, "finish_reason": reply.finish_reason}
+            )
             with self._lock, sqlite3.connect(self.cache_path) as db:
                 db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?)", (key, value))
 
@@ -125,12 +149,31 @@ class ModelClient:
     def _count(self, name: str, amount: int = 1) -> None:
         with self._lock:
             self.usage[name] += amount
+            self._save_usage()
+
+    def _save_usage(self) -> None:  # called with the lock held
+        if self.usage_path:
+            tmp = f"{self.usage_path}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.usage, f)
+            os.replace(tmp, self.usage_path)
+
+    @property
+    def tokens(self) -> int:
+        return self.usage["prompt_tokens"] + self.usage["completion_tokens"]
+
+    def check_budget(self) -> None:
+        """Raise :class:`BudgetExhausted` if the request or token budget is spent."""
+        if self.max_requests is not None and self.usage["requests"] >= self.max_requests:
+            raise BudgetExhausted(f"the request budget ({self.max_requests} requests) is spent")
+        if self.max_tokens is not None and self.tokens >= self.max_tokens:
+            raise BudgetExhausted(f"the token budget ({self.max_tokens} tokens) is spent")
 
     def _spend(self) -> None:
         with self._lock:
-            if self.max_requests is not None and self.usage["requests"] >= self.max_requests:
-                raise BudgetExhausted(f"the request budget ({self.max_requests}) is spent")
+            self.check_budget()
             self.usage["requests"] += 1
+            self._save_usage()
 
     def _wait(self, attempt: int, error: Exception) -> float:
         response = getattr(error, "response", None)
@@ -179,22 +222,33 @@ class ModelClient:
             raise ValueError("no text in the reply")
         usage = getattr(response, "usage", None)
         if usage is not None:
-            self._count("prompt_tokens", int(usage.prompt_tokens or 0))
-            self._count("completion_tokens", int(usage.completion_tokens or 0))
+            with self._lock:
+                self.usage["prompt_tokens"] += int(usage.prompt_tokens or 0)
+                self.usage["completion_tokens"] += int(usage.completion_tokens or 0)
+                self._save_usage()
         top = None
         logprobs = getattr(choice, "logprobs", None)
         if logprobs is not None and getattr(logprobs, "content", None):
             top = [{t.token: float(t.logprob) for t in (entry.top_logprobs or [])} for entry in logprobs.content]
-        return Reply(text, top)
+        return Reply(text, top, getattr(choice, "finish_reason", None))
 
-    def chat_many(self, conversations: list[list[dict]], **params: Any) -> list[Reply | None]:
+    def chat_many(
+        self, conversations: list[list[dict]], *, each: list[dict] | None = None, **params: Any
+    ) -> list[Reply | None]:
         """:meth:`chat` for each conversation, ``concurrency`` at a time, in order.
+
+        ``each`` optionally gives per-conversation parameters (e.g. a sampling
+        ``seed``), merged over ``params``.
 
         Raises :class:`BudgetExhausted` once every request has finished if the budget
         ran out on the way; its ``partial`` attribute holds the replies obtained (``None``
-        for the rest)."""
+        for the rest). Replies obtained are cached, so a resumed run pays nothing for
+        them again."""
+        if each is not None and len(each) != len(conversations):
+            raise ValueError(f"each has {len(each)} entries for {len(conversations)} conversations")
+        extra = each or [{}] * len(conversations)
         with ThreadPoolExecutor(self.concurrency) as pool:
-            futures = [pool.submit(self.chat, messages, **params) for messages in conversations]
+            futures = [pool.submit(self.chat, m, **{**params, **x}) for m, x in zip(conversations, extra)]
             replies, exhausted = [], None
             for future in futures:
                 try:

@@ -108,7 +108,7 @@ class LearnedArchive(GridArchive):
 jax.tree_util.register_dataclass(
     LearnedArchive,
     data_fields=["genotypes", "fitness", "descriptors", "lower", "upper", "order", "threshold", "params", "features"],
-    meta_fields=["learning_rate", "threshold_min", "shape", "projection"],
+    meta_fields=["learning_rate", "threshold_min", "shape", "edges", "projection"],
 )
 
 

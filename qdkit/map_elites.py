@@ -52,6 +52,13 @@ class RunState:
 jax.tree_util.register_dataclass(RunState, data_fields=["archive", "emitter_state", "key", "iteration"], meta_fields=[])
 
 
+class StopRun(Exception):
+    """Raised by host code (a host task's ``score``, a host emitter) to end a run
+    cleanly, e.g. when a model budget is spent: the iteration in progress is dropped
+    and :func:`run` raises :class:`Stopped` with the state after the last complete
+    iteration."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Raised by :func:`run` after Ctrl-C, once the running chunk has finished.
 
@@ -64,6 +71,22 @@ class Interrupted(KeyboardInterrupt):
         super().__init__("interrupted")
         self.state = state
         self.metrics = metrics
+
+
+class Stopped(Interrupted):
+    """:func:`run` ended early because host code raised :class:`StopRun`.
+
+    Attributes (besides :class:`Interrupted`'s): reason, the message of the
+    :class:`StopRun`."""
+
+    def __init__(self, state: RunState, metrics: Metrics, reason: str):
+        super().__init__(state, metrics)
+        self.reason = reason
+
+
+def is_host(task, emitter) -> bool:
+    """Whether a run of ``task`` with ``emitter`` goes through the host loop."""
+    return bool(getattr(task, "host", False) or getattr(emitter, "host", False))
 
 
 @functools.partial(jax.jit, static_argnames=("task", "emitter", "num_initial", "mesh"))
@@ -92,8 +115,19 @@ def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | 
     n = emitter.batch_size if num_initial is None else int(num_initial)
     if n < 1:
         raise ValueError(f"num_initial must be positive; got {n}")
+    if is_host(task, emitter):
+        return _host_init(key, task, archive, emitter, n)
     sharding.check_batch(mesh, n)
     return _init(sharding.replicate(key, mesh), task, sharding.replicate(archive, mesh), emitter, n, mesh)
+
+
+def state_template(task, archive: Archive, emitter):
+    """The shapes and types of a run state (what :func:`qdkit.checkpoint.load` needs),
+    without evaluating anything."""
+    if is_host(task, emitter):  # nothing to trace: the emitter's own init is cheap host code
+        key = jax.random.key(0)
+        return RunState(archive, emitter.init(key, archive), key, jnp.zeros((), jnp.int32))
+    return jax.eval_shape(lambda key: init(key, task, archive, emitter), jax.random.key(0))
 
 
 def _step(state: RunState, task, emitter, mesh=None) -> tuple[RunState, dict[str, jax.Array]]:
@@ -112,6 +146,88 @@ step.__doc__ = """One MAP-Elites iteration: emit, score, insert, update the emit
 Pure and jitted (``task``, ``emitter`` and the optional ``mesh`` are static). Returns
 ``(state, metrics)`` with metrics as scalars (see :func:`qdkit.metrics.compute`).
 """
+
+
+# ----------------------------------------------------------------------- host loop
+# Host tasks and emitters (language models, people) run eagerly, one iteration at a
+# time; the archive insertion and the metrics stay compiled.
+
+
+@functools.partial(jax.jit, static_argnames=("qd_offset",))
+def _insert(archive, genotypes, fitness, descriptors, qd_offset):
+    archive, info = archive.add(genotypes, fitness, descriptors)
+    return archive, info, metrics_lib.compute(archive, info, qd_offset)
+
+
+_split3 = jax.jit(lambda key: tuple(jax.random.split(key, 3)))
+
+
+def _as_jax(evaluation):
+    return type(evaluation)(
+        jnp.asarray(evaluation.fitness, jnp.float32), jnp.asarray(evaluation.descriptors, jnp.float32),
+        evaluation.extras,
+    )  # fmt: skip
+
+
+def _host_init(key, task, archive, emitter, n):
+    k_genotypes, k_score, k_emitter, k_next = jax.random.split(key, 4)
+    genotypes = jax.tree.map(jnp.asarray, task.initial_genotypes(k_genotypes, n))
+    evaluation = _as_jax(task.score(k_score, genotypes))
+    archive, _, _ = _insert(archive, genotypes, evaluation.fitness, evaluation.descriptors, float(task.qd_offset))
+    emitter_state = emitter.init(k_emitter, archive)
+    return RunState(archive, emitter_state, k_next, jnp.zeros((), jnp.int32))
+
+
+def _host_step(state: RunState, task, emitter) -> tuple[RunState, dict[str, Any]]:
+    key, k_emit, k_score = _split3(state.key)
+    genotypes = jax.tree.map(jnp.asarray, emitter.emit(k_emit, state.archive, state.emitter_state))
+    evaluation = _as_jax(task.score(k_score, genotypes))
+    archive, info, m = _insert(
+        state.archive, genotypes, evaluation.fitness, evaluation.descriptors, float(task.qd_offset)
+    )
+    emitter_state = emitter.update(state.emitter_state, archive, genotypes, evaluation, info)
+    new_state = RunState(archive, emitter_state, key, state.iteration + 1)
+    row = {k: np.asarray(v) for k, v in m.items()}
+    row.update(_host_stats(task, emitter, emitter_state))
+    return new_state, row
+
+
+def _host_stats(task, emitter, emitter_state) -> dict[str, np.ndarray]:
+    extra = dict(task.stats() if getattr(task, "stats", None) else {})
+    if getattr(emitter, "stats", None) is not None:
+        extra.update(emitter.stats(emitter_state))
+    return {k: np.asarray(v) for k, v in extra.items()}
+
+
+def _host_run(state, task, emitter, iterations, chunk_size, callbacks, interrupted):
+    collected: list[Metrics] = []
+    rows: list[dict[str, Any]] = []
+
+    def flush():
+        nonlocal state
+        if not rows:
+            return
+        chunk = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+        chunk["iteration"] = np.arange(int(state.iteration) - len(rows) + 1, int(state.iteration) + 1, dtype=np.int64)
+        rows.clear()
+        collected.append(chunk)
+        for callback in callbacks:
+            replacement = callback(state, chunk)
+            if replacement is not None:
+                state = replacement
+
+    for done in range(iterations):
+        try:
+            state, row = _host_step(state, task, emitter)
+        except StopRun as stop:
+            flush()
+            raise Stopped(state, _concat(collected), str(stop)) from stop
+        rows.append(row)
+        if len(rows) == chunk_size or done + 1 == iterations or interrupted[0]:
+            flush()
+        if interrupted[0] and done + 1 < iterations:
+            raise Interrupted(state, _concat(collected))
+    return state, _concat(collected)
 
 
 def _metric_buffers(size: int) -> dict[str, jax.Array]:
@@ -182,6 +298,12 @@ def run(
             the single-device run, scores equal up to the last bit (see
             :mod:`qdkit.sharding`).
 
+    Host tasks and emitters (``host=True``: language models, people) run one
+    iteration at a time outside the compiler (insertion stays compiled; ``mesh`` is
+    not used); Ctrl-C stops after the iteration in progress, and a
+    :class:`StopRun` raised by them ends the run with :class:`Stopped`. Their
+    ``stats`` counters join every metrics row.
+
     Returns:
         ``(state, metrics)``: metrics as a dict of ``(iterations,)`` NumPy arrays, plus
         ``iteration`` (the 1-based iteration number of each row).
@@ -192,6 +314,9 @@ def run(
         raise ValueError(f"iterations must be >= 0; got {iterations}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive; got {chunk_size}")
+    if is_host(task, emitter):  # one iteration at a time; no device mesh
+        with _sigint_flag(catch_interrupt) as interrupted:
+            return _host_run(state, task, emitter, iterations, chunk_size, callbacks, interrupted)
     sharding.check_batch(mesh, emitter.batch_size)
     collected: list[Metrics] = []
     # A private copy: the chunks donate (reuse) their input buffers.

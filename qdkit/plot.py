@@ -58,6 +58,19 @@ def grid_heatmap(
     values = _masked_fitness(archive.fitness)
     lo, hi = np.asarray(archive.lower), np.asarray(archive.upper)
     labels = _labels(archive, descriptor_names)
+    if archive.edges is not None:  # non-uniform cells
+        edges = archive.cell_edges()
+        if archive.descriptor_dim == 1:
+            image, ys = values.reshape(1, -1), np.array([0.0, 1.0])
+            ax.set_yticks([])
+        else:
+            image, ys = values.reshape(archive.shape).T, edges[1]
+            ax.set_ylabel(labels[1])
+        mesh = ax.pcolormesh(edges[0], ys, image, cmap=cmap, vmin=vmin, vmax=vmax)
+        if colorbar:
+            ax.figure.colorbar(mesh, ax=ax, label="fitness")
+        ax.set_xlabel(labels[0])
+        return ax
     if archive.descriptor_dim == 1:
         image = values.reshape(1, -1)
         extent = (lo[0], hi[0], 0.0, 1.0)

@@ -124,6 +124,23 @@ _cma_maega = _preset(
 )  # fmt: skip
 
 
+def _lmx(
+    task: Task,
+    batch_size: int,
+    num_examples: int = 3,
+    temperature: float = 0.8,
+    style: str = "fewshot",
+    max_tokens: int | None = None,
+) -> emitters.Emitter:
+    """LMX: a language model writes new texts from few-shot elites (text tasks; style fewshot/instruct/fixed)."""
+    domain = task.domain
+    return emitters.lmx(
+        task.client, item=domain.item, topic=domain.topic, seeds=domain.seeds, batch_size=batch_size,
+        max_bytes=task.max_bytes, num_examples=num_examples, temperature=temperature, style=style,
+        max_tokens=domain.max_tokens if max_tokens is None else max_tokens,
+    )  # fmt: skip
+
+
 def _omg_mega(
     task: Task, batch_size: int, sigma_g: float = 10.0, normalize: bool = True, noise: str = "fast"
 ) -> emitters.Emitter:
@@ -143,7 +160,11 @@ EMITTERS: dict[str, Callable[..., emitters.Emitter]] = {
     "cma-mega": _cma_mega,
     "cma-maega": _cma_maega,
     "omg-mega": _omg_mega,
+    "lmx": _lmx,
 }
+
+#: Emitters that write text (need a text task); every other emitter varies arrays.
+TEXT_EMITTERS = frozenset({"lmx"})
 
 #: Emitters that need ``Task.jacobian``.
 GRADIENT_EMITTERS = frozenset({"cma-mega", "cma-maega", "omg-mega"})
@@ -183,6 +204,11 @@ def build_emitter(name: str, task: Task, batch_size: int, **options: Any) -> emi
             f"emitter {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"valid options: {', '.join(valid) or 'none'}"
         )
+    is_text = isinstance(task, feedback.TextTask)
+    if (name in TEXT_EMITTERS) != is_text:
+        if is_text:
+            raise ValueError(f"emitter {name!r} cannot vary text; text tasks use: {', '.join(sorted(TEXT_EMITTERS))}")
+        raise ValueError(f"emitter {name!r} writes text; it needs --task text")
     if name in GRADIENT_EMITTERS and not task.differentiable:
         raise ValueError(f"emitter {name!r} needs gradients, and task {task.name!r} does not provide them")
     return EMITTERS[name](task, batch_size, **options)
@@ -207,6 +233,10 @@ def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | No
     kind = config.get("archive", "grid")
     _check_name("archive", kind, list(ARCHIVES))
     lr, tmin = archive_thresholds(config, task)
+    if kind == "grid" and task.edges is not None and not config.get("shape"):
+        return GridArchive.create(
+            edges=task.edges, example_genotype=task.example_genotype, learning_rate=lr, threshold_min=tmin
+        )
     if kind == "grid":
         shape = config.get("shape") or [32] * task.descriptor_dim
         if len(shape) != task.descriptor_dim:
@@ -245,9 +275,57 @@ DRAWN = ("arm",)
 HUMAN_JUDGMENTS = "judgments-human.jsonl"
 
 
-def build(config: dict[str, Any], centroids: np.ndarray | None = None) -> tuple[Task, Archive, emitters.Emitter]:
-    """``(task, archive, emitter)`` from a run config."""
-    task = tasks.get(config["task"], **config.get("task_options", {}))
+#: Files of a run directory that hold language-model replies and usage.
+LLM_USAGE = "llm-usage.json"
+
+
+def needs_model(config: dict[str, Any]) -> bool:
+    """Whether a run calls a language model (text tasks, an LLM judge)."""
+    return config.get("task") == "text" or (
+        (config.get("descriptors") or "task") == "learned" and config.get("judge") == "llm"
+    )
+
+
+def build_client(config: dict[str, Any], directory: str | None = None) -> feedback.ModelClient:
+    """The run's model client: endpoint and model from the config (else the
+    ``OPENAI_*`` environment), with its cache and usage file in ``directory``, its
+    concurrency and its request and token budgets. A run on the bundled local server
+    (``local_model``) keys its cache by the model alone, as the port changes."""
+    local = bool(config.get("local_model"))
+    model = config.get("model") or (feedback.local_server.MODEL if local else None)
+    return feedback.ModelClient(
+        base_url=config.get("base_url"), model=model,
+        cache_path=os.path.join(directory, LLM_CACHE) if directory else None,
+        usage_path=os.path.join(directory, LLM_USAGE) if directory else None,
+        cache_scope="local" if local else None,
+        concurrency=int(config.get("concurrency") or 4), timeout=float(config.get("model_timeout") or 60.0),
+        max_requests=config.get("max_requests"), max_tokens=config.get("max_tokens"),
+    )  # fmt: skip
+
+
+def _text(domain: str = "opinions") -> Task:
+    """QDAIF text: texts of a domain (opinions, stories or a .toml file) rated by a language model."""
+    return feedback.text_task(domain)
+
+
+tasks.register("text", _text)
+
+
+def build(
+    config: dict[str, Any], centroids: np.ndarray | None = None, directory: str | None = None
+) -> tuple[Task, Archive, emitters.Emitter]:
+    """``(task, archive, emitter)`` from a run config (a text task's model client keeps
+    its cache and usage in ``directory``)."""
+    if config["task"] == "text":
+        unknown = sorted(set(config.get("task_options", {})) - {"domain"})
+        if unknown:
+            raise TypeError(f"task 'text' has no option {', '.join(map(repr, unknown))}; valid options: domain")
+        domain = config.get("task_options", {}).get("domain", "opinions")
+        if config.get("domain_copy") and directory:  # a domain file, copied into the run directory
+            domain = os.path.join(directory, config["domain_copy"])
+        task = feedback.text_task(domain, build_client(config, directory))
+    else:
+        task = tasks.get(config["task"], **config.get("task_options", {}))
     source = config.get("descriptors") or "task"
     _check_name("descriptor source", source, list(DESCRIPTORS))
     if source != "task" and config["emitter"] in GRADIENT_EMITTERS:
@@ -295,11 +373,7 @@ def build_refitter(config: dict[str, Any], directory: str | None = None) -> feed
             draw = getattr(feedback, f"draw_{config['task']}") if config["task"] in DRAWN else None
             judge = feedback.HumanJudge(path, draw=draw)
         elif name == "llm":
-            client = feedback.ModelClient(
-                base_url=config.get("base_url"), model=config.get("model"),
-                cache_path=os.path.join(directory, LLM_CACHE) if directory else None,
-            )  # fmt: skip
-            judge = feedback.LLMJudge(client)
+            judge = feedback.LLMJudge(build_client(config, directory))
         else:
             noise = float(config.get("judge_noise") or 0.0)
             judge = feedback.SimulatedJudge.from_task(truth, flip=noise, seed=int(config.get("seed", 0)))

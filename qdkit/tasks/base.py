@@ -51,6 +51,15 @@ class Task:
         differentiable: whether ``score`` can be differentiated by JAX with respect to
             the genotype; :meth:`jacobian` and the DQD emitters (CMA-MEGA, OMG-MEGA)
             need it.
+        host: ``score`` and ``init`` are host code, not jittable (they call a language
+            model, a person, a simulator process): the loop runs them eagerly, one
+            iteration at a time, and only archive insertion is compiled.
+        decode: optional ``decode(genotypes) -> list[str]``, the readable form of a
+            batch of genotypes (texts), used by reports.
+        stats: optional host ``stats() -> {name: number}``, counters reported in every
+            metrics row of a host run (e.g. language-model usage).
+        edges: optional per-descriptor cell boundaries that a grid archive for this task
+            should use by default (non-uniform cells).
     """
 
     name: str
@@ -65,6 +74,10 @@ class Task:
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     init: Callable[[jax.Array, int], Any] | None = None
     differentiable: bool = False
+    host: bool = False
+    decode: Callable[[Any], list[str]] | None = None
+    stats: Callable[[], Mapping[str, float]] | None = None
+    edges: tuple[tuple[float, ...], ...] | None = None
 
     @property
     def descriptor_dim(self) -> int:

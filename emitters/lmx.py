@@ -1,0 +1,159 @@
+"""LMX: language-model crossover (QDAIF's variation operator) for text genotypes.
+
+Each candidate is one chat request to a language model:
+
+- ``fewshot`` (LMX): ``num_examples`` elites drawn uniformly from the archive (the seed
+  texts while it is empty) are shown as the model's own earlier answers to "Write a
+  <item> about <topic>", and the model writes one more;
+- ``instruct``: one elite is shown and the model is asked to rewrite it into a new,
+  different one (instruction-style mutation);
+- ``fixed``: the same prompt every time, without the archive (QDAIF's baseline:
+  sampling from the model).
+
+Every request carries its own sampling ``seed`` drawn from the JAX key, so a run is
+repeatable and a resumed run replays its requests from the client's cache.
+
+Candidates that come back empty, truncated or longer than the genotype buffer, that
+duplicate an elite or an earlier candidate of the batch, or whose request failed are
+rejected: their row is the empty text, which the text task scores NaN (never inserted).
+The counts are part of the emitter state (checkpointed) and of the run's metrics.
+
+A host emitter (``host=True``): it calls the model, so the loop runs it eagerly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from emitters.base import Emitter, check_batch_size, check_positive
+from qdkit import text as text_codec
+
+STYLES = ("fewshot", "instruct", "fixed")
+COUNTERS = ("generated", "accepted", "empty", "too_long", "duplicate", "failed")
+
+
+def clean(text: str) -> str:
+    """Strip whitespace and one pair of surrounding quotes from a model's answer."""
+    text = text.strip()
+    for quote in ('"', "'", '"""', "\u201c"):
+        close = "\u201d" if quote == "\u201c" else quote
+        if len(text) >= 2 * len(quote) and text.startswith(quote) and text.endswith(close):
+            text = text[len(quote) : len(text) - len(close)].strip()
+    return text
+
+
+def lmx(
+    client,
+    *,
+    item: str,
+    topic: str,
+    seeds: Sequence[str],
+    batch_size: int,
+    max_bytes: int,
+    num_examples: int = 3,
+    temperature: float = 0.8,
+    style: str = "fewshot",
+    max_tokens: int = 120,
+) -> Emitter:
+    """The LMX emitter (see the module docstring).
+
+    Args:
+        client: a :class:`feedback.ModelClient` (anything with its ``chat_many``).
+        item, topic: what the texts are ("opinion piece") and what about.
+        seeds: example texts used while the archive is empty.
+        batch_size: candidates per iteration (one request each).
+        max_bytes: the genotype buffer length (UTF-8 bytes).
+        num_examples: elites per few-shot prompt.
+        temperature: sampling temperature of the writer.
+        style: ``fewshot``, ``instruct`` or ``fixed``.
+        max_tokens: generation limit; an answer cut at the limit is rejected.
+    """
+    batch_size = check_batch_size(batch_size)
+    if style not in STYLES:
+        raise ValueError(f"unknown LMX style {style!r}; valid styles: {', '.join(STYLES)}")
+    num_examples = int(num_examples)
+    if num_examples < 1:
+        raise ValueError(f"num_examples must be positive; got {num_examples}")
+    temperature = check_positive("temperature", temperature)
+    max_tokens = int(max_tokens)
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be positive; got {max_tokens}")
+    seeds = [s for s in seeds if s.strip()]
+    if not seeds:
+        raise ValueError("lmx needs at least one seed text")
+    ask = f"Write {text_codec.article(item)} {item} about {topic}. Reply with the {item} only."
+    again = f"Write another {item} about {topic}, different from the previous ones. Reply with the {item} only."
+    pending: dict[str, int] = {}  # counts of the last emit, added to the state by update
+
+    def conversation(examples: list[str]) -> list[dict]:
+        if style == "fixed":
+            return [{"role": "user", "content": ask}]
+        if style == "instruct":
+            prompt = (
+                f"Here is {text_codec.article(item)} {item} about {topic}:\n\n{examples[0]}\n\nRewrite it into a new "
+                f"{item} about {topic} that is clearly different from this one. Reply with the new {item} only."
+            )
+            return [{"role": "user", "content": prompt}]
+        messages = [{"role": "system", "content": f"You write {item}s about {topic}."}]
+        for n, example in enumerate(examples):
+            messages += [
+                {"role": "user", "content": ask if n == 0 else again},
+                {"role": "assistant", "content": example},
+            ]
+        return messages + [{"role": "user", "content": again}]
+
+    def init(key, archive):
+        del key, archive
+        return {name: jnp.zeros((), jnp.int32) for name in COUNTERS}
+
+    def emit(key, archive, state):
+        del state
+        k_pick, k_seed = jax.random.split(key)
+        occupied = np.nonzero(np.asarray(archive.occupied))[0]
+        elites = text_codec.decode(np.asarray(archive.genotypes)[occupied]) if len(occupied) else []
+        pool = elites or seeds
+        picks = np.asarray(jax.random.randint(k_pick, (batch_size, num_examples), 0, len(pool)))
+        request_seeds = np.asarray(jax.random.randint(k_seed, (batch_size,), 0, 2**31 - 1))
+        conversations = [conversation([pool[j] for j in row]) for row in picks]
+        each = [{"seed": int(s)} for s in request_seeds]
+        replies = client.chat_many(conversations, each=each, temperature=temperature, max_tokens=max_tokens)
+        counts = dict.fromkeys(COUNTERS, 0)
+        seen = set(elites)
+        texts = []
+        for reply in replies:
+            counts["generated"] += 1
+            text = "" if reply is None else clean(reply.text)
+            if reply is None:
+                reason = "failed"
+            elif not text:
+                reason = "empty"
+            elif reply.finish_reason == "length" or not text_codec.fits(text, max_bytes):
+                reason = "too_long"
+            elif text in seen:
+                reason = "duplicate"
+            else:
+                reason = "accepted"
+                seen.add(text)
+            counts[reason] += 1
+            texts.append(text if reason == "accepted" else "")
+        pending.clear()
+        pending.update(counts)
+        return text_codec.encode(texts, max_bytes)
+
+    def update(state, archive, genotypes, evaluation, info):
+        del archive, genotypes, evaluation, info
+        counts = dict(pending)
+        pending.clear()
+        return {name: state[name] + jnp.int32(counts.get(name, 0)) for name in COUNTERS}
+
+    def stats(state):
+        return {f"lmx_{name}": int(state[name]) for name in COUNTERS}
+
+    return Emitter(init=init, emit=emit, update=update, batch_size=batch_size, host=True, stats=stats)
+
+
+__all__ = ["COUNTERS", "STYLES", "clean", "lmx"]
