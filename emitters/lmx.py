@@ -7,8 +7,9 @@ Each candidate is one chat request to a language model:
   <item> about <topic>", and the model writes one more;
 - ``instruct``: one elite is shown and the model is asked to rewrite it into a new,
   different one (instruction-style mutation);
-- ``fixed``: the same prompt every time, without the archive (QDAIF's baseline:
-  sampling from the model).
+- ``fixed``: the few-shot prompt with examples drawn from the seed texts only, never
+  from the archive (QDAIF's baseline: sampling from the model without the archive in
+  the loop).
 
 Every request carries its own sampling ``seed`` drawn from the JAX key, so a run is
 repeatable and a resumed run replays its requests from the client's cache.
@@ -90,8 +91,6 @@ def lmx(
     pending: dict[str, int] = {}  # counts of the last emit, added to the state by update
 
     def conversation(examples: list[str]) -> list[dict]:
-        if style == "fixed":
-            return [{"role": "user", "content": ask}]
         if style == "instruct":
             prompt = (
                 f"Here is {text_codec.article(item)} {item} about {topic}:\n\n{examples[0]}\n\nRewrite it into a new "
@@ -115,7 +114,7 @@ def lmx(
         k_pick, k_seed = jax.random.split(key)
         occupied = np.nonzero(np.asarray(archive.occupied))[0]
         elites = text_codec.decode(np.asarray(archive.genotypes)[occupied]) if len(occupied) else []
-        pool = elites or seeds
+        pool = seeds if style == "fixed" or not elites else elites
         picks = np.asarray(jax.random.randint(k_pick, (batch_size, num_examples), 0, len(pool)))
         request_seeds = np.asarray(jax.random.randint(k_seed, (batch_size,), 0, 2**31 - 1))
         conversations = [conversation([pool[j] for j in row]) for row in picks]

@@ -556,7 +556,9 @@ def export_cmd(directory, fmt, out):
         raise click.ClickException(str(e)) from e
     out = out or os.path.join(directory, f"archive.{fmt}")
     if fmt == "csv":
-        export.save_csv(loaded.state.archive, out, descriptor_names=list(loaded.task.descriptor_names))
+        export.save_csv(
+            loaded.state.archive, out, descriptor_names=list(loaded.task.descriptor_names), decode=loaded.task.decode
+        )
     else:
         export.save_npz(loaded.state.archive, out)
     click.echo(f"wrote {len(loaded.state.archive)} elites to {out}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -35,14 +35,27 @@ def _columns(archive: Archive, descriptor_names: Sequence[str] | None) -> tuple[
     return header, table
 
 
-def save_csv(archive: Archive, path: str | os.PathLike, *, descriptor_names: Sequence[str] | None = None) -> None:
-    """One row per elite: cell index, fitness, descriptors, cell centre, flattened genotype."""
+def save_csv(
+    archive: Archive,
+    path: str | os.PathLike,
+    *,
+    descriptor_names: Sequence[str] | None = None,
+    decode: Callable[[np.ndarray], list[str]] | None = None,
+) -> None:
+    """One row per elite: cell index, fitness, descriptors, cell centre, flattened
+    genotype -- or, with ``decode`` (text genotypes, e.g. ``task.decode``), a ``text``
+    column in place of the genotype."""
     header, table = _columns(archive, descriptor_names)
+    texts = None
+    if decode is not None:
+        m = archive.descriptor_dim
+        texts = decode(archive.elites()["genotypes"])
+        header, table = header[: 2 + 2 * m] + ["text"], table[:, : 2 + 2 * m]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
-        for row in table:
-            writer.writerow([int(row[0]), *(repr(float(v)) for v in row[1:])])
+        for i, row in enumerate(table):
+            writer.writerow([int(row[0]), *(repr(float(v)) for v in row[1:]), *([texts[i]] if texts else [])])
 
 
 def save_npz(archive: Archive, path: str | os.PathLike) -> None:

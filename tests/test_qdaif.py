@@ -416,3 +416,31 @@ def test_text_run_survives_timeouts_429_500_garbage_refusals_and_bad_outputs(scr
     assert int(loaded.state.iteration) == 4
     np.testing.assert_array_equal(np.asarray(loaded.state.archive.fitness), np.asarray(run.state.archive.fitness))
     assert registry.LLM_USAGE in os.listdir(tmp_path / "faults")
+
+
+def test_cli_starts_the_local_model_when_no_endpoint_is_given(tmp_path, monkeypatch):
+    from feedback import local_server
+
+    if not local_server.available():
+        pytest.skip("the local model extra is not installed")
+    for name in ("OPENAI_BASE_URL", "OPENAI_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "auto"
+    args = ["run", "--task", "text", "--iterations", "1", "--batch-size", "2", "--no-progress", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "starting the bundled local model server" in result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["local_model"] is True and config["base_url"] is None and config["emitter"] == "lmx"
+    made = json.loads((out / "llm-usage.json").read_text())["requests"]
+    assert made > 0
+    # the server is stopped at exit; a repeated run starts another (on another port) and
+    # its replies all come from the cache
+    again = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert again.exit_code == 0, again.output
+    usage = json.loads((out / "llm-usage.json").read_text())
+    assert usage["requests"] == 0 and usage["cached"] == made
+    exported = CliRunner().invoke(main, ["export", str(out)])
+    assert exported.exit_code == 0, exported.output
+    header = (out / "archive.csv").read_text().splitlines()[0]
+    assert header.endswith(",text") and "genotype_0" not in header

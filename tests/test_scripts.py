@@ -76,3 +76,34 @@ def test_qdhf_example(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "refit at     0: 20 judgments" in result.stdout and "of the true end-effector grid" in result.stdout
+
+
+def _local_model():
+    from feedback import local_server
+
+    if not local_server.available():
+        pytest.skip("the local model extra is not installed")
+
+
+def test_qdaif_example_with_the_local_model(tmp_path):
+    _local_model()
+    result = run_script(
+        os.path.join(ROOT, "examples", "qdaif_opinions.py"), "--iterations", "2", "--batch-size", "2", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sentiment" in result.stdout and "'requests':" in result.stdout and "lmx_generated" in result.stdout
+
+
+def test_qdaif_benchmark_smoke(tmp_path):
+    _local_model()
+    args = ["--quick", "--budget", "16", "--candidates", "2"]
+    result = run_script(os.path.join(ROOT, "benchmarks", "qdaif.py"), *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for line in [
+        "local llama.cpp server",
+        "scripted, 0.25 s latency",
+        "QDAIF (lmx fewshot)",
+        "baseline (seed few-shot)",
+    ]:
+        assert line in result.stdout
+    assert "'QDAIF (lmx fewshot)': [16]" in result.stdout  # each run spent exactly its budget
