@@ -10,8 +10,9 @@ import inspect
 from collections.abc import Callable
 
 from qdkit.tasks.arm import arm, forward_kinematics
-from qdkit.tasks.base import Evaluation, Task, clip_to
+from qdkit.tasks.base import Evaluation, PolicyTask, Task, clip_to
 from qdkit.tasks.functions import rastrigin, rastrigin_proj, sphere, sphere_proj
+from qdkit.tasks.maze import maze
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}
 
@@ -65,17 +66,19 @@ def get(name: str, **task_options: object) -> Task:
     return factory(**task_options)
 
 
-for _factory_fn in (arm, sphere, rastrigin, sphere_proj, rastrigin_proj):
+for _factory_fn in (arm, sphere, rastrigin, sphere_proj, rastrigin_proj, maze):
     register(_factory_fn.__name__, _factory_fn)
 
 __all__ = [
     "Evaluation",
+    "PolicyTask",
     "Task",
     "arm",
     "clip_to",
     "describe",
     "forward_kinematics",
     "get",
+    "maze",
     "names",
     "options",
     "rastrigin",

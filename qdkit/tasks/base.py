@@ -129,6 +129,27 @@ class Task:
         return clip_to(genotypes, self.genotype_lower, self.genotype_upper, self.example_genotype)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class PolicyTask(Task):
+    """A task whose genotypes are policy parameters played in an environment.
+
+    Attributes (besides :class:`Task`'s):
+        env: the environment (``reset``/``step``, see :mod:`qdkit.rollout`).
+        policy: the :class:`qdkit.policy.MLP` that the genotypes parameterise.
+        episode_length: steps per rollout.
+        reward_min: a lower bound of the per-step reward (DCG-MAP-Elites scales
+            ``reward - reward_min`` by descriptor similarity, which needs it >= 0).
+
+    ``score`` returns the rollouts in ``extras["transitions"]``
+    (:class:`qdkit.rollout.Transitions`), which gradient emitters learn from.
+    """
+
+    env: Any = None
+    policy: Any = None
+    episode_length: int = 0
+    reward_min: float = 0.0
+
+
 def _broadcast_like(bound: Any, example: Any) -> Any:
     if jax.tree.structure(bound) == jax.tree.structure(example):
         return bound

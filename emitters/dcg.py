@@ -1,0 +1,188 @@
+"""DCG-MAP-Elites (Faldor et al., GECCO 2023) and DCRL-MAP-Elites' actor injection, for
+policy tasks; and archive distillation: one descriptor-conditioned policy.
+
+Each batch is split three ways:
+
+- Iso+LineDD offspring;
+- policy-gradient offspring: an elite improved by ``pg_steps`` Adam steps up
+  ``Q(s, pi(s) | d_parent)`` -- the critic conditioned on *that parent's* descriptor,
+  so the gradient improves fitness within the parent's niche instead of pulling every
+  offspring toward one behaviour;
+- injected actors (DCRL): the descriptor-conditioned actor ``pi(s | d')`` specialised
+  to a descriptor ``d'`` drawn from the archive's elites (the descriptor folded into its
+  first layer's bias), ``num_injected`` per batch.
+
+After each batch every transition goes into the replay buffer with its episode's
+descriptor ``d``; the critic ``Q(s, a | d')`` and the actor ``pi(s | d')`` are trained
+with TD3 on transitions replayed for target descriptors ``d'`` sampled from the
+archive, with reward ``exp(-||d - d'|| / length_scale) * (r - r_min)``
+(:mod:`emitters.rl`; descriptors normalised to [-1, 1]).
+
+:func:`distilled_policy` returns the actor: given a target descriptor it behaves like
+the archive's elite there (archive distillation). The state is a pytree of arrays:
+checkpoints hold it and resumed runs are bit-identical.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from emitters import rl
+from emitters.base import Emitter, check_positive
+from emitters.iso_line import iso_line
+from emitters.pga import check_policy_task, split_batch
+from qdkit.policy import MLP
+
+
+def dcg(
+    task: Any,
+    batch_size: int,
+    *,
+    pg_fraction: float = 0.5,
+    num_injected: int = 0,
+    length_scale: float = 0.1,
+    iso_sigma: float = 0.005,
+    line_sigma: float = 0.05,
+    config: rl.TD3Config = rl.DEFAULT_CONFIG,
+) -> Emitter:
+    """The DCG-ME emitter (DCRL-ME with ``num_injected > 0``) for a policy task.
+
+    Args:
+        batch_size: offspring per iteration.
+        pg_fraction: share of the batch varied by descriptor-conditioned policy gradient.
+        num_injected: specialised actors added per batch (DCRL); taken from the
+            Iso+LineDD share.
+        length_scale: ``l`` of the similarity ``exp(-||d - d'|| / l)``, in normalised
+            descriptor units ([-1, 1] per axis).
+        iso_sigma, line_sigma: the Iso+LineDD part.
+        config: TD3 and PG settings (:class:`emitters.rl.TD3Config`).
+    """
+    check_policy_task(task, "dcg")
+    num_injected = int(num_injected)
+    if num_injected < 0:
+        raise ValueError(f"num_injected must be >= 0; got {num_injected}")
+    length_scale = check_positive("length_scale", length_scale, allow_zero=False)
+    ga_size, pg_size = split_batch(batch_size, pg_fraction, num_injected)
+    policy = task.policy
+    desc_dim = task.descriptor_dim
+    lower, upper = np.asarray(task.lower, np.float32), np.asarray(task.upper, np.float32)
+    nets = rl.make_networks(policy, desc_dim, config)
+    ga = iso_line(ga_size, iso_sigma, line_sigma) if ga_size else None
+    reward_min = float(getattr(task, "reward_min", 0.0))
+
+    def normalised(descriptors):
+        return rl.normalise(descriptors, lower, upper)
+
+    def archive_targets(archive):  # normalised elite descriptors; NaN rows for empty cells
+        return jnp.where(archive.occupied[:, None], normalised(archive.descriptors), jnp.nan)
+
+    def init(key, archive):
+        k_learner, k_state = jax.random.split(key)
+        buffer = rl.buffer_init(config.buffer_size, policy.sizes[0], policy.sizes[-1], desc_dim)
+        zero = jnp.zeros((), jnp.float32)
+        return {"learner": rl.td3_init(k_learner, nets, config), "buffer": buffer, "key": k_state,
+                "critic_loss": zero, "actor_loss": zero}  # fmt: skip
+
+    def emit(key, archive, state):
+        k_ga, k_parents, k_pg, k_inject = jax.random.split(key, 4)
+        parts = []
+        if ga is not None:
+            parts.append(ga.emit(k_ga, archive, ()))
+        if pg_size:
+            index = archive.sample_indices(k_parents, pg_size)
+            parents = jax.tree.map(lambda g: g[index], archive.genotypes)
+            targets = normalised(archive.descriptors[index])
+            critic = state["learner"]["critic"]
+            parts.append(rl.pg_variation(parents, policy, critic, state["buffer"], k_pg, nets, config, targets))
+        if num_injected:
+            index = archive.sample_indices(k_inject, num_injected)
+            targets = normalised(archive.descriptors[index])
+            parts.append(rl.specialise(state["learner"]["actor"], policy.sizes[0], targets))
+        return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
+
+    def update(state, archive, genotypes, evaluation, info):
+        transitions = evaluation.extras["transitions"]
+        rows, valid = rl.transitions_to_rows(transitions, normalised(evaluation.descriptors))
+        buffer = rl.buffer_add(state["buffer"], rows, valid)
+        key, k_train = jax.random.split(state["key"])
+        learner, losses = rl.td3_train(
+            state["learner"], buffer, k_train, nets, config,
+            target_descs=archive_targets(archive), length_scale=length_scale, reward_min=reward_min,
+        )  # fmt: skip
+        return {"learner": learner, "buffer": buffer, "key": key, **losses}
+
+    return Emitter(init=init, emit=emit, update=update, batch_size=batch_size)
+
+
+# ----------------------------------------------------------------- distillation
+
+
+class DistilledPolicy(NamedTuple):
+    """The descriptor-conditioned actor of a DCG run: one policy for any target.
+
+    Attributes:
+        params: the actor's parameters (an :class:`qdkit.policy.MLP` pytree).
+        actor: the MLP whose inputs are the observation then the normalised target.
+        lower, upper: the descriptor bounds used for normalisation.
+    """
+
+    params: Any
+    actor: MLP
+    lower: np.ndarray
+    upper: np.ndarray
+
+    @property
+    def obs_size(self) -> int:
+        return self.actor.sizes[0] - len(self.lower)
+
+    def act(self, obs: jax.Array, target: jax.Array) -> jax.Array:
+        """Actions for observations ``obs`` aiming at descriptor ``target`` (raw units)."""
+        d = rl.normalise(jnp.asarray(target, jnp.float32), self.lower, self.upper)
+        d = jnp.broadcast_to(d, (*obs.shape[:-1], d.shape[-1]))
+        return self.actor.apply(self.params, jnp.concatenate([obs, d], axis=-1))
+
+    def specialise(self, targets: jax.Array) -> Any:
+        """Plain task policies (genotypes) for ``(N, M)`` targets (or one ``(M,)``)."""
+        d = rl.normalise(jnp.asarray(targets, jnp.float32), self.lower, self.upper)
+        return rl.specialise(self.params, self.obs_size, d)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """One ``.npz`` with the parameters and what is needed to rebuild the policy."""
+        leaves = {f"layer{i}_{k}": np.asarray(v) for i, layer in enumerate(self.params) for k, v in layer.items()}
+        meta = {"sizes": list(self.actor.sizes), "activation": self.actor.activation, "final": self.actor.final}
+        tmp = f"{os.fspath(path)}.tmp.npz"
+        np.savez(tmp, meta=json.dumps(meta), lower=self.lower, upper=self.upper, **leaves)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DistilledPolicy:
+        try:
+            with np.load(path) as f:
+                meta = json.loads(str(f["meta"]))
+                actor = MLP(tuple(meta["sizes"]), meta["activation"], meta["final"])
+                params = tuple(
+                    {"w": jnp.asarray(f[f"layer{i}_w"]), "b": jnp.asarray(f[f"layer{i}_b"])}
+                    for i in range(len(actor.sizes) - 1)
+                )
+                return cls(params, actor, np.asarray(f["lower"]), np.asarray(f["upper"]))
+        except (OSError, KeyError, ValueError) as e:
+            raise ValueError(f"{path} is not a distilled policy file: {e}") from e
+
+
+def distilled_policy(state: Any, task: Any) -> DistilledPolicy:
+    """The descriptor-conditioned actor of a DCG emitter state (``run_state.emitter_state``)
+    for ``task``."""
+    if not (isinstance(state, dict) and "learner" in state and "actor" in state["learner"]):
+        raise ValueError("not the state of a dcg emitter")
+    params = state["learner"]["actor"]
+    sizes = (int(params[0]["w"].shape[0]), *(int(layer["w"].shape[1]) for layer in params))
+    actor = MLP(sizes, task.policy.activation, task.policy.final)
+    if sizes[0] != task.policy.sizes[0] + task.descriptor_dim:
+        raise ValueError("this actor is not descriptor-conditioned (a pga state?)")
+    return DistilledPolicy(params, actor, np.asarray(task.lower, np.float32), np.asarray(task.upper, np.float32))

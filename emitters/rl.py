@@ -1,0 +1,289 @@
+"""The reinforcement-learning parts of the gradient emitters (PGA-ME, DCG-ME): a replay
+buffer, TD3 (twin critics, target smoothing, delayed actor updates) and the
+policy-gradient variation of a batch of policies -- jitted, scanned and vmapped.
+
+Everything is optionally *descriptor-conditioned*: with ``desc_dim > 0`` the critic is
+``Q(s, a | d)`` and the actor ``pi(s | d)`` (``d`` concatenated to their inputs), each
+sampled transition is replayed for a target descriptor ``d'`` and its reward becomes
+``S(d, d') * (r - r_min)`` with ``S(d, d') = exp(-||d - d'|| / l)`` (DCG-MAP-Elites;
+``d`` the episode's descriptor, ``r_min`` a lower bound of the per-step reward so the
+scaled reward is never negative). Descriptors are normalised to [-1, 1] by the task's
+bounds first.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from qdkit.policy import MLP
+
+
+class TD3Config(NamedTuple):
+    """TD3 and policy-gradient settings (defaults: DCG-MAP-Elites / PGA-MAP-Elites).
+
+    Attributes:
+        critic_hidden: widths of each critic's hidden layers (the actor has the task
+            policy's shape, see :func:`make_networks`).
+        critic_steps: critic updates per iteration.
+        batch_size: transitions per critic/actor update.
+        pg_steps: policy-gradient steps per PG offspring.
+        pg_batch_size: transitions per PG step.
+        buffer_size: replay-buffer capacity (transitions).
+        discount, tau: TD3 discount and soft target update.
+        policy_delay: critic updates per actor update.
+        policy_noise, noise_clip: target policy smoothing.
+        critic_lr, actor_lr, pg_lr: Adam learning rates.
+        reward_scale: multiplies rewards.
+    """
+
+    critic_hidden: tuple[int, ...] = (256, 256)
+    critic_steps: int = 3000
+    batch_size: int = 256
+    pg_steps: int = 150
+    pg_batch_size: int = 100
+    buffer_size: int = 1_000_000
+    discount: float = 0.99
+    tau: float = 0.005
+    policy_delay: int = 2
+    policy_noise: float = 0.2
+    noise_clip: float = 0.5
+    critic_lr: float = 3e-4
+    actor_lr: float = 3e-4
+    pg_lr: float = 1e-3
+    reward_scale: float = 1.0
+
+
+DEFAULT_CONFIG = TD3Config()
+
+
+# ------------------------------------------------------------------ replay buffer
+
+
+def buffer_init(capacity: int, obs_size: int, action_size: int, desc_dim: int) -> dict[str, Any]:
+    """An empty buffer of ``capacity`` transitions (a dict of arrays, checkpointable)."""
+    z = lambda *shape: jnp.zeros((capacity, *shape), jnp.float32)  # noqa: E731
+    data = {"obs": z(obs_size), "action": z(action_size), "reward": z(), "next_obs": z(obs_size), "done": z(),
+            "desc": z(max(desc_dim, 1))}  # fmt: skip
+    return {"data": data, "position": jnp.zeros((), jnp.int32), "size": jnp.zeros((), jnp.int32)}
+
+
+def buffer_add(buffer: dict[str, Any], rows: dict[str, jax.Array], valid: jax.Array) -> dict[str, Any]:
+    """Append the ``valid`` rows (ring buffer; the oldest are overwritten)."""
+    capacity = buffer["data"]["reward"].shape[0]
+    valid = valid.astype(jnp.int32)
+    offset = jnp.cumsum(valid) - 1
+    index = jnp.where(valid > 0, (buffer["position"] + offset) % capacity, capacity)  # invalid rows: dropped
+    data = {k: buffer["data"][k].at[index].set(rows[k].astype(jnp.float32), mode="drop") for k in buffer["data"]}
+    count = jnp.sum(valid)
+    return {"data": data, "position": (buffer["position"] + count) % capacity,
+            "size": jnp.minimum(buffer["size"] + count, capacity)}  # fmt: skip
+
+
+def buffer_sample(buffer: dict[str, Any], key: jax.Array, n: int) -> dict[str, jax.Array]:
+    index = jax.random.randint(key, (n,), 0, jnp.maximum(buffer["size"], 1))
+    return {k: v[index] for k, v in buffer["data"].items()}
+
+
+def transitions_to_rows(transitions, descriptors: jax.Array) -> tuple[dict[str, jax.Array], jax.Array]:
+    """Flatten ``(B, T)`` rollouts into buffer rows; each row carries its episode's
+    (normalised) descriptor; returns ``(rows, valid)``."""
+    b, t = transitions.reward.shape
+    flat = lambda x: x.reshape(b * t, *x.shape[2:])  # noqa: E731
+    rows = {"obs": flat(transitions.obs), "action": flat(transitions.action), "reward": flat(transitions.reward),
+            "next_obs": flat(transitions.next_obs), "done": flat(transitions.done),
+            "desc": jnp.repeat(descriptors, t, axis=0)}  # fmt: skip
+    valid = flat(transitions.mask) > 0
+    return rows, valid & jnp.all(jnp.isfinite(rows["desc"]), axis=1)
+
+
+# ------------------------------------------------------------------------ networks
+
+
+class Networks(NamedTuple):
+    """The critic (two Q networks) and the actor, as MLP values."""
+
+    q: MLP
+    actor: MLP
+    desc_dim: int
+
+    def q_values(self, critic: Any, obs, action, desc) -> tuple[jax.Array, jax.Array]:
+        x = jnp.concatenate([obs, action] + ([desc] if self.desc_dim else []), axis=-1)
+        return self.q.apply(critic[0], x)[..., 0], self.q.apply(critic[1], x)[..., 0]
+
+    def act(self, actor: Any, obs, desc) -> jax.Array:
+        return self.actor.apply(actor, jnp.concatenate([obs] + ([desc] if self.desc_dim else []), axis=-1))
+
+
+def make_networks(policy: MLP, desc_dim: int, config: TD3Config) -> Networks:
+    """Critic networks of ``config.critic_hidden`` (ReLU) and an actor shaped like
+    ``policy`` (same hidden widths and activations; ``desc_dim`` more inputs), so the
+    actor can be turned into a policy of the task (:func:`specialise`)."""
+    obs_size, action_size = policy.sizes[0], policy.sizes[-1]
+    q = MLP((obs_size + action_size + desc_dim, *config.critic_hidden, 1), activation="relu", final="identity")
+    actor = MLP((obs_size + desc_dim, *policy.sizes[1:-1], action_size), activation=policy.activation,
+                final=policy.final)  # fmt: skip
+    return Networks(q, actor, desc_dim)
+
+
+def specialise(actor: Any, obs_size: int, desc: jax.Array) -> Any:
+    """The descriptor-conditioned actor ``pi(s | d)`` as a plain policy ``pi_d(s)``:
+    the descriptor's contribution to the first layer is folded into its bias (DCRL's
+    actor injection). ``desc``: ``(M,)``, or ``(N, M)`` for ``N`` policies."""
+
+    def one(d):
+        first = actor[0]
+        folded = {"w": first["w"][:obs_size], "b": first["b"] + d @ first["w"][obs_size:]}
+        return (folded, *actor[1:])
+
+    return one(desc) if desc.ndim == 1 else jax.vmap(one)(desc)
+
+
+def similarity(d: jax.Array, d_prime: jax.Array, length_scale: float) -> jax.Array:
+    """``exp(-||d - d'|| / l)`` row-wise (DCG-MAP-Elites' reward scaling)."""
+    return jnp.exp(-jnp.linalg.norm(d - d_prime, axis=-1) / length_scale)
+
+
+# --------------------------------------------------------------------------- TD3
+
+
+def td3_init(key: jax.Array, nets: Networks, config: TD3Config) -> dict[str, Any]:
+    with jax.numpy_dtype_promotion("standard"):
+        return _td3_init(key, nets, config)
+
+
+def _td3_init(key: jax.Array, nets: Networks, config: TD3Config) -> dict[str, Any]:
+    k1, k2, k3 = jax.random.split(key, 3)
+    critic = (nets.q.init(k1), nets.q.init(k2))
+    actor = nets.actor.init(k3)
+    return {
+        "critic": critic, "critic_target": critic, "critic_opt": optax.adam(config.critic_lr).init(critic),
+        "actor": actor, "actor_target": actor, "actor_opt": optax.adam(config.actor_lr).init(actor),
+    }  # fmt: skip
+
+
+def _soft(target, online, tau):
+    return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
+
+
+def td3_train(
+    learner: dict[str, Any],
+    buffer: dict[str, Any],
+    key: jax.Array,
+    nets: Networks,
+    config: TD3Config,
+    *,
+    target_descs: jax.Array | None = None,
+    length_scale: float = 0.1,
+    reward_min: float = 0.0,
+) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+    """``config.critic_steps`` critic updates (and one actor update per
+    ``policy_delay``), scanned. With descriptor conditioning, ``target_descs``
+    ``(K, M)`` are the (normalised) descriptors the transitions are replayed for (the
+    archive's elites; rows that are not finite are skipped). Returns the learner and
+    the mean critic and actor losses."""
+    critic_opt, actor_opt = optax.adam(config.critic_lr), optax.adam(config.actor_lr)
+    delay = max(1, int(config.policy_delay))
+    rounds = max(1, int(config.critic_steps) // delay)
+
+    def batch(k):
+        k_rows, k_desc = jax.random.split(k)
+        rows = buffer_sample(buffer, k_rows, config.batch_size)
+        reward = rows["reward"] * config.reward_scale
+        if nets.desc_dim:
+            finite = jnp.all(jnp.isfinite(target_descs), axis=1)
+            p = finite / jnp.maximum(jnp.sum(finite), 1)
+            pick = jax.random.choice(k_desc, target_descs.shape[0], (config.batch_size,), p=p)
+            d_prime = jnp.where(finite[pick][:, None], target_descs[pick], 0.0)
+            reward = similarity(rows["desc"], d_prime, length_scale) * (reward - reward_min * config.reward_scale)
+            rows = {**rows, "desc": d_prime}
+        return {**rows, "reward": reward}
+
+    def critic_loss(critic, learner, rows, k):
+        noise = jnp.clip(config.policy_noise * jax.random.normal(k, rows["action"].shape), -config.noise_clip,
+                         config.noise_clip)  # fmt: skip
+        next_action = jnp.clip(nets.act(learner["actor_target"], rows["next_obs"], rows["desc"]) + noise, -1, 1)
+        q1_t, q2_t = nets.q_values(learner["critic_target"], rows["next_obs"], next_action, rows["desc"])
+        y = rows["reward"] + config.discount * (1.0 - rows["done"]) * jnp.minimum(q1_t, q2_t)
+        y = jax.lax.stop_gradient(y)
+        q1, q2 = nets.q_values(critic, rows["obs"], rows["action"], rows["desc"])
+        return jnp.mean((q1 - y) ** 2) + jnp.mean((q2 - y) ** 2)
+
+    def actor_loss(actor, critic, rows):
+        q1, _ = nets.q_values(critic, rows["obs"], nets.act(actor, rows["obs"], rows["desc"]), rows["desc"])
+        return -jnp.mean(q1)
+
+    def round_(learner, k):
+        keys = jax.random.split(k, 2 * delay + 1)
+        losses = []
+        for i in range(delay):
+            rows = batch(keys[2 * i])
+            loss, grads = jax.value_and_grad(critic_loss)(learner["critic"], learner, rows, keys[2 * i + 1])
+            updates, opt = critic_opt.update(grads, learner["critic_opt"])
+            learner = {**learner, "critic": optax.apply_updates(learner["critic"], updates), "critic_opt": opt}
+            losses.append(loss)
+        rows = batch(keys[-1])
+        a_loss, grads = jax.value_and_grad(actor_loss)(learner["actor"], learner["critic"], rows)
+        updates, opt = actor_opt.update(grads, learner["actor_opt"])
+        actor = optax.apply_updates(learner["actor"], updates)
+        learner = {
+            **learner, "actor": actor, "actor_opt": opt,
+            "actor_target": _soft(learner["actor_target"], actor, config.tau),
+            "critic_target": _soft(learner["critic_target"], learner["critic"], config.tau),
+        }  # fmt: skip
+        return learner, (jnp.mean(jnp.stack(losses)), a_loss)
+
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int32 and float (strict mode refuses)
+        learner, (c_losses, a_losses) = jax.lax.scan(round_, learner, jax.random.split(key, rounds))
+    return learner, {"critic_loss": jnp.mean(c_losses), "actor_loss": jnp.mean(a_losses)}
+
+
+# ----------------------------------------------------------- policy-gradient variation
+
+
+def pg_variation(
+    policies: Any,
+    policy: MLP,
+    critic: Any,
+    buffer: dict[str, Any],
+    key: jax.Array,
+    nets: Networks,
+    config: TD3Config,
+    target_descs: jax.Array | None = None,
+) -> Any:
+    """``config.pg_steps`` Adam steps of each policy (leading axis) up the critic's
+    ``Q1(s, pi(s) | d)``, on minibatches from the buffer; ``d`` is that policy's
+    target descriptor (its parent's, in DCG). vmapped over the policies."""
+    opt = optax.adam(config.pg_lr)
+    n = jax.tree.leaves(policies)[0].shape[0]
+    descs = jnp.zeros((n, max(nets.desc_dim, 1))) if target_descs is None else target_descs
+
+    def improve(params, d, k):
+        def loss(p, rows):
+            cond = jnp.broadcast_to(d, (rows["obs"].shape[0], d.shape[0]))
+            q1, _ = nets.q_values(critic, rows["obs"], policy.apply(p, rows["obs"]), cond)
+            return -jnp.mean(q1)
+
+        def step(carry, k):
+            p, state = carry
+            rows = buffer_sample(buffer, k, config.pg_batch_size)
+            grads = jax.grad(loss)(p, rows)
+            updates, state = opt.update(grads, state)
+            return (optax.apply_updates(p, updates), state), None
+
+        (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(k, config.pg_steps))
+        return params
+
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int32 and float (strict mode refuses)
+        return jax.vmap(improve)(policies, descs, jax.random.split(key, n))
+
+
+def normalise(descriptors: jax.Array, lower, upper) -> jax.Array:
+    """Descriptors mapped from ``[lower, upper]`` to ``[-1, 1]``."""
+    shape = (1,) * (jnp.ndim(descriptors) - 1) + (-1,)
+    lower = jnp.asarray(lower, jnp.float32).reshape(shape)
+    upper = jnp.asarray(upper, jnp.float32).reshape(shape)
+    return 2.0 * (descriptors - lower) / (upper - lower) - 1.0
