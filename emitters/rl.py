@@ -147,6 +147,12 @@ def similarity(d: jax.Array, d_prime: jax.Array, length_scale: float) -> jax.Arr
     return jnp.exp(-jnp.linalg.norm(d - d_prime, axis=-1) / length_scale)
 
 
+def conditioned_reward(reward, d, d_prime, length_scale: float, reward_min: float = 0.0):
+    """The reward of a transition of an episode with descriptor ``d`` replayed for the
+    target ``d'``: ``S(d, d') * (r - r_min)``."""
+    return similarity(d, d_prime, length_scale) * (reward - reward_min)
+
+
 # --------------------------------------------------------------------------- TD3
 
 
@@ -198,7 +204,7 @@ def td3_train(
             p = finite / jnp.maximum(jnp.sum(finite), 1)
             pick = jax.random.choice(k_desc, target_descs.shape[0], (config.batch_size,), p=p)
             d_prime = jnp.where(finite[pick][:, None], target_descs[pick], 0.0)
-            reward = similarity(rows["desc"], d_prime, length_scale) * (reward - reward_min * config.reward_scale)
+            reward = conditioned_reward(reward, rows["desc"], d_prime, length_scale, reward_min * config.reward_scale)
             rows = {**rows, "desc": d_prime}
         return {**rows, "reward": reward}
 

@@ -11,6 +11,7 @@ import tomllib
 from typing import Any
 
 import click
+import numpy as np
 
 import feedback
 from qdkit import checkpoint, registry, rundir, tasks
@@ -562,6 +563,131 @@ def export_cmd(directory, fmt, out):
     else:
         export.save_npz(loaded.state.archive, out)
     click.echo(f"wrote {len(loaded.state.archive)} elites to {out}")
+
+
+def _load(directory: str) -> rundir.Run:
+    try:
+        return rundir.load(directory)
+    except (rundir.RunDirError, checkpoint.CheckpointError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+class Point(click.ParamType):
+    """A descriptor written ``0.2,0.8``."""
+
+    name = "point"
+
+    def convert(self, value: Any, param, ctx) -> list[float]:
+        if isinstance(value, (list, tuple)):
+            return [float(v) for v in value]
+        try:
+            point = [float(v) for v in str(value).split(",")]
+        except ValueError:
+            self.fail(f"{value!r} is not a descriptor like 0.2,0.8", param, ctx)
+        if not all(map(np.isfinite, point)):
+            self.fail(f"{value!r}: the coordinates must be finite numbers", param, ctx)
+        return point
+
+
+DISTILLED = "distilled.npz"
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--target", type=Point(), default=None, help="Run the distilled policy for this descriptor, e.g. 0.2,0.8."
+)
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False), default=None,
+              help=f"A saved distilled policy [default: DIRECTORY/{DISTILLED}, else the run's checkpoint].")  # fmt: skip
+@click.option("--render", "render_path", type=click.Path(dir_okay=False), default=None,
+              help="With --target: write a PNG of the rollout (tasks that can draw themselves).")  # fmt: skip
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+def distill(directory, target, policy_path, render_path, seed):
+    """Archive distillation of a dcg run: the descriptor-conditioned policy, evaluated on
+    every cell's target (distill.json, distill.png, distilled.npz), or run for one --target."""
+    import jax
+    import jax.numpy as jnp
+
+    import emitters
+
+    loaded = _load(directory)
+    task = loaded.task
+    if policy_path or (target is not None and os.path.exists(os.path.join(directory, DISTILLED))):
+        try:
+            policy = emitters.DistilledPolicy.load(policy_path or os.path.join(directory, DISTILLED))
+        except ValueError as e:
+            raise click.ClickException(str(e)) from e
+    else:
+        if loaded.config.get("emitter") != "dcg":
+            raise click.ClickException(f"{directory} is a {loaded.config.get('emitter')} run; distillation needs "
+                                       "--emitter dcg (its descriptor-conditioned actor)")  # fmt: skip
+        policy = emitters.distilled_policy(loaded.state.emitter_state, task)
+    key = jax.random.key(seed)
+    if target is not None:
+        if len(target) != task.descriptor_dim:
+            raise click.BadParameter(
+                f"needs {task.descriptor_dim} coordinates; got {len(target)}", param_hint="--target"
+            )
+        params = policy.specialise(jnp.asarray([target], jnp.float32))
+        evaluation = jax.jit(task.score)(key, params)
+        reached = np.asarray(evaluation.descriptors[0])
+        click.echo(f"target {target}: reached {reached.round(4).tolist()} (distance "
+                   f"{float(np.linalg.norm(reached - np.asarray(target))):.4f}), fitness {float(evaluation.fitness[0]):.4g}")  # fmt: skip
+        if render_path:
+            if getattr(task, "render", None) is None:
+                raise click.ClickException(f"task {task.name!r} cannot draw its rollouts")
+            click.echo(f"wrote {task.render(task, params, render_path)}")
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    report, arrays = emitters.evaluate_distilled(policy, task, loaded.state.archive, key)
+    paths = [os.path.join(directory, name) for name in ("distill.json", "distill.png", DISTILLED)]
+    rundir._write_json(paths[0], report)
+    if task.descriptor_dim == 2:
+        fig, ax = plt.subplots(figsize=(6, 5))
+        emitters.plot_distilled(arrays, ax=ax, descriptor_names=task.descriptor_names)
+        ax.set_title(
+            f"distilled policy: {report['filled_cells'].get('reached_fraction', 0):.0%} of filled cells reached"
+        )
+        fig.savefig(paths[1], dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    else:
+        paths.pop(1)
+    policy.save(paths[-1])
+    filled = report["filled_cells"]
+    click.echo(
+        f"distilled policy on {report['all_cells']['cells']} targets: mean distance "
+        f"{report['all_cells']['mean_distance']:.4f}, {report['all_cells']['reached_fraction']:.1%} reached in their cell; "
+        f"on the {filled['cells']} filled cells: {filled.get('reached_fraction', 0):.1%} reached, mean fitness "
+        f"{filled.get('mean_fitness', float('nan')):.4g} (archive {report['archive_mean_fitness']:.4g})"
+    )
+    click.echo("wrote " + ", ".join(paths))
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--cell", type=click.IntRange(min=0), default=None, help="The elite of this cell [default: the best].")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="PNG [default: DIRECTORY/rollout-CELL.png].")
+def render(directory, cell, out):
+    """Draw the rollout of one elite of a policy-task run (e.g. the maze path)."""
+    import jax
+
+    loaded = _load(directory)
+    task, archive = loaded.task, loaded.state.archive
+    if getattr(task, "render", None) is None:
+        raise click.ClickException(f"task {task.name!r} cannot draw its rollouts")
+    occupied = np.asarray(archive.occupied)
+    if cell is None:
+        cell = int(np.argmax(np.asarray(archive.fitness)))
+    if cell >= archive.num_cells or not occupied[cell]:
+        raise click.BadParameter(f"cell {cell} holds no elite; occupied cells: {np.nonzero(occupied)[0][:20].tolist()}"
+                                 f"{' ...' if occupied.sum() > 20 else ''}", param_hint="--cell")  # fmt: skip
+    params = jax.tree.map(lambda g: g[cell], archive.genotypes)
+    path = out or os.path.join(directory, f"rollout-{cell}.png")
+    click.echo(f"cell {cell}: fitness {float(archive.fitness[cell]):.4g}; wrote {task.render(task, params, path)}")
 
 
 def _options_text(options: dict[str, Any]) -> str:

@@ -141,6 +141,39 @@ def _lmx(
     )  # fmt: skip
 
 
+def _td3_config(**options: Any) -> emitters.TD3Config:
+    width, depth = int(options.pop("critic_width")), int(options.pop("critic_depth"))
+    if width < 1 or depth < 1:
+        raise ValueError("critic_width and critic_depth must be positive")
+    fields = {"train_batch_size": "batch_size"}
+    return emitters.TD3Config(critic_hidden=(width,) * depth, **{fields.get(k, k): v for k, v in options.items()})
+
+
+_TD3 = {
+    "critic_width": 256, "critic_depth": 2, "critic_steps": 3000, "train_batch_size": 256, "pg_steps": 150,
+    "pg_batch_size": 100, "buffer_size": 1_000_000, "discount": 0.99, "tau": 0.005, "policy_delay": 2,
+    "critic_lr": 3e-4, "actor_lr": 3e-4, "pg_lr": 1e-3,
+}  # fmt: skip
+
+
+def _policy_gradient(name: str, task: Task, batch_size: int, **options: Any) -> emitters.Emitter:
+    td3 = _td3_config(**{k: options.pop(k) for k in list(options) if k in _TD3})
+    build = emitters.pga if name == "pga" else emitters.dcg
+    return build(task, batch_size, config=td3, **options)
+
+
+_pga = _preset(
+    _policy_gradient, "pga",
+    "PGA-ME: half Iso+LineDD, half policy-gradient steps on a TD3 critic, plus the greedy actor (policy tasks).",
+    pg_fraction=0.5, greedy=True, iso_sigma=0.005, line_sigma=0.05, **_TD3,
+)  # fmt: skip
+_dcg = _preset(
+    _policy_gradient, "dcg",
+    "DCG-ME: policy gradients on a descriptor-conditioned critic; num_injected > 0 adds DCRL's actors (policy tasks).",
+    pg_fraction=0.5, num_injected=0, length_scale=0.1, iso_sigma=0.005, line_sigma=0.05, **_TD3,
+)  # fmt: skip
+
+
 def _omg_mega(
     task: Task, batch_size: int, sigma_g: float = 10.0, normalize: bool = True, noise: str = "fast"
 ) -> emitters.Emitter:
@@ -161,7 +194,12 @@ EMITTERS: dict[str, Callable[..., emitters.Emitter]] = {
     "cma-maega": _cma_maega,
     "omg-mega": _omg_mega,
     "lmx": _lmx,
+    "pga": _pga,
+    "dcg": _dcg,
 }
+
+#: Emitters that learn from rollouts (need a policy task such as maze).
+POLICY_EMITTERS = frozenset({"pga", "dcg"})
 
 #: Emitters that write text (need a text task); every other emitter varies arrays.
 TEXT_EMITTERS = frozenset({"lmx"})
@@ -209,6 +247,8 @@ def build_emitter(name: str, task: Task, batch_size: int, **options: Any) -> emi
         if is_text:
             raise ValueError(f"emitter {name!r} cannot vary text; text tasks use: {', '.join(sorted(TEXT_EMITTERS))}")
         raise ValueError(f"emitter {name!r} writes text; it needs --task text")
+    if name in POLICY_EMITTERS and getattr(task, "policy", None) is None:
+        raise ValueError(f"emitter {name!r} learns from rollouts; it needs a policy task (maze), not {task.name!r}")
     if name in GRADIENT_EMITTERS and not task.differentiable:
         raise ValueError(f"emitter {name!r} needs gradients, and task {task.name!r} does not provide them")
     return EMITTERS[name](task, batch_size, **options)

@@ -139,6 +139,8 @@ class PolicyTask(Task):
         episode_length: steps per rollout.
         reward_min: a lower bound of the per-step reward (DCG-MAP-Elites scales
             ``reward - reward_min`` by descriptor similarity, which needs it >= 0).
+        render: optional ``render(task, params, path)`` writing a PNG of the rollout of
+            one policy or a batch.
 
     ``score`` returns the rollouts in ``extras["transitions"]``
     (:class:`qdkit.rollout.Transitions`), which gradient emitters learn from.
@@ -148,6 +150,7 @@ class PolicyTask(Task):
     policy: Any = None
     episode_length: int = 0
     reward_min: float = 0.0
+    render: Callable[..., Any] | None = None
 
 
 def _broadcast_like(bound: Any, example: Any) -> Any:

@@ -166,6 +166,7 @@ def maze(episode_length: int = 250, hidden: int = 8, map: str = "standard") -> P
         policy=policy,
         episode_length=episode_length,
         reward_min=-float(np.sqrt(2.0)),
+        render=render,
     )
 
 

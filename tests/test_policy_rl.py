@@ -1,0 +1,243 @@
+"""Policies, rollouts, the maze, TD3 and the PGA / DCG emitters, archive distillation."""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import emitters
+import qdkit
+from emitters import rl
+from qdkit import rundir
+from qdkit.cli import main
+from qdkit.policy import MLP
+from qdkit.rollout import batch_rollout, episode_return, final_state_descriptor
+from qdkit.tasks.maze import MazeEnv
+
+SMALL = emitters.TD3Config(critic_hidden=(32, 32), critic_steps=40, batch_size=64, pg_steps=5, pg_batch_size=32,
+                           buffer_size=20_000)  # fmt: skip
+
+# ----------------------------------------------------------------------- the maze
+
+
+def test_maze_lasers_bumpers_and_motion_by_hand():
+    env = MazeEnv("standard")
+    lasers = env.lasers(jnp.asarray([0.5, 0.1]), jnp.asarray(-np.pi / 2, jnp.float32))  # facing down
+    np.testing.assert_allclose(np.asarray(lasers), [np.sqrt(2) * 0.1 / 0.2, 0.5, np.sqrt(2) * 0.1 / 0.2], rtol=1e-5)
+    state = env.reset(jax.random.key(0))._replace(pos=jnp.asarray([0.5, 0.02]), angle=jnp.asarray(-np.pi / 2))
+    blocked = env.step(state, jnp.asarray([1.0, 1.0]))  # straight into the bottom wall: no move
+    np.testing.assert_allclose(np.asarray(blocked.pos), [0.5, 0.02])
+    assert np.asarray(blocked.obs[3:]).tolist() == [1.0, 1.0]  # the wall is dead ahead: both bumpers
+    free = env.step(state._replace(pos=jnp.asarray([0.7, 0.7]), angle=jnp.asarray(0.0)), jnp.asarray([1.0, 1.0]))
+    np.testing.assert_allclose(np.asarray(free.pos), [0.725, 0.7], atol=1e-6)
+    assert np.asarray(free.obs[3:]).tolist() == [-1.0, -1.0]
+    np.testing.assert_allclose(float(free.reward), -np.linalg.norm([0.725 - 0.15, 0.7 - 0.9]), rtol=1e-6)
+    turned = env.step(state._replace(pos=jnp.asarray([0.7, 0.7]), angle=jnp.asarray(0.0)), jnp.asarray([-1.0, 1.0]))
+    np.testing.assert_allclose(float(turned.angle), 2 * 0.025 / (2 * 0.015), rtol=1e-6)  # spin on the spot
+    np.testing.assert_allclose(np.asarray(turned.pos), [0.7, 0.7], atol=1e-7)
+
+
+class Countdown(NamedTuple):
+    """A toy env: reward 1 per step, done at step 3; the state descriptor counts steps."""
+
+    observation_size: int = 1
+    action_size: int = 1
+
+    def reset(self, key):
+        return _S(jnp.zeros((1,)), jnp.zeros(()), jnp.zeros(()), {"state_descriptor": jnp.zeros((1,))})
+
+    def step(self, state, action):
+        t = state.info["state_descriptor"] + 1.0
+        return _S(state.obs + action, jnp.ones(()), (t[0] >= 3).astype(jnp.float32), {"state_descriptor": t})
+
+
+class _S(NamedTuple):
+    obs: jax.Array
+    reward: jax.Array
+    done: jax.Array
+    info: dict
+
+
+def test_rollout_masks_the_steps_after_the_episode_ends():
+    policy = MLP((1, 1), final="identity")
+    params = policy.init_batch(jax.random.key(0), 2)
+    t = batch_rollout(Countdown(), policy.apply, params, jax.random.key(1), 6)
+    assert t.reward.shape == (2, 6) and np.asarray(t.mask).tolist() == [[1, 1, 1, 0, 0, 0]] * 2
+    np.testing.assert_allclose(np.asarray(episode_return(t)), [3.0, 3.0])
+    np.testing.assert_allclose(np.asarray(final_state_descriptor(t)), [[3.0], [3.0]])
+
+
+def test_maze_task_scores_a_batch_with_transitions_and_draws_it(tmp_path):
+    task = qdkit.tasks.get("maze", episode_length=30)
+    params = task.initial_genotypes(jax.random.key(0), 4)
+    evaluation = jax.jit(task.score)(jax.random.key(1), params)
+    t = evaluation.extras["transitions"]
+    assert evaluation.fitness.shape == (4,) and evaluation.descriptors.shape == (4, 2)
+    assert t.obs.shape == (4, 30, 5) and t.action.shape == (4, 30, 2)
+    np.testing.assert_allclose(np.asarray(evaluation.fitness), np.asarray(t.reward.sum(axis=1)), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(evaluation.descriptors), np.asarray(t.next_state_desc[:, -1]))
+    assert np.all(np.asarray(evaluation.fitness) >= task.qd_offset)
+    path = task.render(task, params, str(tmp_path / "maze.png"))
+    assert (tmp_path / "maze.png").stat().st_size > 5000 and path.endswith("maze.png")
+
+
+# ---------------------------------------------------------------------- RL pieces
+
+
+def test_similarity_scaled_reward_by_hand():
+    d = jnp.asarray([[0.0, 0.0], [0.3, 0.4]])
+    d_prime = jnp.asarray([[0.0, 0.0], [0.0, 0.0]])
+    r = jnp.asarray([-1.0, -0.5])
+    got = rl.conditioned_reward(r, d, d_prime, 0.1, reward_min=-1.5)
+    np.testing.assert_allclose(np.asarray(got), [1.0 * 0.5, np.exp(-0.5 / 0.1) * 1.0], rtol=1e-6)
+
+
+def test_buffer_keeps_only_valid_rows_and_wraps():
+    buffer = rl.buffer_init(5, 1, 1, 1)
+    rows = {k: jnp.arange(4, dtype=jnp.float32).reshape(4, 1) if k in ("obs", "action", "next_obs", "desc")
+            else jnp.arange(4, dtype=jnp.float32) for k in ("obs", "action", "reward", "next_obs", "done", "desc")}  # fmt: skip
+    buffer = rl.buffer_add(buffer, rows, jnp.asarray([True, False, True, True]))
+    assert int(buffer["size"]) == 3 and np.asarray(buffer["data"]["reward"]).tolist() == [0, 2, 3, 0, 0]
+    buffer = rl.buffer_add(buffer, rows, jnp.asarray([True, True, True, False]))
+    assert int(buffer["size"]) == 5 and int(buffer["position"]) == 1
+    assert np.asarray(buffer["data"]["reward"]).tolist() == [2, 2, 3, 0, 1]  # the oldest row was overwritten
+
+
+def _maze_buffer(n_policies=32, length=40):
+    task = qdkit.tasks.get("maze", episode_length=length)
+    evaluation = jax.jit(task.score)(jax.random.key(1), task.initial_genotypes(jax.random.key(0), n_policies))
+    desc = rl.normalise(evaluation.descriptors, task.lower, task.upper)
+    rows, valid = rl.transitions_to_rows(evaluation.extras["transitions"], desc)
+    return task, rl.buffer_add(rl.buffer_init(10_000, 5, 2, 2), rows, valid), desc
+
+
+def test_critic_loss_falls_on_a_fixed_buffer():
+    task, buffer, desc = _maze_buffer()
+    nets = rl.make_networks(task.policy, 2, SMALL)
+    learner = rl.td3_init(jax.random.key(2), nets, SMALL)
+    train = jax.jit(lambda lr, k: rl.td3_train(lr, buffer, k, nets, SMALL, target_descs=desc,
+                                               reward_min=task.reward_min))  # fmt: skip
+    losses = []
+    for i in range(8):
+        learner, info = train(learner, jax.random.key(10 + i))
+        losses.append(float(info["critic_loss"]))
+    assert losses[-1] < 0.6 * losses[0] and losses[-1] < min(losses[:4]), losses
+
+
+def test_conditioned_actor_learns_to_act_by_target():
+    """Episodes of descriptor +1 took action +1, those of -1 took -1, all with reward 1
+    and ending at once; replayed for targets +-1, only the matching action is rewarded,
+    so pi(s | +1) must learn +1 and pi(s | -1) must learn -1."""
+    config = SMALL._replace(critic_steps=400, discount=0.0, policy_noise=0.0, critic_lr=1e-3, actor_lr=1e-3)
+    n = 512
+    sign = jnp.where(jnp.arange(n) % 2 == 0, 1.0, -1.0)
+    obs = jax.random.normal(jax.random.key(0), (n, 3))
+    rows = {"obs": obs, "action": sign[:, None], "reward": jnp.ones((n,)), "next_obs": obs, "done": jnp.ones((n,)),
+            "desc": sign[:, None]}  # fmt: skip
+    buffer = rl.buffer_add(rl.buffer_init(n, 3, 1, 1), rows, jnp.ones((n,), bool))
+    policy = MLP((3, 16, 1))
+    nets = rl.make_networks(policy, 1, config)
+    learner = rl.td3_init(jax.random.key(1), nets, config)
+    targets = jnp.asarray([[1.0], [-1.0]])
+    learner, _ = jax.jit(lambda lr: rl.td3_train(lr, buffer, jax.random.key(2), nets, config, target_descs=targets,
+                                                 length_scale=0.2))(learner)  # fmt: skip
+    up = nets.act(learner["actor"], obs[:64], jnp.ones((64, 1)))
+    down = nets.act(learner["actor"], obs[:64], -jnp.ones((64, 1)))
+    assert float(jnp.mean(up)) > 0.5 and float(jnp.mean(down)) < -0.5
+    # the same through the specialised plain policy (the descriptor folded into the bias)
+    folded = rl.specialise(learner["actor"], 3, jnp.asarray([1.0]))
+    np.testing.assert_allclose(np.asarray(policy.apply(folded, obs[:64])), np.asarray(up), rtol=1e-5, atol=1e-6)
+
+
+def test_pg_variation_raises_the_critics_value():
+    task, buffer, desc = _maze_buffer()
+    config = SMALL._replace(pg_steps=20, pg_lr=1e-2)
+    nets = rl.make_networks(task.policy, 2, config)
+    learner = rl.td3_init(jax.random.key(2), nets, config)
+    learner, _ = rl.td3_train(learner, buffer, jax.random.key(3), nets, config, target_descs=desc,
+                              reward_min=task.reward_min)  # fmt: skip
+    parents = task.initial_genotypes(jax.random.key(4), 4)
+    children = rl.pg_variation(parents, task.policy, learner["critic"], buffer, jax.random.key(5), nets, config,
+                               desc[:4])  # fmt: skip
+    rows = rl.buffer_sample(buffer, jax.random.key(6), 256)
+
+    def value(params, d):
+        q1, _ = nets.q_values(learner["critic"], rows["obs"], task.policy.apply(params, rows["obs"]),
+                              jnp.broadcast_to(d, (256, 2)))  # fmt: skip
+        return float(jnp.mean(q1))
+
+    for i in range(4):
+        one = lambda tree, i=i: jax.tree.map(lambda x: x[i], tree)  # noqa: E731
+        assert value(one(children), desc[i]) > value(one(parents), desc[i])
+
+
+# ------------------------------------------------------------------ runs and CLI
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+RUN = ["run", "--task", "maze", "-t", "episode_length=40", "--batch-size", "16", "--shape", "8x8", "--no-progress",
+       "-e", "critic_width=32", "-e", "critic_steps=20", "-e", "pg_steps=4", "-e", "pg_batch_size=32",
+       "-e", "train_batch_size=32", "-e", "buffer_size=5000"]  # fmt: skip
+
+
+@pytest.mark.parametrize("emitter", ["pga", "dcg"])
+def test_resume_of_a_run_with_a_replay_buffer_is_bit_identical(tmp_path, emitter):
+    extra = ["-e", "num_injected=2"] if emitter == "dcg" else []
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert _cli(*RUN, *extra, "--emitter", emitter, "--iterations", 6, "--out", whole).exit_code == 0
+    assert _cli(*RUN, *extra, "--emitter", emitter, "--iterations", 3, "--out", part).exit_code == 0
+    result = _cli("resume", part, "--iterations", 6, "--no-progress")
+    assert result.exit_code == 0, result.output
+    a, b = rundir.load(str(whole)).state, rundir.load(str(part)).state
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert int(a.emitter_state["buffer"]["size"]) == 6 * 16 * 40  # every transition of the 6 emitted batches
+
+
+def test_dcg_run_distill_save_load_and_run_for_a_target(tmp_path):
+    out = tmp_path / "dcg"
+    result = _cli(*RUN, "--emitter", "dcg", "-e", "num_injected=2", "--iterations", 4, "--out", out)
+    assert result.exit_code == 0, result.output
+    result = _cli("distill", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "distill.json").read_text())
+    assert report["all_cells"]["cells"] == 64 and 0.0 <= report["all_cells"]["reached_fraction"] <= 1.0
+    assert (out / "distill.png").stat().st_size > 5000
+    loaded = rundir.load(str(out))
+    policy = emitters.distilled_policy(loaded.state.emitter_state, loaded.task)
+    again = emitters.DistilledPolicy.load(out / "distilled.npz")
+    obs, target = jnp.ones((3, 5)) * 0.5, jnp.asarray([0.2, 0.8])
+    np.testing.assert_array_equal(np.asarray(policy.act(obs, target)), np.asarray(again.act(obs, target)))
+    result = _cli("distill", out, "--target", "0.2,0.8", "--render", tmp_path / "t.png")
+    assert result.exit_code == 0, result.output
+    assert "target [0.2, 0.8]: reached" in result.output and (tmp_path / "t.png").exists()
+    # the reported figure is what the policy does: re-run it from Python
+    evaluation = jax.jit(loaded.task.score)(jax.random.key(0), again.specialise(jnp.asarray([[0.2, 0.8]])))
+    printed = json.loads(result.output.split("reached ")[1].split(" (")[0])
+    np.testing.assert_allclose(printed, np.asarray(evaluation.descriptors[0]), atol=2e-4)
+    assert _cli("render", out, "--out", tmp_path / "best.png").exit_code == 0 and (tmp_path / "best.png").exists()
+    bad = _cli("distill", out, "--target", "0.2")
+    assert bad.exit_code != 0 and "needs 2 coordinates" in bad.output
+    (tmp_path / "junk.npz").write_bytes(b"not a policy")
+    junk = _cli("distill", out, "--policy", tmp_path / "junk.npz", "--target", "0.1,0.1")
+    assert junk.exit_code != 0 and "is not a distilled policy file" in junk.output
+
+
+def test_policy_emitters_refuse_other_tasks_and_pga_runs_cannot_distill(tmp_path):
+    result = _cli("run", "--task", "arm", "--emitter", "dcg", "--iterations", 2, "--out", tmp_path / "x")
+    assert result.exit_code != 0 and "needs a policy task" in result.output
+    out = tmp_path / "pga"
+    assert _cli(*RUN, "--emitter", "pga", "--iterations", 2, "--out", out).exit_code == 0
+    result = _cli("distill", out)
+    assert result.exit_code != 0 and "distillation needs --emitter dcg" in result.output
