@@ -69,6 +69,7 @@ def dcg(
         raise ValueError(f"num_injected must be >= 0; got {num_injected}")
     length_scale = check_positive("length_scale", length_scale, allow_zero=False)
     ga_size, pg_size = split_batch(batch_size, pg_fraction, num_injected)
+    config = rl.check_config(config)
     policy = task.policy
     desc_dim = task.descriptor_dim
     lower, upper = np.asarray(task.lower, np.float32), np.asarray(task.upper, np.float32)

@@ -66,6 +66,7 @@ def pga(
     ga_size, pg_size = split_batch(batch_size, pg_fraction)
     greedy = bool(greedy) and pg_size > 0
     n_var = pg_size - int(greedy)
+    config = rl.check_config(config)
     policy = task.policy
     nets = rl.make_networks(policy, 0, config)
     ga = iso_line(ga_size, iso_sigma, line_sigma) if ga_size else None

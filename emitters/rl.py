@@ -60,6 +60,26 @@ class TD3Config(NamedTuple):
 DEFAULT_CONFIG = TD3Config()
 
 
+def check_config(config: TD3Config) -> TD3Config:
+    """Refuse settings that cannot work, naming the setting."""
+    for name in ("critic_steps", "batch_size", "pg_steps", "pg_batch_size", "buffer_size", "policy_delay"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    if not all(int(w) >= 1 for w in config.critic_hidden) or not config.critic_hidden:
+        raise ValueError(f"critic_hidden must be positive widths; got {config.critic_hidden}")
+    if not 0.0 <= config.discount <= 1.0:
+        raise ValueError(f"discount must be in [0, 1]; got {config.discount}")
+    if not 0.0 < config.tau <= 1.0:
+        raise ValueError(f"tau must be in (0, 1]; got {config.tau}")
+    for name in ("critic_lr", "actor_lr", "pg_lr", "reward_scale"):
+        if not getattr(config, name) > 0:
+            raise ValueError(f"{name} must be positive; got {getattr(config, name)!r}")
+    if config.policy_noise < 0 or config.noise_clip < 0:
+        raise ValueError("policy_noise and noise_clip must be >= 0")
+    return config
+
+
 # ------------------------------------------------------------------ replay buffer
 
 

@@ -241,3 +241,7 @@ def test_policy_emitters_refuse_other_tasks_and_pga_runs_cannot_distill(tmp_path
     assert _cli(*RUN, "--emitter", "pga", "--iterations", 2, "--out", out).exit_code == 0
     result = _cli("distill", out)
     assert result.exit_code != 0 and "distillation needs --emitter dcg" in result.output
+    bad = _cli(*RUN, "--emitter", "dcg", "-e", "critic_steps=-5", "--iterations", 2, "--out", tmp_path / "bad")
+    assert bad.exit_code != 0 and "critic_steps must be a positive integer" in bad.output
+    bad = _cli(*RUN, "--emitter", "pga", "-e", "discount=1.5", "--iterations", 2, "--out", tmp_path / "bad")
+    assert bad.exit_code != 0 and "discount must be in [0, 1]" in bad.output

@@ -107,3 +107,12 @@ def test_qdaif_benchmark_smoke(tmp_path):
     ]:
         assert line in result.stdout
     assert "'QDAIF (lmx fewshot)': [16]" in result.stdout  # each run spent exactly its budget
+
+
+def test_maze_dcg_benchmark_smoke(tmp_path):
+    result = run_script(os.path.join(ROOT, "benchmarks", "maze_dcg.py"), "--quick", "--plot", str(tmp_path / "m.png"),
+                        cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for line in ["| iso-line |", "| pga |", "| dcg |", "| seed 0 |", "critic updates/s"]:
+        assert line in result.stdout
+    assert (tmp_path / "m.png").exists()
