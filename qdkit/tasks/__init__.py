@@ -12,6 +12,7 @@ from collections.abc import Callable
 from qdkit.tasks.arm import arm, forward_kinematics
 from qdkit.tasks.base import Evaluation, PolicyTask, Task, clip_to
 from qdkit.tasks.functions import rastrigin, rastrigin_proj, sphere, sphere_proj
+from qdkit.tasks.locomotion import ant_omni, ant_uni, halfcheetah_uni, hopper_uni, walker2d_uni
 from qdkit.tasks.maze import maze
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}
@@ -66,7 +67,19 @@ def get(name: str, **task_options: object) -> Task:
     return factory(**task_options)
 
 
-for _factory_fn in (arm, sphere, rastrigin, sphere_proj, rastrigin_proj, maze):
+for _factory_fn in (
+    arm,
+    sphere,
+    rastrigin,
+    sphere_proj,
+    rastrigin_proj,
+    maze,
+    ant_omni,
+    ant_uni,
+    walker2d_uni,
+    halfcheetah_uni,
+    hopper_uni,
+):
     register(_factory_fn.__name__, _factory_fn)
 
 __all__ = [
