@@ -56,7 +56,7 @@ def run(method, task, seed, iterations, batch, config):
     return state, {**metrics, "qd_norm": metrics["qd_score"] / scale}, seconds
 
 
-def speeds(task, config, batch):
+def speeds(task, config, batch, desc_dim=2):
     score = jax.jit(task.score)
     params = task.initial_genotypes(jax.random.key(0), batch)
     jax.block_until_ready(score(jax.random.key(1), params).fitness)
@@ -68,8 +68,9 @@ def speeds(task, config, batch):
     evaluation = score(jax.random.key(1), params)
     desc = emitters.rl.normalise(evaluation.descriptors, task.lower, task.upper)
     rows, valid = emitters.rl.transitions_to_rows(evaluation.extras["transitions"], desc)
-    buffer = emitters.rl.buffer_add(emitters.rl.buffer_init(100_000, 5, 2, 2), rows, valid)
-    nets = emitters.rl.make_networks(task.policy, 2, config)
+    obs, act = task.policy.sizes[0], task.policy.sizes[-1]
+    buffer = emitters.rl.buffer_add(emitters.rl.buffer_init(100_000, obs, act, desc_dim), rows, valid)
+    nets = emitters.rl.make_networks(task.policy, desc_dim, config)
     learner = emitters.rl.td3_init(jax.random.key(3), nets, config)
     train = jax.jit(lambda lr, k: emitters.rl.td3_train(lr, buffer, k, nets, config, target_descs=desc))
     jax.block_until_ready(train(learner, jax.random.key(4))[0]["critic"])
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--plot", default=os.path.join(os.path.dirname(__file__), "maze_dcg.png"))
+    parser.add_argument("--speeds-only", action="store_true", help="only the speeds, for the maze and ant_omni")
     args = parser.parse_args()
     config = emitters.TD3Config(critic_hidden=(128, 128), critic_steps=200, batch_size=256, pg_steps=50,
                                 pg_batch_size=64, buffer_size=300_000)  # fmt: skip
@@ -102,6 +104,14 @@ def main() -> None:
         args.iterations, args.seeds, args.batch = 6, 1, 32
         config = config._replace(critic_hidden=(32, 32), critic_steps=10, pg_steps=4, buffer_size=20_000)
     task = tasks.get("maze", episode_length=250)
+    if args.speeds_only:
+        for name, t in [("maze (250 steps)", task), ("ant_omni (brax spring, 100 steps)",
+                                                     tasks.get("ant_omni", episode_length=100))]:  # fmt: skip
+            evals, critic, pg = speeds(t, config, args.batch)
+            print(f"{name}: {evals:,.1f} evaluations/s (batch {args.batch}); {critic:,.0f} critic updates/s "
+                  f"(batch {config.batch_size}, critic {config.critic_hidden}); {pg:,.0f} PG steps/s "
+                  f"({args.batch // 2} policies, batch {config.pg_batch_size})", flush=True)  # fmt: skip
+        return
     print(f"jax {jax.__version__}, {os.cpu_count()} CPU cores; maze (standard map, 250 steps), batch {args.batch}, "
           f"{args.iterations} iterations, {args.seeds} seed(s)")  # fmt: skip
     print(f"TD3/PG settings: {config}")

@@ -111,12 +111,13 @@ def lmx(
 
     def emit(key, archive, state):
         del state
-        k_pick, k_seed = jax.random.split(key)
+        # host-side draws from the key's bits (no device computation to compile in host code)
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
         occupied = np.nonzero(np.asarray(archive.occupied))[0]
         elites = text_codec.decode(np.asarray(archive.genotypes)[occupied]) if len(occupied) else []
         pool = seeds if style == "fixed" or not elites else elites
-        picks = np.asarray(jax.random.randint(k_pick, (batch_size, num_examples), 0, len(pool)))
-        request_seeds = np.asarray(jax.random.randint(k_seed, (batch_size,), 0, 2**31 - 1))
+        picks = rng.integers(0, len(pool), (batch_size, num_examples))
+        request_seeds = rng.integers(0, 2**31 - 1, batch_size)
         conversations = [conversation([pool[j] for j in row]) for row in picks]
         each = [{"seed": int(s)} for s in request_seeds]
         replies = client.chat_many(conversations, each=each, temperature=temperature, max_tokens=max_tokens)

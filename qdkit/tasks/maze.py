@@ -11,6 +11,11 @@ reaching the goal early and staying is best), the descriptor the final (x, y)
 position. Every transition is returned in ``extras["transitions"]`` for gradient
 emitters.
 
+With ``observe_position=True`` the observation also holds the robot's (x, y) and
+heading (cos, sin), rescaled to [-1, 1]: Kheperax's robot does not see where it is, but
+a descriptor-conditioned critic (DCG) needs to, as QDax's omnidirectional tasks show
+their policies the position.
+
 Maps: ``standard`` (Kheperax's standard maze; goal at the top left, behind walls),
 ``empty`` (only the borders).
 """
@@ -79,13 +84,14 @@ def _cross(u: jax.Array, v: jax.Array) -> jax.Array:
 class MazeEnv:
     """The maze as an environment (``reset``/``step``; see the module docstring)."""
 
-    observation_size = 5
     action_size = 2
 
-    def __init__(self, map_name: str = "standard"):
+    def __init__(self, map_name: str = "standard", observe_position: bool = False):
         if map_name not in MAPS:
             raise KeyError(f"unknown maze map {map_name!r}; valid maps: {', '.join(sorted(MAPS))}")
         self.map_name = map_name
+        self.observe_position = bool(observe_position)
+        self.observation_size = 5 + (4 if self.observe_position else 0)
         self.walls = jnp.asarray(BORDERS + MAPS[map_name]["walls"], jnp.float32)
         self.goal = jnp.asarray(MAPS[map_name]["goal"], jnp.float32)
 
@@ -114,7 +120,10 @@ class MazeEnv:
         return jnp.where(jnp.stack([left, right]), 1.0, -1.0).astype(jnp.float32)
 
     def _obs(self, pos, angle):
-        return jnp.concatenate([self.lasers(pos, angle), self.bumpers(pos, angle)])
+        parts = [self.lasers(pos, angle), self.bumpers(pos, angle)]
+        if self.observe_position:  # (x, y, cos, sin) rescaled to [-1, 1]
+            parts.append(jnp.concatenate([2.0 * pos - 1.0, jnp.stack([jnp.cos(angle), jnp.sin(angle)])]))
+        return jnp.concatenate(parts)
 
     def _reward(self, pos):
         return -jnp.linalg.norm(pos - self.goal)
@@ -137,12 +146,14 @@ class MazeEnv:
         return MazeState(pos, angle, self._obs(pos, angle), reward, done, {"state_descriptor": pos})
 
 
-def maze(episode_length: int = 250, hidden: int = 8, map: str = "standard") -> PolicyTask:
+def maze(
+    episode_length: int = 250, hidden: int = 8, map: str = "standard", observe_position: bool = False
+) -> PolicyTask:
     """Maze navigation (Kheperax-like): an MLP drives a robot; descriptor = final (x, y)."""
     episode_length, hidden = int(episode_length), int(hidden)
     if episode_length < 1 or hidden < 1:
         raise ValueError("episode_length and hidden must be positive")
-    env = MazeEnv(map)
+    env = MazeEnv(map, observe_position)
     policy = MLP((env.observation_size, hidden, env.action_size))
 
     def score(key: jax.Array, params: Any) -> Evaluation:
@@ -160,7 +171,7 @@ def maze(episode_length: int = 250, hidden: int = 8, map: str = "standard") -> P
         upper=np.ones(2, np.float32),
         qd_offset=-float(episode_length) * float(np.sqrt(2.0)),
         descriptor_names=("final x", "final y"),
-        options={"episode_length": episode_length, "hidden": hidden, "map": map},
+        options={"episode_length": episode_length, "hidden": hidden, "map": map, "observe_position": observe_position},
         init=policy.init_batch,
         env=env,
         policy=policy,

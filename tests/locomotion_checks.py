@@ -1,0 +1,72 @@
+"""The checks of tests/test_locomotion.py, run in a separate process each (see there).
+
+Usage: python tests/locomotion_checks.py CHECK_NAME
+"""
+
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import emitters
+import qdkit
+from qdkit.tasks.locomotion import _brax_rules
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+def _zero_policies(task, n):
+    return jax.tree.map(jnp.zeros_like, task.initial_genotypes(jax.random.key(0), n))
+
+
+def check_walker_standing_still_lands_then_touches_the_ground_with_both_feet():
+    task = qdkit.tasks.get("walker2d_uni", episode_length=20)
+    evaluation = jax.jit(task.score)(jax.random.key(0), _zero_policies(task, 2))  # zero actions: it stands
+    t = evaluation.extras["transitions"]
+    contact = np.asarray(t.next_state_desc[0])
+    assert contact[0].tolist() == [0.0, 0.0] and contact[-1].tolist() == [1.0, 1.0]  # dropped onto its feet
+    np.testing.assert_allclose(np.asarray(evaluation.descriptors), contact.mean(axis=0)[None].repeat(2, 0))
+    assert 0.3 < float(evaluation.descriptors[0, 0]) < 0.9
+    assert t.obs.shape == (2, 20, task.env.observation_size) and t.action.shape == (2, 20, task.env.action_size)
+    assert task.descriptor_names == ("foot 0 contact", "foot 1 contact")
+
+
+def check_ant_omni_descriptor_is_the_final_torso_position_and_drops_the_forward_reward():
+    task = qdkit.tasks.get("ant_omni", episode_length=4)
+    params = task.initial_genotypes(jax.random.key(1), 2)
+    evaluation = jax.jit(task.score)(jax.random.key(2), params)
+    # replay the first policy in the raw brax env with the same key
+    env = task.env.env
+    key = jax.random.split(jax.random.key(2), 2)[0]
+    one = jax.tree.map(lambda x: x[0], params)
+    with _brax_rules():  # brax needs JAX's default promotion rules
+        state, total = jax.jit(env.reset)(key), 0.0
+        step = jax.jit(env.step)
+        for _ in range(4):
+            state = step(state, task.policy.apply(one, state.obs))
+            total += float(state.reward - state.metrics["forward_reward"])
+    np.testing.assert_allclose(np.asarray(evaluation.descriptors[0]), np.asarray(state.pipeline_state.x.pos[0, :2]),
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(float(evaluation.fitness[0]), total, rtol=1e-4, atol=1e-4)
+
+
+def check_pga_runs_on_a_brax_task():
+    task = qdkit.tasks.get("hopper_uni", episode_length=5, hidden=8)
+    config = emitters.TD3Config(critic_hidden=(16,), critic_steps=4, batch_size=16, pg_steps=2, pg_batch_size=8,
+                                buffer_size=1000)  # fmt: skip
+    emitter = emitters.pga(task, 8, config=config)
+    archive = qdkit.GridArchive.create(shape=(10,), lower=task.lower, upper=task.upper,
+                                       example_genotype=task.example_genotype)  # fmt: skip
+    state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
+    state, metrics = qdkit.map_elites.run(state, task, emitter, 2)
+    assert int(state.emitter_state["buffer"]["size"]) == 2 * 8 * 5 and len(state.archive) >= 1
+    with pytest.raises(ValueError, match="unknown brax backend"):
+        qdkit.tasks.get("hopper_uni", backend="bullet")
+
+
+if __name__ == "__main__":
+    globals()[sys.argv[1]]()
+    print("OK")
