@@ -15,6 +15,18 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+    """Drop every compiled executable after each test module. The suite compiles
+    thousands of programs in one process; with all of them alive, XLA's CPU compiler
+    crashed (segfault / abort) late in the run, in a different test each time."""
+    yield
+    import gc
+
+    jax.clear_caches()
+    gc.collect()
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield
