@@ -84,11 +84,7 @@ def dcg(
         return jnp.where(archive.occupied[:, None], normalised(archive.descriptors), jnp.nan)
 
     def init(key, archive):
-        k_learner, k_state = jax.random.split(key)
-        buffer = rl.buffer_init(config.buffer_size, policy.sizes[0], policy.sizes[-1], desc_dim)
-        zero = jnp.zeros((), jnp.float32)
-        return {"learner": rl.td3_init(k_learner, nets, config), "buffer": buffer, "key": k_state,
-                "critic_loss": zero, "actor_loss": zero}  # fmt: skip
+        return rl.emitter_state(key, nets, config)
 
     def emit(key, archive, state):
         k_ga, k_parents, k_pg, k_inject = jax.random.split(key, 4)
@@ -108,15 +104,10 @@ def dcg(
         return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
 
     def update(state, archive, genotypes, evaluation, info):
-        transitions = evaluation.extras["transitions"]
-        rows, valid = rl.transitions_to_rows(transitions, normalised(evaluation.descriptors))
-        buffer = rl.buffer_add(state["buffer"], rows, valid)
-        key, k_train = jax.random.split(state["key"])
-        learner, losses = rl.td3_train(
-            state["learner"], buffer, k_train, nets, config,
+        return rl.learn(
+            state, evaluation.extras["transitions"], normalised(evaluation.descriptors), nets, config,
             target_descs=archive_targets(archive), length_scale=length_scale, reward_min=reward_min,
         )  # fmt: skip
-        return {"learner": learner, "buffer": buffer, "key": key, **losses}
 
     return Emitter(init=init, emit=emit, update=update, batch_size=batch_size)
 

@@ -72,11 +72,7 @@ def pga(
     ga = iso_line(ga_size, iso_sigma, line_sigma) if ga_size else None
 
     def init(key, archive):
-        k_learner, k_state = jax.random.split(key)
-        buffer = rl.buffer_init(config.buffer_size, policy.sizes[0], policy.sizes[-1], 0)
-        zero = jnp.zeros((), jnp.float32)
-        return {"learner": rl.td3_init(k_learner, nets, config), "buffer": buffer, "key": k_state,
-                "critic_loss": zero, "actor_loss": zero}  # fmt: skip
+        return rl.emitter_state(key, nets, config)
 
     def emit(key, archive, state):
         k_ga, k_parents, k_pg = jax.random.split(key, 3)
@@ -93,11 +89,7 @@ def pga(
 
     def update(state, archive, genotypes, evaluation, info):
         transitions = evaluation.extras["transitions"]
-        desc = jnp.zeros((transitions.reward.shape[0], 1), jnp.float32)
-        rows, valid = rl.transitions_to_rows(transitions, desc)
-        buffer = rl.buffer_add(state["buffer"], rows, valid)
-        key, k_train = jax.random.split(state["key"])
-        learner, losses = rl.td3_train(state["learner"], buffer, k_train, nets, config)
-        return {"learner": learner, "buffer": buffer, "key": key, **losses}
+        no_descriptor = jnp.zeros((transitions.reward.shape[0], 1), jnp.float32)
+        return rl.learn(state, transitions, no_descriptor, nets, config)
 
     return Emitter(init=init, emit=emit, update=update, batch_size=batch_size)

@@ -267,6 +267,31 @@ def td3_train(
     return learner, {"critic_loss": jnp.mean(c_losses), "actor_loss": jnp.mean(a_losses)}
 
 
+# ---------------------------------------------------------- the gradient emitters' state
+
+
+def emitter_state(key: jax.Array, nets: Networks, config: TD3Config) -> dict[str, Any]:
+    """The state of a gradient emitter: TD3 learner, empty replay buffer, its own key
+    (``update`` gets none) and the last losses."""
+    k_learner, k_state = jax.random.split(key)
+    obs_size, action_size = nets.actor.sizes[0] - nets.desc_dim, nets.actor.sizes[-1]
+    zero = jnp.zeros((), jnp.float32)
+    return {"learner": td3_init(k_learner, nets, config),
+            "buffer": buffer_init(config.buffer_size, obs_size, action_size, nets.desc_dim),
+            "key": k_state, "critic_loss": zero, "actor_loss": zero}  # fmt: skip
+
+
+def learn(state: dict[str, Any], transitions, descriptors: jax.Array, nets: Networks, config: TD3Config,
+          **train_options: Any) -> dict[str, Any]:  # fmt: skip
+    """Add a batch's transitions (each with its episode's descriptor) to the buffer,
+    then train (:func:`td3_train`)."""
+    rows, valid = transitions_to_rows(transitions, descriptors)
+    buffer = buffer_add(state["buffer"], rows, valid)
+    key, k_train = jax.random.split(state["key"])
+    learner, losses = td3_train(state["learner"], buffer, k_train, nets, config, **train_options)
+    return {"learner": learner, "buffer": buffer, "key": key, **losses}
+
+
 # ----------------------------------------------------------- policy-gradient variation
 
 
