@@ -47,6 +47,7 @@ def dcg(
     pg_fraction: float = 0.5,
     num_injected: int = 0,
     length_scale: float = 0.1,
+    archive_replay: float = 0.5,
     iso_sigma: float = 0.005,
     line_sigma: float = 0.05,
     config: rl.TD3Config = rl.DEFAULT_CONFIG,
@@ -60,6 +61,10 @@ def dcg(
             Iso+LineDD share.
         length_scale: ``l`` of the similarity ``exp(-||d - d'|| / l)``, in normalised
             descriptor units ([-1, 1] per axis).
+        archive_replay: share of replayed transitions whose target ``d'`` is drawn from
+            the archive's elites (DCG-ME); the rest are replayed for the descriptor their
+            policy was aimed at when collected (DCRL-ME: the parent's for PG offspring,
+            the injected actor's target, the achieved one for Iso+LineDD offspring).
         iso_sigma, line_sigma: the Iso+LineDD part.
         config: TD3 and PG settings (:class:`emitters.rl.TD3Config`).
     """
@@ -68,6 +73,9 @@ def dcg(
     if num_injected < 0:
         raise ValueError(f"num_injected must be >= 0; got {num_injected}")
     length_scale = check_positive("length_scale", length_scale, allow_zero=False)
+    archive_replay = float(archive_replay)
+    if not 0.0 <= archive_replay <= 1.0:
+        raise ValueError(f"archive_replay must be in [0, 1]; got {archive_replay}")
     ga_size, pg_size = split_batch(batch_size, pg_fraction, num_injected)
     config = rl.check_config(config)
     policy = task.policy
@@ -83,31 +91,46 @@ def dcg(
     def archive_targets(archive):  # normalised elite descriptors; NaN rows for empty cells
         return jnp.where(archive.occupied[:, None], normalised(archive.descriptors), jnp.nan)
 
+    def plan(key, archive):
+        # The next batch's PG parents and injected targets, drawn when the archive they
+        # come from is known (it is the one the next emit sees), so that ``update`` knows
+        # what each offspring was aimed at.
+        k_parents, k_inject = jax.random.split(key)
+        parents = archive.sample_indices(k_parents, pg_size)
+        inject = archive.sample_indices(k_inject, num_injected)
+        aims = normalised(archive.descriptors[jnp.concatenate([parents, inject])])
+        return {"parents": parents, "aims": aims}
+
     def init(key, archive):
-        return rl.emitter_state(key, nets, config)
+        k_state, k_plan = jax.random.split(key)
+        return {**rl.emitter_state(k_state, nets, config), "plan": plan(k_plan, archive)}
 
     def emit(key, archive, state):
-        k_ga, k_parents, k_pg, k_inject = jax.random.split(key, 4)
+        k_ga, k_pg = jax.random.split(key)
         parts = []
         if ga is not None:
             parts.append(ga.emit(k_ga, archive, ()))
         if pg_size:
-            index = archive.sample_indices(k_parents, pg_size)
+            index = state["plan"]["parents"]
             parents = jax.tree.map(lambda g: g[index], archive.genotypes)
-            targets = normalised(archive.descriptors[index])
+            targets = state["plan"]["aims"][:pg_size]
             critic = state["learner"]["critic"]
             parts.append(rl.pg_variation(parents, policy, critic, state["buffer"], k_pg, nets, config, targets))
         if num_injected:
-            index = archive.sample_indices(k_inject, num_injected)
-            targets = normalised(archive.descriptors[index])
+            targets = state["plan"]["aims"][pg_size:]
             parts.append(rl.specialise(state["learner"]["actor"], policy.sizes[0], targets))
         return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
 
     def update(state, archive, genotypes, evaluation, info):
-        return rl.learn(
-            state, evaluation.extras["transitions"], normalised(evaluation.descriptors), nets, config,
+        achieved = normalised(evaluation.descriptors)
+        aims = jnp.concatenate([achieved[:ga_size], state["plan"]["aims"]])  # Iso+LineDD offspring: their own
+        k_plan, k_state = jax.random.split(state["key"])
+        state = rl.learn(
+            {**state, "key": k_state}, evaluation.extras["transitions"], achieved, nets, config, aims,
             target_descs=archive_targets(archive), length_scale=length_scale, reward_min=reward_min,
+            archive_replay=archive_replay,
         )  # fmt: skip
+        return {**state, "plan": plan(k_plan, archive)}
 
     return Emitter(init=init, emit=emit, update=update, batch_size=batch_size)
 

@@ -8,6 +8,7 @@ from feedback import domains
 from feedback.ai_feedback import AIFeedback, parse_rating, pole_probability
 from feedback.client import BudgetExhausted, ModelClient, Reply
 from feedback.domains import Axis, Domain, DomainError
+from feedback.embedding_judge import EmbeddingJudge
 from feedback.human import HumanJudge, JudgingStopped, draw_arm, read_answers
 from feedback.judges import CANT_TELL, A, B, Judge, SimulatedJudge
 from feedback.learned import Projection, fit_autoencoder, fit_triplets, latent_bounds, triplet_loss
@@ -23,6 +24,7 @@ __all__ = [
     "Axis",
     "Domain",
     "DomainError",
+    "EmbeddingJudge",
     "LocalServer",
     "TextTask",
     "domains",

@@ -127,23 +127,17 @@ class ModelClient:
         request = {"base_url": scope, "model": self.model, "messages": messages, "params": params}
         return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
-    def _cached(self, key: str) -> Reply | None:
+    def _cached(self, key: str) -> dict | None:
         if not self.cache_path:
             return None
         with sqlite3.connect(self.cache_path) as db:
             row = db.execute("SELECT value FROM replies WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        value = json.loads(row[0])
-        return Reply(value["text"], value["top_logprobs"], value.get("finish_reason"))
+        return None if row is None else json.loads(row[0])
 
-    def _store(self, key: str, reply: Reply) -> None:
+    def _store(self, key: str, value: dict) -> None:
         if self.cache_path:
-            value = json.dumps(
-                {"text": reply.text, "top_logprobs": reply.top_logprobs, "finish_reason": reply.finish_reason}
-            )
             with self._lock, sqlite3.connect(self.cache_path) as db:
-                db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?)", (key, value))
+                db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?)", (key, json.dumps(value)))
 
     # --------------------------------------------------------------- requests
     def _count(self, name: str, amount: int = 1) -> None:
@@ -185,7 +179,43 @@ class ModelClient:
 
     def chat(self, messages: list[dict], **params: Any) -> Reply | None:
         """One chat completion (cached, retried); ``None`` when it failed."""
-        key = self._key(messages, params)
+
+        def send() -> dict:
+            reply = self._reply(self._client.chat.completions.create(model=self.model, messages=messages, **params))
+            return {"text": reply.text, "top_logprobs": reply.top_logprobs, "finish_reason": reply.finish_reason}
+
+        value = self._request(self._key(messages, params), send)
+        return None if value is None else Reply(value["text"], value["top_logprobs"], value.get("finish_reason"))
+
+    def embed(self, text: str) -> list[float] | None:
+        """The embedding of one text from the endpoint's ``/embeddings`` (cached,
+        retried); a server that returns one vector per token (llama.cpp without pooling)
+        gets them mean-pooled. ``None`` when it failed."""
+
+        def send() -> dict:
+            response = self._client.embeddings.create(model=self.model, input=[text])
+            vectors = response.data[0].embedding
+            if vectors and isinstance(vectors[0], list):  # one per token
+                vectors = [sum(column) / len(vectors) for column in zip(*vectors)]
+            vector = [float(v) for v in vectors]
+            if not vector or any(v != v for v in vector):
+                raise ValueError("an empty or NaN embedding")
+            usage = getattr(response, "usage", None)
+            if usage is not None:
+                self._count("prompt_tokens", int(getattr(usage, "prompt_tokens", 0) or 0))
+            return {"embedding": vector}
+
+        value = self._request(self._key([{"embed": text}], {"endpoint": "embeddings"}), send)
+        return None if value is None else value["embedding"]
+
+    def embed_many(self, texts: list[str]) -> list[list[float] | None]:
+        """:meth:`embed` for each text, ``concurrency`` at a time, in order (budget
+        handling as in :meth:`chat_many`)."""
+        return self._many([lambda t=t: self.embed(t) for t in texts])
+
+    def _request(self, key: str, send) -> dict | None:
+        """``send()`` (one request; returns a JSON-able dict) with the cache, the budget,
+        retries and failure counting around it."""
         cached = self._cached(key)
         if cached is not None:
             self._count("cached")
@@ -194,8 +224,7 @@ class ModelClient:
         for attempt in range(self.max_retries + 1):
             self._spend()
             try:
-                response = self._client.chat.completions.create(model=self.model, messages=messages, **params)
-                reply = self._reply(response)
+                reply = send()
             except (openai.APITimeoutError, openai.APIConnectionError) as e:
                 error = e
             except openai.APIStatusError as e:
@@ -247,8 +276,11 @@ class ModelClient:
         if each is not None and len(each) != len(conversations):
             raise ValueError(f"each has {len(each)} entries for {len(conversations)} conversations")
         extra = each or [{}] * len(conversations)
+        return self._many([lambda m=m, x=x: self.chat(m, **{**params, **x}) for m, x in zip(conversations, extra)])
+
+    def _many(self, calls: list) -> list:
         with ThreadPoolExecutor(self.concurrency) as pool:
-            futures = [pool.submit(self.chat, m, **{**params, **x}) for m, x in zip(conversations, extra)]
+            futures = [pool.submit(call) for call in calls]
             replies, exhausted = [], None
             for future in futures:
                 try:

@@ -46,8 +46,11 @@ class SimulatedJudge:
 
     @classmethod
     def from_task(cls, task, **kwargs) -> SimulatedJudge:
-        """A judge whose ground truth is ``task``'s own descriptors."""
-        return cls(lambda items: task.score(None, items).descriptors, **kwargs)
+        """A judge whose ground truth is ``task``'s own descriptors (scored with a fixed
+        key: the ground truth of a deterministic task)."""
+        import jax
+
+        return cls(lambda items: task.score(jax.random.key(0), items).descriptors, **kwargs)
 
     def __call__(self, anchor: Any, a: Any, b: Any) -> np.ndarray:
         t0, t1, t2 = (np.asarray(self.truth(x), np.float64) for x in (anchor, a, b))

@@ -116,7 +116,7 @@ def features_task(task: Task, extra: str, *, lower: float = -1.0, upper: float =
     """``task`` with ``extras[extra]`` (flattened per row) as its descriptors: the
     features a :class:`LearnedArchive` projects. ``lower``/``upper`` bound the features
     (used for labels only)."""
-    example = task.score(None, jax.tree.map(lambda x: jnp.asarray(x)[None], task.example_genotype))
+    example = task.score(jax.random.key(0), jax.tree.map(lambda x: jnp.asarray(x)[None], task.example_genotype))
     if extra not in example.extras:
         raise KeyError(f"task {task.name!r} has no extra {extra!r}; its extras: {', '.join(example.extras) or 'none'}")
     dim = int(np.prod(example.extras[extra].shape[1:]))

@@ -44,11 +44,14 @@ class LocalServer:
     """A llama.cpp server process serving the bundled model; a context manager.
 
     ``with LocalServer() as server: server.base_url`` -- started on a free port (or
-    ``port``) and stopped at exit. ``threads`` is llama.cpp's thread count.
+    ``port``) and stopped at exit. ``threads`` is llama.cpp's thread count;
+    ``embedding=True`` also serves ``/v1/embeddings`` (one vector per token, which
+    :meth:`feedback.ModelClient.embed` mean-pools; chat completions still work).
     """
 
     def __init__(self, *, port: int | None = None, threads: int | None = None, n_ctx: int = 2048,
-                 startup_timeout: float = 120.0):  # fmt: skip
+                 startup_timeout: float = 120.0, embedding: bool = False):  # fmt: skip
+        self.embedding = bool(embedding)
         self.port = int(port) if port else _free_port()
         self.threads = int(threads or min(os.cpu_count() or 1, 8))
         self.n_ctx, self.startup_timeout = int(n_ctx), float(startup_timeout)
@@ -68,7 +71,7 @@ class LocalServer:
         command = [
             sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", MODEL, "--host", "127.0.0.1",
             "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
-        ]  # fmt: skip
+        ] + (["--embedding", "true"] if self.embedding else [])  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + self.startup_timeout
         while True:

@@ -164,7 +164,7 @@ def _model_endpoint(config: dict[str, Any]):
     config["local_model"] = True
     click.echo("starting the bundled local model server (SmolLM2-135M, llama.cpp) ...", err=True)
     try:
-        server = feedback.LocalServer().start()
+        server = feedback.LocalServer(embedding=registry.needs_embeddings(config)).start()
     except RuntimeError as e:
         raise click.ClickException(str(e)) from e
     try:
@@ -277,7 +277,8 @@ def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
     "(AURORA) or a random projection.",
 )
 @click.option("--judge", type=click.Choice(registry.JUDGES), default="simulated", show_default=True,
-              help="Who answers the similarity questions of --descriptors learned.")  # fmt: skip
+              help="Who answers the similarity questions of --descriptors learned (embedding: cosine "
+                   "similarity of the endpoint's embeddings).")  # fmt: skip
 @click.option("--judgments", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Judgment budget of --descriptors learned, spread over its refits.")  # fmt: skip
 @click.option("--judge-noise", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
@@ -285,7 +286,7 @@ def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
 @click.option(
     "--base-url",
     default=None,
-    help="OpenAI-compatible endpoint for --task text and --judge llm [default: $OPENAI_BASE_URL, else the "
+    help="OpenAI-compatible endpoint for --task text and --judge llm/embedding [default: $OPENAI_BASE_URL, else the "
     "bundled local model when installed].",
 )
 @click.option("--model", default=None, help="Model at --base-url [default: $OPENAI_MODEL]. The key: $OPENAI_API_KEY.")

@@ -7,6 +7,7 @@ run is fully described by a plain JSON-able config dict; :func:`build` turns one
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 from collections.abc import Callable
@@ -307,11 +308,9 @@ JudgingStopped = feedback.JudgingStopped
 #: judge; the AURORA and random-projection baselines without one).
 DESCRIPTORS = {"task": None, "learned": "qdhf", "aurora": "aurora", "random": "random"}
 #: Which extra of a task holds the features that learned descriptors project.
-FEATURES = {"arm": "joint_positions"}
-JUDGES = ("simulated", "human", "llm")
+FEATURES = {"arm": "joint_positions", "maze": "trajectory"}
+JUDGES = ("simulated", "human", "llm", "embedding")
 LLM_CACHE = "llm-cache.sqlite"
-#: Tasks whose items a person sees drawn (``feedback.draw_<task>``); others as text.
-DRAWN = ("arm",)
 HUMAN_JUDGMENTS = "judgments-human.jsonl"
 
 
@@ -322,8 +321,13 @@ LLM_USAGE = "llm-usage.json"
 def needs_model(config: dict[str, Any]) -> bool:
     """Whether a run calls a language model (text tasks, an LLM judge)."""
     return config.get("task") == "text" or (
-        (config.get("descriptors") or "task") == "learned" and config.get("judge") == "llm"
+        (config.get("descriptors") or "task") == "learned" and config.get("judge") in ("llm", "embedding")
     )
+
+
+def needs_embeddings(config: dict[str, Any]) -> bool:
+    """Whether a run asks a model endpoint for embeddings (the embedding judge)."""
+    return (config.get("descriptors") or "task") == "learned" and config.get("judge") == "embedding"
 
 
 def build_client(config: dict[str, Any], directory: str | None = None) -> feedback.ModelClient:
@@ -397,6 +401,18 @@ def learned_task_and_archive(config: dict[str, Any], task: Task) -> tuple[Task, 
     return features, archive
 
 
+def drawer(task: Task):
+    """``draw(ax, genotype)`` showing one of ``task``'s items to a person (``None`` for
+    tasks shown as text): the arm's links, the maze with the robot's path."""
+    if task.name == "arm":
+        return feedback.draw_arm
+    if task.name == "maze":
+        draw = importlib.import_module("qdkit.tasks.maze").draw  # the package's ``maze`` is the task factory
+
+        return lambda ax, genotype: draw(task, genotype, ax=ax)
+    return None
+
+
 def build_refitter(config: dict[str, Any], directory: str | None = None) -> feedback.Refitter | None:
     """The QDHF refit schedule of a run with learned descriptors (``None`` otherwise);
     a human judge keeps its answers in ``directory``."""
@@ -410,10 +426,11 @@ def build_refitter(config: dict[str, Any], directory: str | None = None) -> feed
         truth = tasks.get(config["task"], **config.get("task_options", {}))
         if name == "human":
             path = os.path.join(directory or ".", HUMAN_JUDGMENTS)
-            draw = getattr(feedback, f"draw_{config['task']}") if config["task"] in DRAWN else None
-            judge = feedback.HumanJudge(path, draw=draw)
+            judge = feedback.HumanJudge(path, draw=drawer(truth))
         elif name == "llm":
             judge = feedback.LLMJudge(build_client(config, directory))
+        elif name == "embedding":
+            judge = feedback.EmbeddingJudge.from_client(build_client(config, directory))
         else:
             noise = float(config.get("judge_noise") or 0.0)
             judge = feedback.SimulatedJudge.from_task(truth, flip=noise, seed=int(config.get("seed", 0)))

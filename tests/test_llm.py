@@ -14,6 +14,7 @@ import pytest
 
 pytest.importorskip("openai")
 from feedback.client import BudgetExhausted, ModelClient  # noqa: E402
+from feedback.embedding_judge import EmbeddingJudge  # noqa: E402
 from feedback.judges import CANT_TELL, A, B  # noqa: E402
 from feedback.llm_judge import LLMJudge, parse_letter, parse_logprobs  # noqa: E402
 
@@ -57,7 +58,7 @@ class Faulty(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
+        request = self.rfile.read(int(self.headers.get("content-length", 0)))
         with self.server.lock:
             self.server.calls += 1
             action = self.server.script.pop(0) if self.server.script else "ok"
@@ -80,6 +81,12 @@ class Faulty(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(b"{not json")
+        elif self.path.endswith("/embeddings"):  # a bag of letters per text
+            text = json.loads(request)["input"][0].lower()
+            vector = [float(text.count(c)) for c in "abcdefghijklmnopqrstuvwxyz"]
+            body = {"object": "list", "model": "m", "data": [{"object": "embedding", "index": 0, "embedding": vector}],
+                    "usage": {"prompt_tokens": 3, "total_tokens": 3}}  # fmt: skip
+            self.reply(body)
         else:
             body = {
                 "id": "x", "object": "chat.completion", "created": 0, "model": "m",
@@ -87,12 +94,15 @@ class Faulty(http.server.BaseHTTPRequestHandler):
                              "message": {"role": "assistant", "content": action if action != "ok" else "B"}}],
                 "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
             }  # fmt: skip
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.reply(body)
+
+    def reply(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 @pytest.fixture()
@@ -166,3 +176,83 @@ def test_cli_run_with_an_llm_judge(model_server, tmp_path, monkeypatch):
     ]
     missing = CliRunner().invoke(main, no_model, env={"OPENAI_MODEL": ""})
     assert missing.exit_code == 2 and "no model" in missing.output
+
+
+# ------------------------------------------------------------ the embedding judge
+def test_embedding_judge_by_hand():
+    table = {"x": [1.0, 0.0], "near x": [0.9, 0.1], "far": [0.0, 1.0], "same": [2.0, 0.0], "bad": None}
+    calls = []
+
+    def embed(texts):
+        calls.append(list(texts))
+        return [table[t] for t in texts]
+
+    judge = EmbeddingJudge(embed, describe=describe)
+    anchor = np.array(["x", "x", "x", "x"], dtype=object)
+    a = np.array(["near x", "far", "same", "bad"], dtype=object)
+    b = np.array(["far", "near x", "same", "far"], dtype=object)
+    assert judge(anchor, a, b).tolist() == [A, B, CANT_TELL, CANT_TELL]  # cosine: "same" ties with itself
+    assert judge.stats == {"asked": 4, "answered": 2, "ties": 1, "failed": 1}
+    assert sorted(calls[0]) == sorted(table)  # each distinct text embedded once
+    array_judge = EmbeddingJudge(lambda texts: np.array([[1.0, len(t)] for t in texts]), describe=describe)
+    assert array_judge(np.array(["ab"]), np.array(["abc"]), np.array(["abcdefgh"])).tolist() == [A]
+    with pytest.raises(ValueError, match="non-negative"):
+        EmbeddingJudge(embed, tie=-1)
+
+
+def test_embedding_judge_against_the_local_model(tmp_path):
+    from feedback import local_server
+
+    if not local_server.available():
+        pytest.skip("the local model extra is not installed")
+    cache = str(tmp_path / "cache.sqlite")
+    with local_server.LocalServer(threads=2, embedding=True) as server:
+        client = ModelClient(base_url=server.base_url, model="smollm2", cache_path=cache, concurrency=2)
+        vector = client.embed("a red apple")
+        assert vector is not None and len(vector) > 100 and np.isfinite(vector).all()
+        judge = EmbeddingJudge.from_client(client, describe=describe)
+        choices = judge(TEXTS[:, 0], TEXTS[:, 1], TEXTS[:, 2])
+        assert choices.shape == (2,) and judge.stats["failed"] == 0 and judge.stats["asked"] == 2
+        assert client.usage["requests"] == 6 and client.usage["cached"] == 1  # "a red apple" was embedded above
+        again_client = ModelClient(base_url=server.base_url, model="smollm2", cache_path=cache)
+        again = EmbeddingJudge.from_client(again_client, describe=describe)
+        np.testing.assert_array_equal(again(TEXTS[:, 0], TEXTS[:, 1], TEXTS[:, 2]), choices)
+        assert again_client.usage["requests"] == 0 and again_client.usage["cached"] == 6
+        # chat still works on the embedding server
+        assert client.chat([{"role": "user", "content": "Say hi"}], max_tokens=4) is not None
+
+
+def test_embedding_judge_faults_are_counted_never_fatal(faulty):
+    faulty.script = ["429", "ok", "garbage", "500", "500", "500"]
+    client = client_for(faulty, max_retries=2, concurrency=1)
+    judge = EmbeddingJudge.from_client(client, describe=describe)
+    choices = judge(TEXTS[:1, 0], TEXTS[:1, 1], TEXTS[:1, 2])
+    # anchor: a 429 then an answer; a: garbage (fails at once); b: three 500s (retries spent)
+    assert choices.tolist() == [CANT_TELL] and judge.stats["failed"] == 1
+    assert client.usage["retries"] == 3 and client.usage["failures"] == 2
+    ok = EmbeddingJudge.from_client(client_for(faulty, max_requests=3, concurrency=1), describe=describe)
+    assert ok(TEXTS[:1, 0], TEXTS[:1, 1], TEXTS[:1, 2]).tolist() == [A]  # letters: red apple ~ green apple
+    spent = EmbeddingJudge.from_client(client_for(faulty, max_requests=2, concurrency=1), describe=describe)
+    assert spent(TEXTS[:1, 0], TEXTS[:1, 1], TEXTS[:1, 2]).tolist() == [CANT_TELL]  # the budget ran out: no crash
+
+
+def test_cli_run_with_an_embedding_judge_on_the_bundled_model(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from feedback import local_server
+    from qdkit.cli import main
+
+    if not local_server.available():
+        pytest.skip("the local model extra is not installed")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_MODEL", raising=False)
+    out = tmp_path / "run"
+    args = ["run", "--task", "arm", "--descriptors", "learned", "--judge", "embedding", "--judgments", "12",
+            "--iterations", "8", "--batch-size", "32", "--shape", "8x8", "--no-progress", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    with np.load(out / "judgments.npz") as f:
+        assert f["choice"].shape == (12,) and int(f["done"]) == 4
+        assert np.mean(f["choice"] != CANT_TELL) > 0.5  # answered, not failed
+    usage = json.loads((out / "llm-usage.json").read_text())
+    assert usage["requests"] > 0 and usage["failures"] == 0

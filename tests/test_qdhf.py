@@ -219,6 +219,65 @@ def test_qdhf_beats_a_random_projection_on_the_arm():
     assert coverage["qdhf"] > coverage["random"] + 0.05, coverage
 
 
+def test_maze_trajectory_features_and_learned_metric_on_the_maze():
+    """The maze's features are its path; judged by the final position, the learned
+    latent orders held-out triplets like the ground truth, far better than chance."""
+    maze = tasks.get("maze", episode_length=60)
+    g = maze.initial_genotypes(jax.random.key(0), 4)
+    ev = maze.score(jax.random.key(1), g)
+    path = np.asarray(ev.extras["trajectory"]).reshape(4, 10, 2)
+    np.testing.assert_allclose(path[:, -1], 2 * np.asarray(ev.descriptors) - 1, atol=1e-6)  # ends at the descriptor
+    assert np.all(np.abs(path) <= 1)
+
+    ftask = feedback.features_task(maze, "trajectory")
+    emitter = emitters.iso_line(64, 0.005, 0.05)
+    projection = feedback.Projection(20, 2)
+    archive = feedback.LearnedArchive.create(
+        shape=(16, 16), projection=projection, params=projection.init(jax.random.key(2)),
+        example_genotype=maze.example_genotype,
+    )  # fmt: skip
+    refitter = feedback.Refitter(feedback.SimulatedJudge.from_task(maze), iterations=40, judgments=400, steps=300)
+    state = refitter.start(map_elites.init(jax.random.key(0), ftask, archive, emitter))
+    state, _ = map_elites.run(state, ftask, emitter, 40, chunk_size=4, callbacks=[refitter])
+    assert refitter.judgments_so_far() == 400
+
+    occupied = np.asarray(state.archive.occupied)
+    assert occupied.sum() > 30
+    feats = np.asarray(state.archive.features)[occupied]
+    latent = np.asarray(projection.apply(state.archive.params, jnp.asarray(feats)))
+    truth = (feats[:, -2:] + 1) / 2  # the final position, from the path's last point
+    rng = np.random.default_rng(0)
+    i, j, k = rng.integers(0, len(feats), (3, 2000))
+
+    def agreement(z):
+        return np.mean(
+            (np.sum((z[i] - z[j]) ** 2, 1) < np.sum((z[i] - z[k]) ** 2, 1))
+            == (np.sum((truth[i] - truth[j]) ** 2, 1) < np.sum((truth[i] - truth[k]) ** 2, 1))
+        )
+
+    random_latent = np.asarray(projection.apply(projection.init(jax.random.key(2)), jnp.asarray(feats)))
+    assert agreement(latent) > 0.9, agreement(latent)
+    assert agreement(latent) > agreement(random_latent) + 0.1
+
+
+def test_a_person_sees_maze_items_drawn(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from qdkit import registry
+
+    maze = tasks.get("maze", episode_length=30)
+    draw = registry.drawer(maze)
+    fig, ax = plt.subplots()
+    draw(ax, jax.tree.map(lambda x: x[0], maze.initial_genotypes(jax.random.key(0), 1)))
+    assert len(ax.lines) > 10  # the walls and the robot's path
+    plt.close(fig)
+    assert registry.drawer(tasks.get("arm")) is feedback.draw_arm
+    assert registry.drawer(tasks.get("sphere")) is None
+
+
 # ------------------------------------------------------------ runs and the CLI
 def qdhf_config(**changes):
     config = {
@@ -269,6 +328,13 @@ def test_cli_learned_descriptors(tmp_path):
     bad = CliRunner().invoke(
         main, ["run", "--task", "sphere", "--descriptors", "learned", "--out", str(tmp_path / "x")]
     )
-    assert bad.exit_code == 2 and "tasks with features: arm" in bad.output
+    assert bad.exit_code == 2 and "tasks with features: arm, maze" in bad.output
+    maze = tmp_path / "maze"
+    args = ["run", "--task", "maze", "-t", "episode_length=40", "--descriptors", "learned", "--judgments", "30",
+            "--iterations", "8", "--batch-size", "16", "--shape", "8x8", "--no-progress", "--out", str(maze)]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    with np.load(maze / "judgments.npz") as f:
+        assert f["choice"].shape == (30,)
     bad = CliRunner().invoke(main, ["run", "--descriptors", "pca", "--out", str(tmp_path / "y")])
     assert bad.exit_code == 2 and "'task', 'learned', 'aurora', 'random'" in bad.output

@@ -9,7 +9,9 @@ step is minus the distance to the goal, and episodes have a fixed length (no ear
 end, so shifting rewards by a constant changes no ranking). Fitness is the return (so
 reaching the goal early and staying is best), the descriptor the final (x, y)
 position. Every transition is returned in ``extras["transitions"]`` for gradient
-emitters.
+emitters, and the path sampled at ``TRAJECTORY_POINTS`` evenly spaced steps (ending
+with the last), in [-1, 1], in ``extras["trajectory"]``: the features that learned
+descriptors (QDHF, AURORA) are built from.
 
 With ``observe_position=True`` the observation also holds the robot's (x, y) and
 heading (cos, sin), rescaled to [-1, 1]: Kheperax's robot does not see where it is, but
@@ -146,6 +148,10 @@ class MazeEnv:
         return MazeState(pos, angle, self._obs(pos, angle), reward, done, {"state_descriptor": pos})
 
 
+#: Points of the path in ``extras["trajectory"]``.
+TRAJECTORY_POINTS = 10
+
+
 def maze(
     episode_length: int = 250, hidden: int = 8, map: str = "standard", observe_position: bool = False
 ) -> PolicyTask:
@@ -156,10 +162,15 @@ def maze(
     env = MazeEnv(map, observe_position)
     policy = MLP((env.observation_size, hidden, env.action_size))
 
+    steps = np.linspace(0, episode_length - 1, min(TRAJECTORY_POINTS, episode_length) + 1)[1:]
+    sample_at = jnp.asarray(np.round(steps).astype(np.int32))
+
     def score(key: jax.Array, params: Any) -> Evaluation:
         transitions = batch_rollout(env, policy.apply, params, key, episode_length)
+        path = transitions.next_state_desc[:, sample_at, :] * 2.0 - 1.0  # (B, points, 2) in [-1, 1]
+        trajectory = path.reshape(path.shape[0], -1)
         return Evaluation(episode_return(transitions), final_state_descriptor(transitions),
-                          {"transitions": transitions})  # fmt: skip
+                          {"transitions": transitions, "trajectory": trajectory})  # fmt: skip
 
     return PolicyTask(
         name="maze",
