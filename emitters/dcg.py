@@ -209,7 +209,8 @@ def evaluate_distilled(policy: DistilledPolicy, task: Any, archive: Any, key: ja
     Returns ``(report, arrays)``: the report (JSON-able) has, over all cells and over
     the archive's filled cells, the mean distance between target and reached
     descriptor, the fraction of targets reached within their own cell and the mean
-    fitness, with the archive's own mean fitness for comparison; ``arrays`` holds
+    fitness, with the archive's own mean fitness for comparison, and the fraction of
+    the archive's filled cells that the policy reaches for some target; ``arrays`` holds
     ``targets``, ``reached``, ``fitness`` and ``filled`` per cell."""
     targets = np.asarray(archive.cell_centers(), np.float32)
     score = jax.jit(task.score)
@@ -220,7 +221,8 @@ def evaluate_distilled(policy: DistilledPolicy, task: Any, archive: Any, key: ja
         reached.append(np.asarray(evaluation.descriptors))
         fitness.append(np.asarray(evaluation.fitness))
     reached, fitness = np.concatenate(reached), np.concatenate(fitness)
-    same_cell = np.asarray(archive.index_of(jnp.asarray(reached))) == np.arange(len(targets))
+    cells = np.asarray(archive.index_of(jnp.asarray(reached)))
+    same_cell = cells == np.arange(len(targets))
     distance = np.linalg.norm(reached - targets, axis=1)
     filled = np.asarray(archive.occupied)
 
@@ -230,8 +232,12 @@ def evaluate_distilled(policy: DistilledPolicy, task: Any, archive: Any, key: ja
         return {"cells": int(mask.sum()), "mean_distance": float(distance[mask].mean()),
                 "reached_fraction": float(same_cell[mask].mean()), "mean_fitness": float(fitness[mask].mean())}  # fmt: skip
 
+    # the archive's filled cells that the policy reaches for some target (its own coverage of the archive)
+    covered = np.zeros_like(filled)
+    covered[cells[(cells >= 0) & (cells < len(filled))]] = True
     report = {"all_cells": summary(np.ones_like(filled)), "filled_cells": summary(filled),
-              "archive_mean_fitness": float(np.asarray(archive.fitness)[filled].mean()) if filled.any() else None}  # fmt: skip
+              "archive_mean_fitness": float(np.asarray(archive.fitness)[filled].mean()) if filled.any() else None,
+              "filled_cells_reached_by_some_target": float((covered & filled).sum() / max(filled.sum(), 1))}  # fmt: skip
     return report, {"targets": targets, "reached": reached, "fitness": fitness, "filled": filled}
 
 
