@@ -6,10 +6,16 @@ of the first generated token when the server gives them (the likelier of ``A`` a
 ``B`` among the top tokens), else from the text (the first standalone ``A`` or ``B``).
 An unparseable answer, a failed request or an exhausted budget gives "can't tell" for
 that triplet and is counted in ``judge.stats``; it never stops the run.
+
+With a ``draw`` function the items are shown to a vision model as images: each is drawn
+on its own matplotlib axis, and the request carries the three PNGs as ``image_url``
+parts (base64 ``data:`` URLs, the OpenAI chat format for images) next to their labels.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +64,9 @@ class LLMJudge:
         describe: ``describe(item) -> str``, the text of an item.
         instruction: the system message.
         top_logprobs: how many alternatives to ask log-probabilities for (0: text only).
+        draw: optional ``draw(ax, item)``; items are then sent as images (a vision
+            model is needed) instead of text.
+        image_size: width and height of each image in pixels.
     """
 
     def __init__(
@@ -67,17 +76,47 @@ class LLMJudge:
         describe: Callable[[Any], str] = describe_item,
         instruction: str = INSTRUCTION,
         top_logprobs: int = 5,
+        draw: Callable[[Any, Any], None] | None = None,
+        image_size: int = 256,
     ):
         self.client, self.describe, self.instruction = client, describe, instruction
         self.top_logprobs = int(top_logprobs)
+        self.draw, self.image_size = draw, int(image_size)
+        if self.image_size < 16:
+            raise ValueError(f"image_size must be at least 16 pixels; got {image_size}")
         self.stats = {"asked": 0, "from_logprobs": 0, "from_text": 0, "unparseable": 0, "failed": 0}
 
+    def image_url(self, item: Any) -> str:
+        """One item drawn as a PNG ``data:`` URL."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        dpi = 64
+        fig, ax = plt.subplots(figsize=(self.image_size / dpi, self.image_size / dpi), dpi=dpi)
+        try:
+            self.draw(ax, item)
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=dpi)
+        finally:
+            plt.close(fig)
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
     def conversation(self, anchor: Any, a: Any, b: Any) -> list[dict]:
-        question = (
+        question = "Which candidate is more similar to the anchor? Answer A or B."
+        if self.draw is not None:
+            parts: list[dict] = []
+            for label, item in (("Anchor:", anchor), ("Candidate A:", a), ("Candidate B:", b)):
+                parts.append({"type": "text", "text": label})
+                parts.append({"type": "image_url", "image_url": {"url": self.image_url(item)}})
+            parts.append({"type": "text", "text": question})
+            return [{"role": "system", "content": self.instruction}, {"role": "user", "content": parts}]
+        text = (
             f"Anchor: {self.describe(anchor)}\nCandidate A: {self.describe(a)}\nCandidate B: {self.describe(b)}\n"
-            "Which candidate is more similar to the anchor? Answer A or B."
+            + question
         )
-        return [{"role": "system", "content": self.instruction}, {"role": "user", "content": question}]
+        return [{"role": "system", "content": self.instruction}, {"role": "user", "content": text}]
 
     def __call__(self, anchor: Any, a: Any, b: Any) -> np.ndarray:
         n = jax.tree.leaves(anchor)[0].shape[0]

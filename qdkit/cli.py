@@ -283,6 +283,8 @@ def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
               help="Judgment budget of --descriptors learned, spread over its refits.")  # fmt: skip
 @click.option("--judge-noise", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Probability that the simulated judge answers wrong.")  # fmt: skip
+@click.option("--judge-images", is_flag=True, default=False,
+              help="--judge llm: show a vision model the items as images (tasks that draw them: arm, maze).")  # fmt: skip
 @click.option(
     "--base-url",
     default=None,
@@ -333,6 +335,7 @@ def run(
     judge,
     judgments,
     judge_noise,
+    judge_images,
     base_url,
     model,
     concurrency,
@@ -379,6 +382,7 @@ def run(
         "judge": judge,
         "judgments": judgments,
         "judge_noise": judge_noise,
+        "judge_images": judge_images,
         "refit_over": iterations,
         "base_url": base_url,
         "model": model,

@@ -428,7 +428,10 @@ def build_refitter(config: dict[str, Any], directory: str | None = None) -> feed
             path = os.path.join(directory or ".", HUMAN_JUDGMENTS)
             judge = feedback.HumanJudge(path, draw=drawer(truth))
         elif name == "llm":
-            judge = feedback.LLMJudge(build_client(config, directory))
+            draw = drawer(truth) if config.get("judge_images") else None
+            if config.get("judge_images") and draw is None:
+                raise ValueError(f"task {config['task']!r} cannot draw its items; drop --judge-images")
+            judge = feedback.LLMJudge(build_client(config, directory), draw=draw)
         elif name == "embedding":
             judge = feedback.EmbeddingJudge.from_client(build_client(config, directory))
         else:

@@ -61,6 +61,7 @@ class Faulty(http.server.BaseHTTPRequestHandler):
         request = self.rfile.read(int(self.headers.get("content-length", 0)))
         with self.server.lock:
             self.server.calls += 1
+            self.server.requests.append(request)
             action = self.server.script.pop(0) if self.server.script else "ok"
         if action == "slow":
             time.sleep(1.5)
@@ -108,7 +109,7 @@ class Faulty(http.server.BaseHTTPRequestHandler):
 @pytest.fixture()
 def faulty():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Faulty)
-    server.script, server.calls, server.lock = [], 0, threading.Lock()
+    server.script, server.calls, server.lock, server.requests = [], 0, threading.Lock(), []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -256,3 +257,46 @@ def test_cli_run_with_an_embedding_judge_on_the_bundled_model(tmp_path, monkeypa
         assert np.mean(f["choice"] != CANT_TELL) > 0.5  # answered, not failed
     usage = json.loads((out / "llm-usage.json").read_text())
     assert usage["requests"] > 0 and usage["failures"] == 0
+
+
+def test_llm_judge_shows_a_vision_model_images(faulty):
+    """With ``draw``, each request carries the anchor and candidates as three PNG images."""
+    import base64
+
+    from feedback import draw_arm
+
+    faulty.script = ["A", "B"]
+    judge = LLMJudge(client_for(faulty, concurrency=1), draw=draw_arm, top_logprobs=0, image_size=96)
+    angles = np.linspace(-1, 1, 6 * 4).reshape(6, 4).astype(np.float32)
+    assert judge(angles[:2], angles[2:4], angles[4:]).tolist() == [A, B]
+    body = json.loads(faulty.requests[0])
+    parts = body["messages"][1]["content"]
+    images = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]
+    labels = [p["text"] for p in parts if p["type"] == "text"]
+    assert len(images) == 3 and labels[:3] == ["Anchor:", "Candidate A:", "Candidate B:"]
+    pngs = [base64.b64decode(url.split(",", 1)[1]) for url in images]
+    assert all(p.startswith(b"\x89PNG") for p in pngs) and len(set(pngs)) == 3  # three different drawings
+    assert json.loads(faulty.requests[1])["messages"][1]["content"] != parts  # the second triplet's own images
+    with pytest.raises(ValueError, match="image_size"):
+        LLMJudge(client_for(faulty), draw=draw_arm, image_size=4)
+
+
+def test_cli_judge_images_reach_the_endpoint(faulty, tmp_path):
+    from click.testing import CliRunner
+
+    from qdkit.cli import main
+
+    out = tmp_path / "run"
+    args = ["run", "--task", "maze", "-t", "episode_length=30", "--descriptors", "learned", "--judge", "llm",
+            "--judge-images", "--base-url", f"http://127.0.0.1:{faulty.server_port}/v1", "--model", "m",
+            "--judgments", "4", "--iterations", "4", "--batch-size", "16", "--shape", "8x8", "--no-progress",
+            "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    usage = json.loads((out / "llm-usage.json").read_text())
+    assert usage["requests"] == len(faulty.requests) >= 1
+    for request in faulty.requests:
+        parts = json.loads(request)["messages"][1]["content"]
+        assert sum(p["type"] == "image_url" for p in parts) == 3
+    with np.load(out / "judgments.npz") as f:  # the scripted answer, parsed, for every triplet asked
+        assert f["choice"].tolist() == [B] * (usage["requests"] + usage["cached"])

@@ -336,5 +336,6 @@ def test_cli_learned_descriptors(tmp_path):
     assert result.exit_code == 0, result.output
     with np.load(maze / "judgments.npz") as f:
         assert f["choice"].shape == (30,)
+
     bad = CliRunner().invoke(main, ["run", "--descriptors", "pca", "--out", str(tmp_path / "y")])
     assert bad.exit_code == 2 and "'task', 'learned', 'aurora', 'random'" in bad.output
