@@ -63,8 +63,9 @@ def test_dqd_benchmark_smoke(tmp_path):
     assert [row.split("|")[2].strip() for row in rows] == ["cma-mae", "cma-mega"]
 
 
-def test_qdhf_benchmark_smoke(tmp_path):
-    result = run_script(os.path.join(ROOT, "benchmarks", "qdhf_arm.py"), "--quick", "--seeds", "1", cwd=tmp_path)
+@pytest.mark.parametrize("task", ["arm", "maze"])
+def test_qdhf_benchmark_smoke(tmp_path, task):
+    result = run_script(os.path.join(ROOT, "benchmarks", "qdhf.py"), "--quick", "--task", task, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     for line in ["| ground truth |", "| qdhf |", "| aurora |", "| random |", "| 40 judgments |", "| flip 20% |"]:
         assert line in result.stdout

@@ -1,24 +1,29 @@
-"""QDHF on the robotic arm: learned descriptors against ground truth, AURORA and random.
+"""QDHF on the robotic arm or the maze: learned descriptors against ground truth, AURORA
+and random.
 
-Every method runs MAP-Elites (Iso+LineDD, batch 256) on the arm for ``--iterations``
-iterations into a 32 x 32 grid; they differ only in the descriptors:
+Every method runs MAP-Elites (Iso+LineDD) for ``--iterations`` iterations into a 32 x 32
+grid; they differ only in the descriptors:
 
-- ``ground truth``: the end-effector position itself (the upper reference);
-- ``qdhf``: a linear projection of the joint positions (the features) to 2-D, trained
-  from ``--judgments`` simulated similarity judgments (judge: the end-effector
-  position), refitted at 0, 10, 25, 50% of the run;
+- ``ground truth``: the task's own descriptors (arm: the end-effector position; maze:
+  the robot's final position), the upper reference;
+- ``qdhf``: a linear projection of the task's features to 2-D (arm: the joint
+  positions; maze: the path sampled at 10 steps), trained from ``--judgments``
+  simulated similarity judgments (judge: the ground truth), refitted at 0, 10, 25, 50%
+  of the run;
 - ``aurora``: the same projection trained as the encoder of an autoencoder on the
   elites' features, on the same schedule;
 - ``random``: the random initial projection (bounds refitted on the same schedule).
 
 Each final archive is *scored with the ground truth*: its elites are inserted into a
-32 x 32 end-effector grid, and the table gives that archive's QD-score (normalised:
-``sum(f + pi^2) / (1024 pi^2)``) and coverage, mean ± standard deviation over seeds.
-Then the QDHF score against the judgment budget and against judge noise (flip
-probability). Nothing here is a test: it prints what it measured.
+32 x 32 ground-truth grid, and the table gives that archive's QD-score (normalised by
+the number of cells and the fitness offset, so 1 is every cell at the best fitness) and
+coverage, mean ± standard deviation over seeds. Then the QDHF score against the
+judgment budget and against judge noise (flip probability). Nothing here is a test: it
+prints what it measured.
 
-    python benchmarks/qdhf_arm.py                  # full (about 10 minutes on 2 cores)
-    python benchmarks/qdhf_arm.py --quick          # smoke run
+    python benchmarks/qdhf.py                      # the arm (about 10 minutes on 2 cores)
+    python benchmarks/qdhf.py --task maze          # the maze
+    python benchmarks/qdhf.py --quick              # smoke run
 """
 
 from __future__ import annotations
@@ -43,17 +48,28 @@ SHAPE = (32, 32)
 
 def ground_truth_score(task, archive) -> tuple[float, float]:
     occupied = np.asarray(archive.occupied)
-    genotypes = jnp.asarray(np.asarray(archive.genotypes)[occupied])
+    genotypes = jax.tree.map(lambda g: jnp.asarray(np.asarray(g)[occupied]), archive.genotypes)
     truth = GridArchive.create(shape=SHAPE, lower=task.lower, upper=task.upper, example_genotype=task.example_genotype)
-    evaluation = task.score(None, genotypes)
+    evaluation = task.score(jax.random.key(0), genotypes)
     truth, _ = truth.add(genotypes, evaluation.fitness, evaluation.descriptors)
     qd = float(truth.qd_score(task.qd_offset)) / (truth.num_cells * -task.qd_offset)
     return qd, float(truth.coverage())
 
 
-def run(method: str, seed: int, iterations: int, *, dof: int, judgments: int = 1000, flip: float = 0.0):
-    task = tasks.get("arm", dof=dof)
-    emitter = emitters.iso_line(256, 0.01, 0.1, lower=task.genotype_lower, upper=task.genotype_upper)
+#: Per task: how it is built, its features, Iso+LineDD settings, batch and default iterations.
+SETTINGS = {
+    "arm": {"options": {"dof": 8}, "features": "joint_positions", "sigmas": (0.01, 0.1), "batch": 256,
+            "iterations": 1000},
+    "maze": {"options": {"episode_length": 250}, "features": "trajectory", "sigmas": (0.005, 0.05), "batch": 128,
+             "iterations": 200},
+}  # fmt: skip
+
+
+def run(method: str, seed: int, iterations: int, *, task_name: str, judgments: int = 1000, flip: float = 0.0):
+    setting = SETTINGS[task_name]
+    task = tasks.get(task_name, **setting["options"])
+    emitter = emitters.iso_line(setting["batch"], *setting["sigmas"], lower=task.genotype_lower,
+                                upper=task.genotype_upper)  # fmt: skip
     key = jax.random.key(seed)
     if method == "ground truth":
         archive = GridArchive.create(
@@ -62,8 +78,8 @@ def run(method: str, seed: int, iterations: int, *, dof: int, judgments: int = 1
         state = map_elites.init(key, task, archive, emitter)
         state, _ = map_elites.run(state, task, emitter, iterations)
         return ground_truth_score(task, state.archive)
-    ftask = feedback.features_task(task, "joint_positions")
-    projection = feedback.Projection(2 * dof, 2)
+    ftask = feedback.features_task(task, setting["features"])
+    projection = feedback.Projection(ftask.descriptor_dim, 2)
     archive = feedback.LearnedArchive.create(
         shape=SHAPE, projection=projection, params=projection.init(jax.random.fold_in(key, 1)),
         example_genotype=task.example_genotype,
@@ -88,30 +104,33 @@ def table(rows: dict[str, list[tuple[float, float]]], label: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--task", choices=sorted(SETTINGS), default="arm")
+    parser.add_argument("--iterations", type=int, default=None, help="default: 1000 (arm), 200 (maze)")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--dof", type=int, default=8)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--plot", default=None, help="write the budget and noise curves to this PNG")
     args = parser.parse_args()
     budgets, flips, sweep_seeds = [100, 300, 1000, 3000], [0.0, 0.1, 0.2, 0.3], min(args.seeds, 3)
+    setting = SETTINGS[args.task]
+    args.iterations = args.iterations or setting["iterations"]
     if args.quick:
         args.iterations, args.seeds, budgets, flips, sweep_seeds = 20, 1, [40], [0.2], 1
     start = time.perf_counter()
-    print(
-        f"# arm, {args.dof} joints, {args.iterations} iterations x 256, {SHAPE[0]}x{SHAPE[1]} grid, {args.seeds} seeds"
-    )
+    print(f"# {args.task} {setting['options']}, features {setting['features']!r}, {args.iterations} iterations x "
+          f"{setting['batch']}, {SHAPE[0]}x{SHAPE[1]} grid, {args.seeds} seeds")  # fmt: skip
     methods = {}
     for method in ("ground truth", "qdhf", "aurora", "random"):
-        methods[method] = [run(method, s, args.iterations, dof=args.dof) for s in range(args.seeds)]
+        methods[method] = [run(method, s, args.iterations, task_name=args.task) for s in range(args.seeds)]
     table(methods, "method (1000 judgments)")
     budget_rows = {
-        f"{b} judgments": [run("qdhf", s, args.iterations, dof=args.dof, judgments=b) for s in range(sweep_seeds)]
+        f"{b} judgments": [
+            run("qdhf", s, args.iterations, task_name=args.task, judgments=b) for s in range(sweep_seeds)
+        ]
         for b in budgets
     }
     table(budget_rows, "QDHF budget")
     noise_rows = {
-        f"flip {f:.0%}": [run("qdhf", s, args.iterations, dof=args.dof, flip=f) for s in range(sweep_seeds)]
+        f"flip {f:.0%}": [run("qdhf", s, args.iterations, task_name=args.task, flip=f) for s in range(sweep_seeds)]
         for f in flips
     }
     table(noise_rows, "QDHF judge noise (1000 judgments)")
