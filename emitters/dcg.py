@@ -48,6 +48,7 @@ def dcg(
     num_injected: int = 0,
     length_scale: float = 0.1,
     archive_replay: float = 0.5,
+    similarity_on: str = "episode",
     iso_sigma: float = 0.005,
     line_sigma: float = 0.05,
     config: rl.TD3Config = rl.DEFAULT_CONFIG,
@@ -65,6 +66,9 @@ def dcg(
             the archive's elites (DCG-ME); the rest are replayed for the descriptor their
             policy was aimed at when collected (DCRL-ME: the parent's for PG offspring,
             the injected actor's target, the achieved one for Iso+LineDD offspring).
+        similarity_on: ``"episode"`` (the papers': ``d`` is the episode's descriptor)
+            or ``"state"`` (``d`` is the state descriptor each step reaches, e.g. the
+            position for the maze: a dense signal).
         iso_sigma, line_sigma: the Iso+LineDD part.
         config: TD3 and PG settings (:class:`emitters.rl.TD3Config`).
     """
@@ -76,6 +80,8 @@ def dcg(
     archive_replay = float(archive_replay)
     if not 0.0 <= archive_replay <= 1.0:
         raise ValueError(f"archive_replay must be in [0, 1]; got {archive_replay}")
+    if similarity_on not in ("episode", "state"):
+        raise ValueError(f"similarity_on must be 'episode' or 'state'; got {similarity_on!r}")
     ga_size, pg_size = split_batch(batch_size, pg_fraction, num_injected)
     config = rl.check_config(config)
     policy = task.policy
@@ -125,10 +131,12 @@ def dcg(
         achieved = normalised(evaluation.descriptors)
         aims = jnp.concatenate([achieved[:ga_size], state["plan"]["aims"]])  # Iso+LineDD offspring: their own
         k_plan, k_state = jax.random.split(state["key"])
+        transitions = evaluation.extras["transitions"]
         state = rl.learn(
-            {**state, "key": k_state}, evaluation.extras["transitions"], achieved, nets, config, aims,
+            {**state, "key": k_state}, transitions, achieved, nets, config, aims,
+            normalised(transitions.next_state_desc) if similarity_on == "state" else None,
             target_descs=archive_targets(archive), length_scale=length_scale, reward_min=reward_min,
-            archive_replay=archive_replay,
+            archive_replay=archive_replay, similarity_on=similarity_on,
         )  # fmt: skip
         return {**state, "plan": plan(k_plan, archive)}
 

@@ -87,7 +87,7 @@ def buffer_init(capacity: int, obs_size: int, action_size: int, desc_dim: int) -
     """An empty buffer of ``capacity`` transitions (a dict of arrays, checkpointable)."""
     z = lambda *shape: jnp.zeros((capacity, *shape), jnp.float32)  # noqa: E731
     data = {"obs": z(obs_size), "action": z(action_size), "reward": z(), "next_obs": z(obs_size), "done": z(),
-            "desc": z(max(desc_dim, 1)), "aim": z(max(desc_dim, 1))}  # fmt: skip
+            "desc": z(max(desc_dim, 1)), "aim": z(max(desc_dim, 1)), "state_desc": z(max(desc_dim, 1))}  # fmt: skip
     return {"data": data, "position": jnp.zeros((), jnp.int32), "size": jnp.zeros((), jnp.int32)}
 
 
@@ -109,17 +109,20 @@ def buffer_sample(buffer: dict[str, Any], key: jax.Array, n: int) -> dict[str, j
 
 
 def transitions_to_rows(
-    transitions, descriptors: jax.Array, aims: jax.Array | None = None
+    transitions, descriptors: jax.Array, aims: jax.Array | None = None, state_descs: jax.Array | None = None
 ) -> tuple[dict[str, jax.Array], jax.Array]:
     """Flatten ``(B, T)`` rollouts into buffer rows; each row carries its episode's
-    (normalised) descriptor and the descriptor its policy was *aimed* at (``aims``;
-    default: the episode's own); returns ``(rows, valid)``."""
+    (normalised) descriptor, the descriptor its policy was *aimed* at (``aims``;
+    default: the episode's own) and the (normalised) state descriptor after the step
+    (``state_descs`` ``(B, T, M)``; default: the episode's descriptor); returns
+    ``(rows, valid)``."""
     b, t = transitions.reward.shape
     flat = lambda x: x.reshape(b * t, *x.shape[2:])  # noqa: E731
     aims = descriptors if aims is None else aims
+    episode = jnp.repeat(descriptors, t, axis=0)
     rows = {"obs": flat(transitions.obs), "action": flat(transitions.action), "reward": flat(transitions.reward),
-            "next_obs": flat(transitions.next_obs), "done": flat(transitions.done),
-            "desc": jnp.repeat(descriptors, t, axis=0), "aim": jnp.repeat(aims, t, axis=0)}  # fmt: skip
+            "next_obs": flat(transitions.next_obs), "done": flat(transitions.done), "desc": episode,
+            "aim": jnp.repeat(aims, t, axis=0), "state_desc": episode if state_descs is None else flat(state_descs)}  # fmt: skip
     valid = flat(transitions.mask) > 0
     finite = jnp.all(jnp.isfinite(rows["desc"]), axis=1) & jnp.all(jnp.isfinite(rows["aim"]), axis=1)
     return rows, valid & finite
@@ -211,14 +214,18 @@ def td3_train(
     length_scale: float = 0.1,
     reward_min: float = 0.0,
     archive_replay: float = 1.0,
+    similarity_on: str = "episode",
 ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
     """``config.critic_steps`` critic updates (and one actor update per
     ``policy_delay``), scanned. With descriptor conditioning each sampled transition
     is replayed for a target ``d'``: with probability ``archive_replay`` one of
     ``target_descs`` ``(K, M)`` (the archive's normalised elite descriptors; rows that
     are not finite are skipped; DCG-ME), otherwise the descriptor its policy was aimed
-    at when it was collected (the row's ``aim``; DCRL-ME). Returns the learner and the
-    mean critic and actor losses."""
+    at when it was collected (the row's ``aim``; DCRL-ME). The similarity compares
+    ``d'`` with the episode's descriptor (``similarity_on="episode"``, the papers') or
+    with the state descriptor reached by the step (``"state"``: a dense, per-step
+    signal, goal-conditioned-RL style). Returns the learner and the mean critic and
+    actor losses."""
     critic_opt, actor_opt = optax.adam(config.critic_lr), optax.adam(config.actor_lr)
     delay = max(1, int(config.policy_delay))
     rounds = max(1, int(config.critic_steps) // delay)
@@ -236,7 +243,8 @@ def td3_train(
                 pick = jax.random.choice(k_pick, target_descs.shape[0], (config.batch_size,), p=p)
                 from_archive = finite[pick] & (jax.random.uniform(k_mix, (config.batch_size,)) < archive_replay)
                 d_prime = jnp.where(from_archive[:, None], target_descs[pick], d_prime)
-            reward = conditioned_reward(reward, rows["desc"], d_prime, length_scale, reward_min * config.reward_scale)
+            achieved = rows["state_desc"] if similarity_on == "state" else rows["desc"]
+            reward = conditioned_reward(reward, achieved, d_prime, length_scale, reward_min * config.reward_scale)
             rows = {**rows, "desc": d_prime}
         return {**rows, "reward": reward}
 
@@ -294,10 +302,11 @@ def emitter_state(key: jax.Array, nets: Networks, config: TD3Config) -> dict[str
 
 
 def learn(state: dict[str, Any], transitions, descriptors: jax.Array, nets: Networks, config: TD3Config,
-          aims: jax.Array | None = None, **train_options: Any) -> dict[str, Any]:  # fmt: skip
-    """Add a batch's transitions (each with its episode's descriptor and its aim) to the
-    buffer, then train (:func:`td3_train`)."""
-    rows, valid = transitions_to_rows(transitions, descriptors, aims)
+          aims: jax.Array | None = None, state_descs: jax.Array | None = None,
+          **train_options: Any) -> dict[str, Any]:  # fmt: skip
+    """Add a batch's transitions (each with its episode's descriptor, its aim and its
+    state descriptor) to the buffer, then train (:func:`td3_train`)."""
+    rows, valid = transitions_to_rows(transitions, descriptors, aims, state_descs)
     buffer = buffer_add(state["buffer"], rows, valid)
     key, k_train = jax.random.split(state["key"])
     learner, losses = td3_train(state["learner"], buffer, k_train, nets, config, **train_options)

@@ -171,7 +171,8 @@ _pga = _preset(
 _dcg = _preset(
     _policy_gradient, "dcg",
     "DCG-ME: policy gradients on a descriptor-conditioned critic; num_injected > 0 adds DCRL's actors (policy tasks).",
-    pg_fraction=0.5, num_injected=0, length_scale=0.1, iso_sigma=0.005, line_sigma=0.05, **_TD3,
+    pg_fraction=0.5, num_injected=0, length_scale=0.1, archive_replay=0.5, similarity_on="episode", iso_sigma=0.005,
+    line_sigma=0.05, **_TD3,
 )  # fmt: skip
 
 

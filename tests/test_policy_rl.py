@@ -100,8 +100,9 @@ def test_similarity_scaled_reward_by_hand():
 
 def test_buffer_keeps_only_valid_rows_and_wraps():
     buffer = rl.buffer_init(5, 1, 1, 1)
-    rows = {k: jnp.arange(4, dtype=jnp.float32).reshape(4, 1) if k in ("obs", "action", "next_obs", "desc", "aim")
-            else jnp.arange(4, dtype=jnp.float32) for k in ("obs", "action", "reward", "next_obs", "done", "desc", "aim")}  # fmt: skip
+    rows = {k: jnp.arange(4, dtype=jnp.float32).reshape(4, 1) if k in ("obs", "action", "next_obs", "desc", "aim", "state_desc")
+            else jnp.arange(4, dtype=jnp.float32) for k in ("obs", "action", "reward", "next_obs", "done", "desc", "aim",
+                                                          "state_desc")}  # fmt: skip
     buffer = rl.buffer_add(buffer, rows, jnp.asarray([True, False, True, True]))
     assert int(buffer["size"]) == 3 and np.asarray(buffer["data"]["reward"]).tolist() == [0, 2, 3, 0, 0]
     buffer = rl.buffer_add(buffer, rows, jnp.asarray([True, True, True, False]))
@@ -130,27 +131,31 @@ def test_critic_loss_falls_on_a_fixed_buffer():
     assert losses[-1] < 0.6 * losses[0] and losses[-1] < min(losses[:4]), losses
 
 
-@pytest.mark.parametrize("archive_replay", [1.0, 0.0])
-def test_conditioned_actor_learns_to_act_by_target(archive_replay):
+@pytest.mark.parametrize("archive_replay,similarity_on", [(1.0, "episode"), (0.0, "episode"), (1.0, "state")])
+def test_conditioned_actor_learns_to_act_by_target(archive_replay, similarity_on):
     """Episodes of descriptor +1 took action +1, those of -1 took -1, all with reward 1
     and ending at once; replayed for targets +-1, only the matching action is rewarded,
     so pi(s | +1) must learn +1 and pi(s | -1) must learn -1. Replayed for the targets
     they were aimed at (``archive_replay=0``; half the episodes missed their aim), the
-    same."""
+    same. With ``similarity_on="state"`` the sign is only in the rows' state
+    descriptors (the episode descriptors say nothing), and the actor still learns it."""
     config = SMALL._replace(critic_steps=400, discount=0.0, policy_noise=0.0, critic_lr=1e-3, actor_lr=1e-3)
     n = 512
     sign = jnp.where(jnp.arange(n) % 2 == 0, 1.0, -1.0)
     obs = jax.random.normal(jax.random.key(0), (n, 3))
     aim = jnp.where(jnp.arange(n) % 4 < 2, sign, -sign)
     rows = {"obs": obs, "action": sign[:, None], "reward": jnp.ones((n,)), "next_obs": obs, "done": jnp.ones((n,)),
-            "desc": sign[:, None], "aim": aim[:, None]}  # fmt: skip
+            "aim": aim[:, None]}  # fmt: skip
+    informative, blank = sign[:, None], jnp.zeros((n, 1))
+    rows["desc"], rows["state_desc"] = (blank, informative) if similarity_on == "state" else (informative, blank)
     buffer = rl.buffer_add(rl.buffer_init(n, 3, 1, 1), rows, jnp.ones((n,), bool))
     policy = MLP((3, 16, 1))
     nets = rl.make_networks(policy, 1, config)
     learner = rl.td3_init(jax.random.key(1), nets, config)
     targets = jnp.asarray([[1.0], [-1.0]])
     learner, _ = jax.jit(lambda lr: rl.td3_train(lr, buffer, jax.random.key(2), nets, config, target_descs=targets,
-                                                 length_scale=0.2, archive_replay=archive_replay))(learner)  # fmt: skip
+                                                 length_scale=0.2, archive_replay=archive_replay,
+                                                 similarity_on=similarity_on))(learner)  # fmt: skip
     up = nets.act(learner["actor"], obs[:64], jnp.ones((64, 1)))
     down = nets.act(learner["actor"], obs[:64], -jnp.ones((64, 1)))
     assert float(jnp.mean(up)) > 0.5 and float(jnp.mean(down)) < -0.5
