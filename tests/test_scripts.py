@@ -67,7 +67,8 @@ def test_dqd_benchmark_smoke(tmp_path):
 def test_qdhf_benchmark_smoke(tmp_path, task):
     result = run_script(os.path.join(ROOT, "benchmarks", "qdhf.py"), "--quick", "--task", task, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    for line in ["| ground truth |", "| qdhf |", "| aurora |", "| random |", "| 40 judgments |", "| flip 20% |"]:
+    for line in ["| ground truth |", "| rotated ground truth |", "| qdhf |", "| aurora |", "| random |",
+                 "| 40 judgments |", "| flip 20% |"]:  # fmt: skip
         assert line in result.stdout
 
 
