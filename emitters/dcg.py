@@ -13,10 +13,15 @@ Each batch is split three ways:
   first layer's bias), ``num_injected`` per batch.
 
 After each batch every transition goes into the replay buffer with its episode's
-descriptor ``d``; the critic ``Q(s, a | d')`` and the actor ``pi(s | d')`` are trained
-with TD3 on transitions replayed for target descriptors ``d'`` sampled from the
-archive, with reward ``exp(-||d - d'|| / length_scale) * (r - r_min)``
-(:mod:`emitters.rl`; descriptors normalised to [-1, 1]).
+descriptor ``d`` and the descriptor its policy was aimed at (the parent's for a PG
+offspring, the target of an injected actor, its own for an Iso+LineDD offspring); the
+critic ``Q(s, a | d')`` and the actor ``pi(s | d')`` are trained with TD3 on
+transitions replayed for targets ``d'`` -- a share ``archive_replay`` drawn from the
+archive's elites (DCG-ME), the rest the aimed-at descriptors (DCRL-ME) -- with reward
+``exp(-||d - d'|| / length_scale) * (r - r_min)`` (:mod:`emitters.rl`; descriptors
+normalised to [-1, 1]). The PG parents and injected targets of the next batch are
+drawn in ``update`` (the archive they come from is the one the next ``emit`` sees) and
+kept in the state, so ``update`` knows what each offspring was aimed at.
 
 :func:`distilled_policy` returns the actor: given a target descriptor it behaves like
 the archive's elite there (archive distillation). The state is a pytree of arrays:
