@@ -134,6 +134,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--plot", default=None, help="write the budget and noise curves to this PNG")
+    parser.add_argument("--no-sweeps", action="store_true", help="only the methods table (no budget or noise sweep)")
     args = parser.parse_args()
     budgets, flips, sweep_seeds = [100, 300, 1000, 3000], [0.0, 0.1, 0.2, 0.3], min(args.seeds, 3)
     setting = SETTINGS[args.task]
@@ -147,6 +148,9 @@ def main() -> None:
     for method in ("ground truth", "rotated ground truth", "qdhf", "aurora", "random"):
         methods[method] = [run(method, s, args.iterations, task_name=args.task) for s in range(args.seeds)]
     table(methods, "method (1000 judgments)")
+    if args.no_sweeps:
+        print(f"# {time.perf_counter() - start:.0f} s in all")
+        return
     budget_rows = {
         f"{b} judgments": [
             run("qdhf", s, args.iterations, task_name=args.task, judgments=b) for s in range(sweep_seeds)
