@@ -89,7 +89,8 @@ def rotated(task, degrees: float):
     return dataclasses.replace(task, score=score)
 
 
-def run(method: str, seed: int, iterations: int, *, task_name: str, judgments: int = 1000, flip: float = 0.0):
+def run(method: str, seed: int, iterations: int, *, task_name: str, judgments: int = 1000, flip: float = 0.0,
+        refits=feedback.qdhf.DEFAULT_REFITS):  # fmt: skip
     setting = SETTINGS[task_name]
     task = tasks.get(task_name, **setting["options"])
     emitter = emitters.iso_line(setting["batch"], *setting["sigmas"], lower=task.genotype_lower,
@@ -111,8 +112,9 @@ def run(method: str, seed: int, iterations: int, *, task_name: str, judgments: i
     )  # fmt: skip
     judge = feedback.SimulatedJudge.from_task(task, flip=flip, seed=seed)
     refitter = feedback.Refitter(
-        judge if method == "qdhf" else None, iterations=iterations, judgments=judgments, method=method, seed=seed
-    )
+        judge if method == "qdhf" else None, iterations=iterations, judgments=judgments, method=method, seed=seed,
+        refits=refits,
+    )  # fmt: skip
     chunk = max(1, iterations // 20)
     state = refitter.start(map_elites.init(key, ftask, archive, emitter))
     state, _ = map_elites.run(state, ftask, emitter, iterations, chunk_size=chunk, callbacks=[refitter])
@@ -135,6 +137,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--plot", default=None, help="write the budget and noise curves to this PNG")
     parser.add_argument("--no-sweeps", action="store_true", help="only the methods table (no budget or noise sweep)")
+    parser.add_argument("--refits", default=None, help="refit fractions, e.g. 0,0.1,0.25,0.5 (the default)")
+    parser.add_argument("--methods", default="ground truth,rotated ground truth,qdhf,aurora,random",
+                        help="comma-separated methods of the first table")  # fmt: skip
     args = parser.parse_args()
     budgets, flips, sweep_seeds = [100, 300, 1000, 3000], [0.0, 0.1, 0.2, 0.3], min(args.seeds, 3)
     setting = SETTINGS[args.task]
@@ -145,8 +150,11 @@ def main() -> None:
     print(f"# {args.task} {setting['options']}, features {setting['features']!r}, {args.iterations} iterations x "
           f"{setting['batch']}, {SHAPE[0]}x{SHAPE[1]} grid, {args.seeds} seeds")  # fmt: skip
     methods = {}
-    for method in ("ground truth", "rotated ground truth", "qdhf", "aurora", "random"):
-        methods[method] = [run(method, s, args.iterations, task_name=args.task) for s in range(args.seeds)]
+    refits = feedback.qdhf.DEFAULT_REFITS if args.refits is None else [float(f) for f in args.refits.split(",")]
+    print(f"# refits at {list(refits)} of the run")
+    for method in [m.strip() for m in args.methods.split(",")]:
+        methods[method] = [run(method, s, args.iterations, task_name=args.task, refits=refits)
+                           for s in range(args.seeds)]  # fmt: skip
     table(methods, "method (1000 judgments)")
     if args.no_sweeps:
         print(f"# {time.perf_counter() - start:.0f} s in all")
