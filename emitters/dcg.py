@@ -114,7 +114,8 @@ def dcg(
 
     def init(key, archive):
         k_state, k_plan = jax.random.split(key)
-        return {**rl.emitter_state(k_state, nets, config), "plan": plan(k_plan, archive)}
+        state = rl.emitter_state(k_state, nets, config, state_descs=similarity_on == "state")
+        return {**state, "plan": plan(k_plan, archive)}
 
     def emit(key, archive, state):
         k_ga, k_pg = jax.random.split(key)

@@ -83,11 +83,16 @@ def check_config(config: TD3Config) -> TD3Config:
 # ------------------------------------------------------------------ replay buffer
 
 
-def buffer_init(capacity: int, obs_size: int, action_size: int, desc_dim: int) -> dict[str, Any]:
-    """An empty buffer of ``capacity`` transitions (a dict of arrays, checkpointable)."""
+def buffer_init(
+    capacity: int, obs_size: int, action_size: int, desc_dim: int, *, state_descs: bool = False
+) -> dict[str, Any]:
+    """An empty buffer of ``capacity`` transitions (a dict of arrays, checkpointable);
+    with ``state_descs`` it also keeps each step's state descriptor."""
     z = lambda *shape: jnp.zeros((capacity, *shape), jnp.float32)  # noqa: E731
     data = {"obs": z(obs_size), "action": z(action_size), "reward": z(), "next_obs": z(obs_size), "done": z(),
-            "desc": z(max(desc_dim, 1)), "aim": z(max(desc_dim, 1)), "state_desc": z(max(desc_dim, 1))}  # fmt: skip
+            "desc": z(max(desc_dim, 1)), "aim": z(max(desc_dim, 1))}  # fmt: skip
+    if state_descs:
+        data["state_desc"] = z(max(desc_dim, 1))
     return {"data": data, "position": jnp.zeros((), jnp.int32), "size": jnp.zeros((), jnp.int32)}
 
 
@@ -113,16 +118,16 @@ def transitions_to_rows(
 ) -> tuple[dict[str, jax.Array], jax.Array]:
     """Flatten ``(B, T)`` rollouts into buffer rows; each row carries its episode's
     (normalised) descriptor, the descriptor its policy was *aimed* at (``aims``;
-    default: the episode's own) and the (normalised) state descriptor after the step
-    (``state_descs`` ``(B, T, M)``; default: the episode's descriptor); returns
-    ``(rows, valid)``."""
+    default: the episode's own) and, when given, the (normalised) state descriptor
+    after the step (``state_descs`` ``(B, T, M)``); returns ``(rows, valid)``."""
     b, t = transitions.reward.shape
     flat = lambda x: x.reshape(b * t, *x.shape[2:])  # noqa: E731
     aims = descriptors if aims is None else aims
-    episode = jnp.repeat(descriptors, t, axis=0)
     rows = {"obs": flat(transitions.obs), "action": flat(transitions.action), "reward": flat(transitions.reward),
-            "next_obs": flat(transitions.next_obs), "done": flat(transitions.done), "desc": episode,
-            "aim": jnp.repeat(aims, t, axis=0), "state_desc": episode if state_descs is None else flat(state_descs)}  # fmt: skip
+            "next_obs": flat(transitions.next_obs), "done": flat(transitions.done),
+            "desc": jnp.repeat(descriptors, t, axis=0), "aim": jnp.repeat(aims, t, axis=0)}  # fmt: skip
+    if state_descs is not None:
+        rows["state_desc"] = flat(state_descs)
     valid = flat(transitions.mask) > 0
     finite = jnp.all(jnp.isfinite(rows["desc"]), axis=1) & jnp.all(jnp.isfinite(rows["aim"]), axis=1)
     return rows, valid & finite
@@ -226,6 +231,12 @@ def td3_train(
     with the state descriptor reached by the step (``"state"``: a dense, per-step
     signal, goal-conditioned-RL style). Returns the learner and the mean critic and
     actor losses."""
+    if similarity_on not in ("episode", "state"):
+        raise ValueError(f"similarity_on must be 'episode' or 'state'; got {similarity_on!r}")
+    if similarity_on == "state" and "state_desc" not in buffer["data"]:
+        raise ValueError(
+            "similarity_on='state' needs a buffer that keeps state descriptors (buffer_init(state_descs=True))"
+        )
     critic_opt, actor_opt = optax.adam(config.critic_lr), optax.adam(config.actor_lr)
     delay = max(1, int(config.policy_delay))
     rounds = max(1, int(config.critic_steps) // delay)
@@ -290,22 +301,24 @@ def td3_train(
 # ---------------------------------------------------------- the gradient emitters' state
 
 
-def emitter_state(key: jax.Array, nets: Networks, config: TD3Config) -> dict[str, Any]:
-    """The state of a gradient emitter: TD3 learner, empty replay buffer, its own key
-    (``update`` gets none) and the last losses."""
+def emitter_state(key: jax.Array, nets: Networks, config: TD3Config, *, state_descs: bool = False) -> dict[str, Any]:
+    """The state of a gradient emitter: TD3 learner, empty replay buffer (keeping state
+    descriptors if ``state_descs``), its own key (``update`` gets none) and the last
+    losses."""
     k_learner, k_state = jax.random.split(key)
     obs_size, action_size = nets.actor.sizes[0] - nets.desc_dim, nets.actor.sizes[-1]
     zero = jnp.zeros((), jnp.float32)
     return {"learner": td3_init(k_learner, nets, config),
-            "buffer": buffer_init(config.buffer_size, obs_size, action_size, nets.desc_dim),
+            "buffer": buffer_init(config.buffer_size, obs_size, action_size, nets.desc_dim, state_descs=state_descs),
             "key": k_state, "critic_loss": zero, "actor_loss": zero}  # fmt: skip
 
 
 def learn(state: dict[str, Any], transitions, descriptors: jax.Array, nets: Networks, config: TD3Config,
           aims: jax.Array | None = None, state_descs: jax.Array | None = None,
           **train_options: Any) -> dict[str, Any]:  # fmt: skip
-    """Add a batch's transitions (each with its episode's descriptor, its aim and its
-    state descriptor) to the buffer, then train (:func:`td3_train`)."""
+    """Add a batch's transitions (each with its episode's descriptor, its aim and, for a
+    buffer that keeps them, its state descriptor) to the buffer, then train
+    (:func:`td3_train`)."""
     rows, valid = transitions_to_rows(transitions, descriptors, aims, state_descs)
     buffer = buffer_add(state["buffer"], rows, valid)
     key, k_train = jax.random.split(state["key"])

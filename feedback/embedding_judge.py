@@ -11,7 +11,7 @@ example a sentence-transformers model's ``encode``). Items are turned into text 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -55,7 +55,7 @@ class EmbeddingJudge:
     def _vectors(self, texts: list[str]) -> list[np.ndarray | None]:
         unique = list(dict.fromkeys(texts))  # each distinct text embedded once
         raw = self.embed(unique)
-        if isinstance(raw, np.ndarray) or (hasattr(raw, "shape") and not isinstance(raw, Sequence)):
+        if hasattr(raw, "shape"):  # an (N, D) array
             raw = list(np.asarray(raw, np.float64))
         if len(raw) != len(unique):
             raise ValueError(f"embed returned {len(raw)} vectors for {len(unique)} texts")

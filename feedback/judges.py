@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import jax
 import numpy as np
 
 A, B, CANT_TELL = 0, 1, -1
@@ -48,8 +49,6 @@ class SimulatedJudge:
     def from_task(cls, task, **kwargs) -> SimulatedJudge:
         """A judge whose ground truth is ``task``'s own descriptors (scored with a fixed
         key: the ground truth of a deterministic task)."""
-        import jax
-
         return cls(lambda items: task.score(jax.random.key(0), items).descriptors, **kwargs)
 
     def __call__(self, anchor: Any, a: Any, b: Any) -> np.ndarray:

@@ -148,7 +148,7 @@ def test_conditioned_actor_learns_to_act_by_target(archive_replay, similarity_on
             "aim": aim[:, None]}  # fmt: skip
     informative, blank = sign[:, None], jnp.zeros((n, 1))
     rows["desc"], rows["state_desc"] = (blank, informative) if similarity_on == "state" else (informative, blank)
-    buffer = rl.buffer_add(rl.buffer_init(n, 3, 1, 1), rows, jnp.ones((n,), bool))
+    buffer = rl.buffer_add(rl.buffer_init(n, 3, 1, 1, state_descs=True), rows, jnp.ones((n,), bool))
     policy = MLP((3, 16, 1))
     nets = rl.make_networks(policy, 1, config)
     learner = rl.td3_init(jax.random.key(1), nets, config)
@@ -186,6 +186,10 @@ def test_dcg_buffer_rows_carry_what_each_offspring_was_aimed_at():
     assert not np.array_equal(np.asarray(new["plan"]["parents"]), np.asarray(plan["parents"]))  # a fresh plan
     with pytest.raises(ValueError, match="archive_replay"):
         emitters.dcg(task, 16, archive_replay=1.5)
+    assert "state_desc" not in new["buffer"]["data"]  # kept only for similarity_on="state"
+    nets = rl.make_networks(task.policy, 2, SMALL)
+    with pytest.raises(ValueError, match="keeps state descriptors"):
+        rl.td3_train(new["learner"], new["buffer"], jax.random.key(3), nets, SMALL, similarity_on="state")
 
 
 def test_pg_variation_raises_the_critics_value():
