@@ -27,6 +27,10 @@ class Emitter(NamedTuple):
             loop calls them eagerly; by default they are pure and jittable.
         stats: optional ``stats(state) -> {name: number}``, counters reported in every
             metrics row of a host run (e.g. rejected candidates).
+        observe_initial: optional ``observe_initial(state, archive, genotypes,
+            evaluation) -> state``, called once right after ``init`` with the evaluated
+            initial population (the archive already holds it); gradient emitters put
+            its transitions in their replay buffer.
 
     Unless ``host``, all three functions are pure and jittable. Emitters compare by
     identity of their functions, so an emitter can be a static argument of
@@ -39,6 +43,7 @@ class Emitter(NamedTuple):
     batch_size: int
     host: bool = False
     stats: Callable[[Any], Any] | None = None
+    observe_initial: Callable[[Any, Archive, Any, Evaluation], Any] | None = None
 
 
 def no_state(key: jax.Array, archive: Archive) -> tuple[()]:

@@ -12,7 +12,8 @@ Each batch is split three ways:
   to a descriptor ``d'`` drawn from the archive's elites (the descriptor folded into its
   first layer's bias), ``num_injected`` per batch.
 
-After each batch every transition goes into the replay buffer with its episode's
+The initial population's transitions go into the replay buffer (aimed at their own
+descriptors). After each batch every transition goes into the replay buffer with its episode's
 descriptor ``d`` and the descriptor its policy was aimed at (the parent's for a PG
 offspring, the target of an injected actor, its own for an Iso+LineDD offspring); the
 critic ``Q(s, a | d')`` and the actor ``pi(s | d')`` are trained with TD3 on
@@ -133,6 +134,13 @@ def dcg(
             parts.append(rl.specialise(state["learner"]["actor"], policy.sizes[0], targets))
         return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
 
+    def observe_initial(state, archive, genotypes, evaluation):
+        # the initial population's transitions, each aimed at its own descriptor
+        achieved = normalised(evaluation.descriptors)
+        transitions = evaluation.extras["transitions"]
+        state_descs = normalised(transitions.next_state_desc) if similarity_on == "state" else None
+        return rl.remember(state, transitions, achieved, achieved, state_descs)
+
     def update(state, archive, genotypes, evaluation, info):
         achieved = normalised(evaluation.descriptors)
         aims = jnp.concatenate([achieved[:ga_size], state["plan"]["aims"]])  # Iso+LineDD offspring: their own
@@ -146,7 +154,7 @@ def dcg(
         )  # fmt: skip
         return {**state, "plan": plan(k_plan, archive)}
 
-    return Emitter(init=init, emit=emit, update=update, batch_size=batch_size)
+    return Emitter(init=init, emit=emit, update=update, batch_size=batch_size, observe_initial=observe_initial)
 
 
 # ----------------------------------------------------------------- distillation

@@ -37,6 +37,13 @@ def mix(*emitters: Emitter) -> Emitter:
             for i, (e, s) in enumerate(zip(emitters, state))
         )
 
+    def observe_initial(state, archive, genotypes, evaluation):
+        # the initial population goes whole to each sub-emitter that observes it
+        return tuple(
+            s if e.observe_initial is None else e.observe_initial(s, archive, genotypes, evaluation)
+            for e, s in zip(emitters, state)
+        )
+
     def stats(state):
         out = {}
         for e, s in zip(emitters, state):
@@ -45,6 +52,8 @@ def mix(*emitters: Emitter) -> Emitter:
 
     host = any(e.host for e in emitters)
     counted = any(e.stats is not None for e in emitters)
+    observes = any(e.observe_initial is not None for e in emitters)
     return Emitter(
-        init=init, emit=emit, update=update, batch_size=sum(sizes), host=host, stats=stats if counted else None
-    )
+        init=init, emit=emit, update=update, batch_size=sum(sizes), host=host, stats=stats if counted else None,
+        observe_initial=observe_initial if observes else None,
+    )  # fmt: skip

@@ -7,9 +7,9 @@ buffer of every evaluated transition after each batch (``critic_steps`` updates)
 
 The state (buffer, networks, optimiser states, its own key) is a pytree of arrays, so
 checkpoints hold it and a resumed run is bit-identical. A host of settings: see
-:class:`emitters.rl.TD3Config`; the defaults are the papers'. Note the first batch is
-varied with an empty buffer and untrained critic (the loop gives ``init`` no
-transitions); learning starts with the first update.
+:class:`emitters.rl.TD3Config`; the defaults are the papers'. The initial population's
+transitions go into the buffer (``observe_initial``), but the first batch is varied with
+an untrained critic: learning starts with the first update.
 """
 
 from __future__ import annotations
@@ -87,9 +87,15 @@ def pga(
             parts.append(jax.tree.map(lambda x: x[None], state["learner"]["actor"]))
         return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
 
+    def no_descriptor(transitions):
+        return jnp.zeros((transitions.reward.shape[0], 1), jnp.float32)
+
+    def observe_initial(state, archive, genotypes, evaluation):
+        transitions = evaluation.extras["transitions"]
+        return rl.remember(state, transitions, no_descriptor(transitions))
+
     def update(state, archive, genotypes, evaluation, info):
         transitions = evaluation.extras["transitions"]
-        no_descriptor = jnp.zeros((transitions.reward.shape[0], 1), jnp.float32)
-        return rl.learn(state, transitions, no_descriptor, nets, config)
+        return rl.learn(state, transitions, no_descriptor(transitions), nets, config)
 
-    return Emitter(init=init, emit=emit, update=update, batch_size=batch_size)
+    return Emitter(init=init, emit=emit, update=update, batch_size=batch_size, observe_initial=observe_initial)

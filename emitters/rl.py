@@ -313,14 +313,20 @@ def emitter_state(key: jax.Array, nets: Networks, config: TD3Config, *, state_de
             "key": k_state, "critic_loss": zero, "actor_loss": zero}  # fmt: skip
 
 
+def remember(state: dict[str, Any], transitions, descriptors: jax.Array, aims: jax.Array | None = None,
+             state_descs: jax.Array | None = None) -> dict[str, Any]:  # fmt: skip
+    """Add a batch's transitions to the buffer without training (the initial population)."""
+    rows, valid = transitions_to_rows(transitions, descriptors, aims, state_descs)
+    return {**state, "buffer": buffer_add(state["buffer"], rows, valid)}
+
+
 def learn(state: dict[str, Any], transitions, descriptors: jax.Array, nets: Networks, config: TD3Config,
           aims: jax.Array | None = None, state_descs: jax.Array | None = None,
           **train_options: Any) -> dict[str, Any]:  # fmt: skip
     """Add a batch's transitions (each with its episode's descriptor, its aim and, for a
     buffer that keeps them, its state descriptor) to the buffer, then train
     (:func:`td3_train`)."""
-    rows, valid = transitions_to_rows(transitions, descriptors, aims, state_descs)
-    buffer = buffer_add(state["buffer"], rows, valid)
+    buffer = remember(state, transitions, descriptors, aims, state_descs)["buffer"]
     key, k_train = jax.random.split(state["key"])
     learner, losses = td3_train(state["learner"], buffer, k_train, nets, config, **train_options)
     return {**state, "learner": learner, "buffer": buffer, "key": key, **losses}

@@ -96,11 +96,14 @@ def _init(key, task, archive, emitter, num_initial, mesh):
     evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
     archive, _ = archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
     emitter_state = emitter.init(k_emitter, archive)
+    if emitter.observe_initial is not None:
+        emitter_state = emitter.observe_initial(emitter_state, archive, genotypes, evaluation)
     return RunState(archive, emitter_state, k_next, jnp.zeros((), jnp.int32))
 
 
 def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | None = None, mesh=None) -> RunState:
-    """Evaluate an initial population, insert it, and initialise the emitter.
+    """Evaluate an initial population, insert it, and initialise the emitter (which then
+    observes that population, if it has ``observe_initial``).
 
     Args:
         key: PRNG key (``jax.random.key(seed)``).
@@ -175,6 +178,8 @@ def _host_init(key, task, archive, emitter, n):
     evaluation = _as_jax(task.score(k_score, genotypes))
     archive, _, _ = _insert(archive, genotypes, evaluation.fitness, evaluation.descriptors, float(task.qd_offset))
     emitter_state = emitter.init(k_emitter, archive)
+    if emitter.observe_initial is not None:
+        emitter_state = emitter.observe_initial(emitter_state, archive, genotypes, evaluation)
     return RunState(archive, emitter_state, k_next, jnp.zeros((), jnp.int32))
 
 

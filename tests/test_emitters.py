@@ -117,12 +117,21 @@ def test_mix_splits_batch_states_and_rows():
             seen[tag] = (np.asarray(genotypes), np.asarray(evaluation.fitness), np.asarray(info.status))
             return state + 1
 
-        return Emitter(init, emit, update, size)
+        def observe_initial(state, archive, genotypes, evaluation):
+            seen[f"{tag} initial"] = np.asarray(evaluation.fitness)
+            return state + 10
+
+        return Emitter(init, emit, update, size, observe_initial=observe_initial if tag == "a" else None)
 
     emitter = mix(recorder("a", 3, 1.0), recorder("b", 5, 2.0))
     assert emitter.batch_size == 8
     archive = filled_archive()
     state = emitter.init(jax.random.key(0), archive)
+    fitness = jnp.arange(6, dtype=jnp.float32)
+    observed = emitter.observe_initial(state, archive, None, qdkit.Evaluation(fitness, None, {}))
+    assert [int(s) for s in observed] == [10, 0]  # only "a" observes, and it sees the whole initial batch
+    np.testing.assert_array_equal(seen.pop("a initial"), np.arange(6))
+    assert mix(recorder("b", 5, 2.0)).observe_initial is None
     genotypes = emitter.emit(jax.random.key(1), archive, state)
     np.testing.assert_array_equal(genotypes[:, 0], [1, 1, 1, 2, 2, 2, 2, 2])
     fitness = jnp.arange(8, dtype=jnp.float32)

@@ -170,6 +170,14 @@ def test_dcg_buffer_rows_carry_what_each_offspring_was_aimed_at():
     archive = qdkit.GridArchive.create(shape=(8, 8), lower=task.lower, upper=task.upper,
                                        example_genotype=task.example_genotype)  # fmt: skip
     state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
+    # the initial population's transitions are in the buffer, aimed at their own descriptors
+    first = state.emitter_state["buffer"]
+    assert int(first["size"]) == 16 * 20
+    desc = np.asarray(first["data"]["desc"][: 16 * 20]).reshape(16, 20, 2)
+    np.testing.assert_array_equal(np.asarray(first["data"]["aim"][: 16 * 20]).reshape(16, 20, 2), desc)
+    assert np.all(desc == desc[:, :1]) and len(np.unique(desc[:, 0], axis=0)) > 1
+    elites = np.asarray(rl.normalise(state.archive.descriptors, task.lower, task.upper))[np.asarray(state.archive.occupied)]
+    assert all(np.isclose(desc[:, 0], e, atol=1e-6).all(axis=1).any() for e in elites)  # the elites came from them
     plan = state.emitter_state["plan"]
     occupied = np.asarray(state.archive.occupied)
     assert plan["aims"].shape == (12, 2) and occupied[np.asarray(plan["parents"])].all()
@@ -179,7 +187,8 @@ def test_dcg_buffer_rows_carry_what_each_offspring_was_aimed_at():
     evaluation = task.score(jax.random.key(2), genotypes)
     archive, info = state.archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
     new = emitter.update(state.emitter_state, archive, genotypes, evaluation, info)
-    aims = np.asarray(new["buffer"]["data"]["aim"][: 16 * 20]).reshape(16, 20, 2)
+    assert int(new["buffer"]["size"]) == 2 * 16 * 20
+    aims = np.asarray(new["buffer"]["data"]["aim"][16 * 20 : 2 * 16 * 20]).reshape(16, 20, 2)
     achieved = np.asarray(rl.normalise(evaluation.descriptors, task.lower, task.upper))
     np.testing.assert_allclose(aims[:4], np.repeat(achieved[:4, None], 20, 1))  # Iso+LineDD: their own
     np.testing.assert_allclose(aims[4:], np.repeat(np.asarray(plan["aims"])[:, None], 20, 1))  # PG and injected
@@ -239,7 +248,7 @@ def test_resume_of_a_run_with_a_replay_buffer_is_bit_identical(tmp_path, emitter
         if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
             x, y = jax.random.key_data(x), jax.random.key_data(y)
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert int(a.emitter_state["buffer"]["size"]) == 6 * 16 * 40  # every transition of the 6 emitted batches
+    assert int(a.emitter_state["buffer"]["size"]) == 7 * 16 * 40  # every transition: initial population and 6 batches
 
 
 def test_dcg_run_distill_save_load_and_run_for_a_target(tmp_path):
