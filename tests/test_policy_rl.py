@@ -176,7 +176,8 @@ def test_dcg_buffer_rows_carry_what_each_offspring_was_aimed_at():
     desc = np.asarray(first["data"]["desc"][: 16 * 20]).reshape(16, 20, 2)
     np.testing.assert_array_equal(np.asarray(first["data"]["aim"][: 16 * 20]).reshape(16, 20, 2), desc)
     assert np.all(desc == desc[:, :1]) and len(np.unique(desc[:, 0], axis=0)) > 1
-    elites = np.asarray(rl.normalise(state.archive.descriptors, task.lower, task.upper))[np.asarray(state.archive.occupied)]
+    normalised = np.asarray(rl.normalise(state.archive.descriptors, task.lower, task.upper))
+    elites = normalised[np.asarray(state.archive.occupied)]
     assert all(np.isclose(desc[:, 0], e, atol=1e-6).all(axis=1).any() for e in elites)  # the elites came from them
     plan = state.emitter_state["plan"]
     occupied = np.asarray(state.archive.occupied)
