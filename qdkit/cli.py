@@ -666,7 +666,8 @@ def distill(directory, target, policy_path, render_path, seed):
     click.echo(
         f"distilled policy on {report['all_cells']['cells']} targets: mean distance "
         f"{report['all_cells']['mean_distance']:.4f}, {report['all_cells']['reached_fraction']:.1%} reached in their cell; "
-        f"on the {filled['cells']} filled cells: {filled.get('reached_fraction', 0):.1%} reached, mean fitness "
+        f"on the {filled['cells']} filled cells: {filled.get('reached_fraction', 0):.1%} reached "
+        f"({filled.get('within_one_cell_fraction', 0):.1%} within one cell's size), mean fitness "
         f"{filled.get('mean_fitness', float('nan')):.4g} (archive {report['archive_mean_fitness']:.4g}); "
         f"{report['filled_cells_reached_by_some_target']:.1%} of the filled cells reached by some target"
     )

@@ -262,6 +262,8 @@ def test_dcg_run_distill_save_load_and_run_for_a_target(tmp_path):
     assert report["all_cells"]["cells"] == 64 and 0.0 <= report["all_cells"]["reached_fraction"] <= 1.0
     # a filled cell reached from its own target is reached by some target
     assert report["filled_cells"]["reached_fraction"] <= report["filled_cells_reached_by_some_target"] <= 1.0
+    # on square cells, landing in the target's own cell is within one cell's size of it
+    assert report["all_cells"]["reached_fraction"] <= report["all_cells"]["within_one_cell_fraction"] <= 1.0
     assert (out / "distill.png").stat().st_size > 5000
     loaded = rundir.load(str(out))
     policy = emitters.distilled_policy(loaded.state.emitter_state, loaded.task)
@@ -294,3 +296,12 @@ def test_policy_emitters_refuse_other_tasks_and_pga_runs_cannot_distill(tmp_path
     assert bad.exit_code != 0 and "critic_steps must be a positive integer" in bad.output
     bad = _cli(*RUN, "--emitter", "pga", "-e", "discount=1.5", "--iterations", 2, "--out", tmp_path / "bad")
     assert bad.exit_code != 0 and "discount must be in [0, 1]" in bad.output
+
+
+def test_cell_size_is_the_distance_to_the_nearest_other_centre():
+    from emitters.dcg import _cell_size
+
+    grid = qdkit.GridArchive.create(shape=(4, 2), lower=[0.0, 0.0], upper=[1.0, 1.0], example_genotype=jnp.zeros(1))
+    np.testing.assert_allclose(_cell_size(np.asarray(grid.cell_centers()), chunk=3), np.full(8, 0.25))
+    np.testing.assert_allclose(_cell_size(np.asarray([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])), [1.0, 1.0, 2.0])
+    assert np.isinf(_cell_size(np.zeros((1, 2)))).all()

@@ -118,3 +118,13 @@ def test_maze_dcg_benchmark_smoke(tmp_path):
     for line in ["| iso-line |", "| pga |", "| dcg |", "| seed 0 |", "critic updates/s"]:
         assert line in result.stdout
     assert (tmp_path / "m.png").exists()
+
+
+def test_maze_distill_benchmark_smoke(tmp_path):
+    result = run_script(os.path.join(ROOT, "benchmarks", "maze_distill.py"), "--quick", "--variants", "paper,state-0.03",
+                        cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for line in ["| empty | paper |", "| empty | state-0.03 |", "| standard | paper |", "| standard | state-0.03 |"]:
+        assert line in result.stdout
+    bad = run_script(os.path.join(ROOT, "benchmarks", "maze_distill.py"), "--variants", "nope", cwd=tmp_path)
+    assert bad.returncode != 0 and "valid: paper, state-0.03, state-0.015" in bad.stderr
