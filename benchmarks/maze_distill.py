@@ -8,7 +8,9 @@ cell's target (:func:`emitters.evaluate_distilled`). Settings compared (``--vari
 - ``paper``: the papers' similarity on the episode's descriptor, length-scale 0.1;
 - ``state-0.03`` / ``state-0.015``: the similarity on the position reached by each step
   (``similarity_on="state"``), with a length-scale of about one cell (0.0625 in
-  normalised units on the 32 x 32 grid) or half of one.
+  normalised units on the 32 x 32 grid) or half of one;
+- ``...-bound``: the same with ``return_bound=True`` (critic targets no lower than the
+  return an episode actually got for its aim; not in the papers).
 
 Maps (``--maps``): ``empty`` (only the borders: reaching a target is a matter of
 control) and ``standard`` (Kheperax's maze: the policy must also find its way around
@@ -40,6 +42,8 @@ VARIANTS = {
     "paper": {},
     "state-0.03": {"similarity_on": "state", "length_scale": 0.03},
     "state-0.015": {"similarity_on": "state", "length_scale": 0.015},
+    "state-0.03-bound": {"similarity_on": "state", "length_scale": 0.03, "return_bound": True},
+    "state-0.015-bound": {"similarity_on": "state", "length_scale": 0.015, "return_bound": True},
 }
 
 
@@ -67,7 +71,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=32, help="policy hidden width")
     parser.add_argument("--critic-steps", type=int, default=200)
     parser.add_argument("--maps", default="empty,standard")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"some of {', '.join(VARIANTS)}")
+    parser.add_argument("--variants", default="paper,state-0.03,state-0.015", help=f"some of {', '.join(VARIANTS)}")
     args = parser.parse_args()
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]

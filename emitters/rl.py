@@ -84,15 +84,19 @@ def check_config(config: TD3Config) -> TD3Config:
 
 
 def buffer_init(
-    capacity: int, obs_size: int, action_size: int, desc_dim: int, *, state_descs: bool = False
-) -> dict[str, Any]:
+    capacity: int, obs_size: int, action_size: int, desc_dim: int, *, state_descs: bool = False,
+    aim_returns: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """An empty buffer of ``capacity`` transitions (a dict of arrays, checkpointable);
-    with ``state_descs`` it also keeps each step's state descriptor."""
+    with ``state_descs`` it also keeps each step's state descriptor, with
+    ``aim_returns`` each step's return for its aim (:func:`aimed_returns`)."""
     z = lambda *shape: jnp.zeros((capacity, *shape), jnp.float32)  # noqa: E731
     data = {"obs": z(obs_size), "action": z(action_size), "reward": z(), "next_obs": z(obs_size), "done": z(),
             "desc": z(max(desc_dim, 1)), "aim": z(max(desc_dim, 1))}  # fmt: skip
     if state_descs:
         data["state_desc"] = z(max(desc_dim, 1))
+    if aim_returns:
+        data["aim_return"] = z()
     return {"data": data, "position": jnp.zeros((), jnp.int32), "size": jnp.zeros((), jnp.int32)}
 
 
@@ -114,8 +118,9 @@ def buffer_sample(buffer: dict[str, Any], key: jax.Array, n: int) -> dict[str, j
 
 
 def transitions_to_rows(
-    transitions, descriptors: jax.Array, aims: jax.Array | None = None, state_descs: jax.Array | None = None
-) -> tuple[dict[str, jax.Array], jax.Array]:
+    transitions, descriptors: jax.Array, aims: jax.Array | None = None, state_descs: jax.Array | None = None,
+    aim_returns: jax.Array | None = None,
+) -> tuple[dict[str, jax.Array], jax.Array]:  # fmt: skip
     """Flatten ``(B, T)`` rollouts into buffer rows; each row carries its episode's
     (normalised) descriptor, the descriptor its policy was *aimed* at (``aims``;
     default: the episode's own) and, when given, the (normalised) state descriptor
@@ -128,6 +133,8 @@ def transitions_to_rows(
             "desc": jnp.repeat(descriptors, t, axis=0), "aim": jnp.repeat(aims, t, axis=0)}  # fmt: skip
     if state_descs is not None:
         rows["state_desc"] = flat(state_descs)
+    if aim_returns is not None:
+        rows["aim_return"] = flat(aim_returns)
     valid = flat(transitions.mask) > 0
     finite = jnp.all(jnp.isfinite(rows["desc"]), axis=1) & jnp.all(jnp.isfinite(rows["aim"]), axis=1)
     return rows, valid & finite
@@ -186,6 +193,32 @@ def conditioned_reward(reward, d, d_prime, length_scale: float, reward_min: floa
     return similarity(d, d_prime, length_scale) * (reward - reward_min)
 
 
+def aimed_returns(transitions, achieved: jax.Array, aims: jax.Array, config: TD3Config, length_scale: float,
+                  reward_min: float = 0.0) -> jax.Array:  # fmt: skip
+    """``(B, T)`` discounted returns from each step to the episode's end of the rewards
+    conditioned on each episode's aim (``aims`` ``(B, M)``), the similarity taken with
+    ``achieved``: the episode's descriptor ``(B, M)`` or each step's state descriptor
+    ``(B, T, M)``. As the conditioned rewards are never negative, this return of the
+    policy that collected the episode is a lower bound of the optimal value (the
+    episode is cut at its end): what ``td3_train(..., return_bound=True)`` uses."""
+    if achieved.ndim == 2:
+        achieved = achieved[:, None, :]
+    scale = config.reward_scale
+    reward = conditioned_reward(
+        transitions.reward * scale, achieved, aims[:, None, :], length_scale, reward_min * scale
+    )
+    reward = reward * transitions.mask
+
+    def back(g, x):
+        r, keep = x
+        g = r + config.discount * keep * g
+        return g, g
+
+    keep = (1.0 - transitions.done) * transitions.mask
+    _, returns = jax.lax.scan(back, jnp.zeros(reward.shape[0], jnp.float32), (reward.T, keep.T), reverse=True)
+    return returns.T
+
+
 # --------------------------------------------------------------------------- TD3
 
 
@@ -220,6 +253,7 @@ def td3_train(
     reward_min: float = 0.0,
     archive_replay: float = 1.0,
     similarity_on: str = "episode",
+    return_bound: bool = False,
 ) -> tuple[dict[str, Any], dict[str, jax.Array]]:
     """``config.critic_steps`` critic updates (and one actor update per
     ``policy_delay``), scanned. With descriptor conditioning each sampled transition
@@ -229,14 +263,20 @@ def td3_train(
     at when it was collected (the row's ``aim``; DCRL-ME). The similarity compares
     ``d'`` with the episode's descriptor (``similarity_on="episode"``, the papers') or
     with the state descriptor reached by the step (``"state"``: a dense, per-step
-    signal, goal-conditioned-RL style). Returns the learner and the mean critic and
-    actor losses."""
+    signal, goal-conditioned-RL style). With ``return_bound`` a transition replayed for
+    its aim has its critic target raised to at least the return its episode actually
+    got for that aim (``aim_return``; a lower bound of the optimal value in a
+    deterministic task), which carries the value of reaching a descriptor back along
+    the whole path at once. Returns the learner and the mean critic and actor
+    losses."""
     if similarity_on not in ("episode", "state"):
         raise ValueError(f"similarity_on must be 'episode' or 'state'; got {similarity_on!r}")
     if similarity_on == "state" and "state_desc" not in buffer["data"]:
         raise ValueError(
             "similarity_on='state' needs a buffer that keeps state descriptors (buffer_init(state_descs=True))"
         )
+    if return_bound and "aim_return" not in buffer["data"]:
+        raise ValueError("return_bound needs a buffer that keeps aimed returns (buffer_init(aim_returns=True))")
     critic_opt, actor_opt = optax.adam(config.critic_lr), optax.adam(config.actor_lr)
     delay = max(1, int(config.policy_delay))
     rounds = max(1, int(config.critic_steps) // delay)
@@ -245,6 +285,7 @@ def td3_train(
         k_rows, k_desc = jax.random.split(k)
         rows = buffer_sample(buffer, k_rows, config.batch_size)
         reward = rows["reward"] * config.reward_scale
+        bound = rows["aim_return"] if return_bound else None
         if nets.desc_dim:
             d_prime = rows["aim"]
             if archive_replay > 0:
@@ -254,10 +295,13 @@ def td3_train(
                 pick = jax.random.choice(k_pick, target_descs.shape[0], (config.batch_size,), p=p)
                 from_archive = finite[pick] & (jax.random.uniform(k_mix, (config.batch_size,)) < archive_replay)
                 d_prime = jnp.where(from_archive[:, None], target_descs[pick], d_prime)
+                if return_bound:  # the episode's return holds for its aim only
+                    bound = jnp.where(from_archive, -jnp.inf, bound)
             achieved = rows["state_desc"] if similarity_on == "state" else rows["desc"]
             reward = conditioned_reward(reward, achieved, d_prime, length_scale, reward_min * config.reward_scale)
             rows = {**rows, "desc": d_prime}
-        return {**rows, "reward": reward}
+        rows = {**rows, "reward": reward}
+        return {**rows, "bound": bound} if return_bound else rows
 
     def critic_loss(critic, learner, rows, k):
         noise = jnp.clip(config.policy_noise * jax.random.normal(k, rows["action"].shape), -config.noise_clip,
@@ -265,6 +309,8 @@ def td3_train(
         next_action = jnp.clip(nets.act(learner["actor_target"], rows["next_obs"], rows["desc"]) + noise, -1, 1)
         q1_t, q2_t = nets.q_values(learner["critic_target"], rows["next_obs"], next_action, rows["desc"])
         y = rows["reward"] + config.discount * (1.0 - rows["done"]) * jnp.minimum(q1_t, q2_t)
+        if return_bound:
+            y = jnp.maximum(y, rows["bound"])
         y = jax.lax.stop_gradient(y)
         q1, q2 = nets.q_values(critic, rows["obs"], rows["action"], rows["desc"])
         return jnp.mean((q1 - y) ** 2) + jnp.mean((q2 - y) ** 2)
@@ -301,32 +347,34 @@ def td3_train(
 # ---------------------------------------------------------- the gradient emitters' state
 
 
-def emitter_state(key: jax.Array, nets: Networks, config: TD3Config, *, state_descs: bool = False) -> dict[str, Any]:
+def emitter_state(key: jax.Array, nets: Networks, config: TD3Config, *, state_descs: bool = False,
+                  aim_returns: bool = False) -> dict[str, Any]:  # fmt: skip
     """The state of a gradient emitter: TD3 learner, empty replay buffer (keeping state
-    descriptors if ``state_descs``), its own key (``update`` gets none) and the last
-    losses."""
+    descriptors if ``state_descs``, aimed returns if ``aim_returns``), its own key
+    (``update`` gets none) and the last losses."""
     k_learner, k_state = jax.random.split(key)
     obs_size, action_size = nets.actor.sizes[0] - nets.desc_dim, nets.actor.sizes[-1]
     zero = jnp.zeros((), jnp.float32)
     return {"learner": td3_init(k_learner, nets, config),
-            "buffer": buffer_init(config.buffer_size, obs_size, action_size, nets.desc_dim, state_descs=state_descs),
+            "buffer": buffer_init(config.buffer_size, obs_size, action_size, nets.desc_dim, state_descs=state_descs,
+                                  aim_returns=aim_returns),
             "key": k_state, "critic_loss": zero, "actor_loss": zero}  # fmt: skip
 
 
 def remember(state: dict[str, Any], transitions, descriptors: jax.Array, aims: jax.Array | None = None,
-             state_descs: jax.Array | None = None) -> dict[str, Any]:  # fmt: skip
+             state_descs: jax.Array | None = None, aim_returns: jax.Array | None = None) -> dict[str, Any]:  # fmt: skip
     """Add a batch's transitions to the buffer without training (the initial population)."""
-    rows, valid = transitions_to_rows(transitions, descriptors, aims, state_descs)
+    rows, valid = transitions_to_rows(transitions, descriptors, aims, state_descs, aim_returns)
     return {**state, "buffer": buffer_add(state["buffer"], rows, valid)}
 
 
 def learn(state: dict[str, Any], transitions, descriptors: jax.Array, nets: Networks, config: TD3Config,
           aims: jax.Array | None = None, state_descs: jax.Array | None = None,
-          **train_options: Any) -> dict[str, Any]:  # fmt: skip
+          aim_returns: jax.Array | None = None, **train_options: Any) -> dict[str, Any]:  # fmt: skip
     """Add a batch's transitions (each with its episode's descriptor, its aim and, for a
     buffer that keeps them, its state descriptor) to the buffer, then train
     (:func:`td3_train`)."""
-    buffer = remember(state, transitions, descriptors, aims, state_descs)["buffer"]
+    buffer = remember(state, transitions, descriptors, aims, state_descs, aim_returns)["buffer"]
     key, k_train = jax.random.split(state["key"])
     learner, losses = td3_train(state["learner"], buffer, k_train, nets, config, **train_options)
     return {**state, "learner": learner, "buffer": buffer, "key": key, **losses}

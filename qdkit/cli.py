@@ -173,6 +173,11 @@ def _model_endpoint(config: dict[str, Any]):
         server.stop()
 
 
+def _message(e: Exception) -> str:
+    """An exception's text; a KeyError's without the quotes its ``str`` adds."""
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
 def _execute(run: rundir.Run, iterations: int, progress: bool) -> None:
     try:
         rundir.execute(run, iterations, progress=progress)
@@ -358,7 +363,7 @@ def run(
         try:
             feedback.domains.get(task_opts.get("domain", "opinions"))
         except (KeyError, feedback.DomainError) as e:
-            raise click.UsageError(str(e).strip("'\"")) from e
+            raise click.UsageError(_message(e)) from e
     emitter = emitter or ("lmx" if task == "text" else "iso-line")
     emitter_opts = dict(emitter_options)
     _check_options("task", task, task_opts, tasks.options(task))
@@ -402,7 +407,7 @@ def run(
         except StopRun as e:
             raise click.ClickException(f"{e} before the initial batch was rated; nothing to resume") from e
         except (ValueError, TypeError, KeyError) as e:
-            raise click.UsageError(str(e).strip("'\"")) from e
+            raise click.UsageError(_message(e)) from e
         except KeyboardInterrupt:
             click.echo(
                 "\nInterrupted while setting up the run, before its first checkpoint; nothing to resume.", err=True

@@ -70,6 +70,14 @@ def _per_instance(name: str, batch_size: int, num_emitters: int) -> int:
     return batch_size // num_emitters
 
 
+def _check_kind(emitter: str, key: str, default: Any, value: Any) -> None:
+    """Refuse an option value of the wrong kind (``greedy=maybe`` is not true)."""
+    if isinstance(default, bool) and not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"emitter {emitter!r}: option {key} must be true or false; got {value!r}")
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, (str, bool)):
+        raise ValueError(f"emitter {emitter!r}: option {key} must be a number; got {value!r}")
+
+
 def _preset(build: Callable[..., emitters.Emitter], name: str, doc: str, **defaults: Any):
     """A named emitter factory ``(task, batch_size, **options)`` over ``build``, whose
     signature lists ``defaults`` (so ``qdkit emitters`` shows them and unknown options
@@ -171,8 +179,8 @@ _pga = _preset(
 _dcg = _preset(
     _policy_gradient, "dcg",
     "DCG-ME: policy gradients on a descriptor-conditioned critic; num_injected > 0 adds DCRL's actors (policy tasks).",
-    pg_fraction=0.5, num_injected=0, length_scale=0.1, archive_replay=0.5, similarity_on="episode", iso_sigma=0.005,
-    line_sigma=0.05, **_TD3,
+    pg_fraction=0.5, num_injected=0, length_scale=0.1, archive_replay=0.5, similarity_on="episode", return_bound=False,
+    iso_sigma=0.005, line_sigma=0.05, **_TD3,
 )  # fmt: skip
 
 
@@ -244,6 +252,8 @@ def build_emitter(name: str, task: Task, batch_size: int, **options: Any) -> emi
             f"emitter {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"valid options: {', '.join(valid) or 'none'}"
         )
+    for key, value in options.items():
+        _check_kind(name, key, valid[key], value)
     is_text = isinstance(task, feedback.TextTask)
     if (name in TEXT_EMITTERS) != is_text:
         if is_text:

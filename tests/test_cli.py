@@ -165,6 +165,8 @@ def test_config_file_and_override(tmp_path):
         (["--learning-rate", "0.5", "--threshold-min", "nan"], "threshold_min must be a number"),
         (["--emitter", "cma-me", "--batch-size", "32"], "must be a multiple of 15"),
         (["--emitter", "cma-me", "--batch-size", "30", "-e", "ranker=best"], "valid: 2imp, imp, obj"),
+        (["--task", "maze", "--emitter", "dcg", "-e", "return_bound=maybe"], "return_bound must be true or false"),
+        (["-e", "iso_sigma=wide"], "iso_sigma must be a number; got 'wide'"),
     ],
     ids=[
         "task",
@@ -183,6 +185,8 @@ def test_config_file_and_override(tmp_path):
         "threshold-min",
         "cma-batch",
         "cma-ranker",
+        "bool-option",
+        "number-option",
     ],
 )
 def test_bad_input_is_refused_with_a_message(tmp_path, args, message):

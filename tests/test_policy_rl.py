@@ -131,6 +131,53 @@ def test_critic_loss_falls_on_a_fixed_buffer():
     assert losses[-1] < 0.6 * losses[0] and losses[-1] < min(losses[:4]), losses
 
 
+class _Steps(NamedTuple):
+    reward: jax.Array
+    done: jax.Array
+    mask: jax.Array
+
+
+def test_aimed_returns_by_hand():
+    config = SMALL._replace(discount=0.5, reward_scale=2.0)
+    steps = _Steps(
+        jnp.asarray([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]]), jnp.zeros((2, 3)), jnp.asarray([[1.0] * 3, [1, 1, 0.0]])
+    )
+    aims = jnp.asarray([[0.0, 0.0], [0.0, 0.0]])
+    # episode descriptors: the first hit its aim (similarity 1), the second missed by 0.1 (similarity e^-1)
+    got = rl.aimed_returns(steps, jnp.asarray([[0.0, 0.0], [0.1, 0.0]]), aims, config, 0.1, reward_min=-1.0)
+    r0 = np.asarray([4.0, 6.0, 8.0])  # (2r - 2 r_min)
+    r1 = np.exp(-1.0) * np.asarray([4.0, 4.0, 0.0])  # the masked last step counts nothing
+    np.testing.assert_allclose(np.asarray(got[0]), [r0[0] + 0.5 * r0[1] + 0.25 * r0[2], r0[1] + 0.5 * r0[2], r0[2]])
+    np.testing.assert_allclose(np.asarray(got[1]), [r1[0] + 0.5 * r1[1], r1[1], 0.0], rtol=1e-6)
+    # per-step state descriptors; an episode end cuts the return
+    per_step = jnp.zeros((2, 3, 2)).at[0, 1].set(jnp.asarray([0.0, 0.1]))
+    ended = steps._replace(done=jnp.zeros((2, 3)).at[0, 0].set(1.0))
+    got = rl.aimed_returns(ended, per_step, aims, config, 0.1, reward_min=-1.0)
+    np.testing.assert_allclose(np.asarray(got[0]), [4.0, r0[1] * np.exp(-1.0) + 0.5 * r0[2], r0[2]], rtol=1e-6)
+
+
+def test_return_bound_lifts_the_critic_for_rows_replayed_for_their_aim_only():
+    task, buffer, desc = _maze_buffer(16, 20)
+    buffer = {**buffer, "data": {**buffer["data"], "aim_return": jnp.full_like(buffer["data"]["reward"], 20.0)}}
+    config = SMALL._replace(critic_steps=300, discount=0.0, critic_lr=1e-3)
+    nets = rl.make_networks(task.policy, 2, config)
+    rows = rl.buffer_sample(buffer, jax.random.key(5), 256)
+
+    def trained_q(archive_replay):
+        learner = rl.td3_init(jax.random.key(2), nets, config)
+        learner, _ = jax.jit(lambda lr: rl.td3_train(lr, buffer, jax.random.key(3), nets, config, target_descs=desc,
+                                                     reward_min=task.reward_min, archive_replay=archive_replay,
+                                                     return_bound=True))(learner)  # fmt: skip
+        return float(jnp.mean(nets.q_values(learner["critic"], rows["obs"], rows["action"], rows["aim"])[0]))
+
+    assert trained_q(0.0) > 15.0  # every row replayed for its aim: the bound (20) is the target
+    assert trained_q(1.0) < 3.0  # every target from the archive: the bound does not hold, rewards are <= 1.5
+    plain = rl.buffer_init(10, 5, 2, 2)
+    with pytest.raises(ValueError, match="aimed returns"):
+        rl.td3_train(rl.td3_init(jax.random.key(0), nets, config), plain, jax.random.key(1), nets, config,
+                     target_descs=desc, return_bound=True)  # fmt: skip
+
+
 @pytest.mark.parametrize("archive_replay,similarity_on", [(1.0, "episode"), (0.0, "episode"), (1.0, "state")])
 def test_conditioned_actor_learns_to_act_by_target(archive_replay, similarity_on):
     """Episodes of descriptor +1 took action +1, those of -1 took -1, all with reward 1
@@ -200,6 +247,28 @@ def test_dcg_buffer_rows_carry_what_each_offspring_was_aimed_at():
     nets = rl.make_networks(task.policy, 2, SMALL)
     with pytest.raises(ValueError, match="keeps state descriptors"):
         rl.td3_train(new["learner"], new["buffer"], jax.random.key(3), nets, SMALL, similarity_on="state")
+
+
+def test_dcg_return_bound_stores_each_steps_return_for_its_aim():
+    task = qdkit.tasks.get("maze", episode_length=20)
+    config = SMALL._replace(critic_steps=2)
+    emitter = emitters.dcg(task, 16, num_injected=4, similarity_on="state", return_bound=True, length_scale=0.05,
+                           config=config)  # fmt: skip
+    archive = qdkit.GridArchive.create(shape=(8, 8), lower=task.lower, upper=task.upper,
+                                       example_genotype=task.example_genotype)  # fmt: skip
+    state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
+    assert int(state.emitter_state["buffer"]["size"]) == 16 * 20
+    genotypes = emitter.emit(jax.random.key(1), state.archive, state.emitter_state)
+    evaluation = task.score(jax.random.key(2), genotypes)
+    archive, info = state.archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
+    new = emitter.update(state.emitter_state, archive, genotypes, evaluation, info)
+    stored = np.asarray(new["buffer"]["data"]["aim_return"][16 * 20 : 2 * 16 * 20]).reshape(16, 20)
+    t = evaluation.extras["transitions"]
+    aims = np.asarray(new["buffer"]["data"]["aim"][16 * 20 : 2 * 16 * 20]).reshape(16, 20, 2)[:, 0]
+    per_step = rl.normalise(t.next_state_desc, task.lower, task.upper)
+    want = rl.aimed_returns(t, per_step, jnp.asarray(aims), config, 0.05, task.reward_min)
+    np.testing.assert_allclose(stored, np.asarray(want), rtol=1e-5)
+    assert (stored[:, :-1] >= stored[:, 1:] * config.discount - 1e-6).all() and stored.max() > 0
 
 
 def test_pg_variation_raises_the_critics_value():

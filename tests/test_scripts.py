@@ -127,4 +127,4 @@ def test_maze_distill_benchmark_smoke(tmp_path):
     for line in ["| empty | paper |", "| empty | state-0.03 |", "| standard | paper |", "| standard | state-0.03 |"]:
         assert line in result.stdout
     bad = run_script(os.path.join(ROOT, "benchmarks", "maze_distill.py"), "--variants", "nope", cwd=tmp_path)
-    assert bad.returncode != 0 and "valid: paper, state-0.03, state-0.015" in bad.stderr
+    assert bad.returncode != 0 and "valid: paper, state-0.03, state-0.015, state-0.03-bound" in bad.stderr
