@@ -62,7 +62,8 @@ def check_pga_runs_on_a_brax_task():
                                        example_genotype=task.example_genotype)  # fmt: skip
     state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
     state, metrics = qdkit.map_elites.run(state, task, emitter, 2)
-    assert int(state.emitter_state["buffer"]["size"]) == 2 * 8 * 5 and len(state.archive) >= 1
+    # the initial population (8) and two emitted batches of 8, 5 steps each, all stored
+    assert int(state.emitter_state["buffer"]["size"]) == 3 * 8 * 5 and len(state.archive) >= 1
     with pytest.raises(ValueError, match="unknown brax backend"):
         qdkit.tasks.get("hopper_uni", backend="bullet")
 
