@@ -18,7 +18,7 @@ walls). TD3 settings are the CPU-sized ones of ``maze_dcg.py``.
 
 Prints what it measured; nothing here is a test.
 
-    python benchmarks/maze_distill.py             # about 25 minutes on 2 cores
+    python benchmarks/maze_distill.py             # 12 runs of 2-4 minutes on 2 cores
     python benchmarks/maze_distill.py --quick     # smoke run
 """
 
