@@ -7,8 +7,8 @@ cell's target (:func:`emitters.evaluate_distilled`). Settings compared (``--vari
 
 - ``paper``: the papers' similarity on the episode's descriptor, length-scale 0.1;
 - ``state-0.03`` / ``state-0.015``: the similarity on the position reached by each step
-  (``similarity_on="state"``), with a length-scale of about one cell (0.0625 in
-  normalised units on the 32 x 32 grid) or half of one;
+  (``similarity_on="state"``), with a length-scale of about half a cell (a cell is
+  0.0625 wide in normalised units on the 32 x 32 grid) or a quarter of one;
 - ``...-bound``: the same with ``return_bound=True`` (critic targets no lower than the
   return an episode actually got for its aim; not in the papers).
 
