@@ -89,16 +89,23 @@ def is_host(task, emitter) -> bool:
     return bool(getattr(task, "host", False) or getattr(emitter, "host", False))
 
 
+def _start_emitter(emitter, key, archive, genotypes, evaluation):
+    """The emitter's first state, after it has observed the initial population (if it
+    has ``observe_initial``)."""
+    state = emitter.init(key, archive)
+    if emitter.observe_initial is not None:
+        state = emitter.observe_initial(state, archive, genotypes, evaluation)
+    return state
+
+
 @functools.partial(jax.jit, static_argnames=("task", "emitter", "num_initial", "mesh"))
 def _init(key, task, archive, emitter, num_initial, mesh):
     k_genotypes, k_score, k_emitter, k_next = jax.random.split(key, 4)
     genotypes = sharding.shard_batch(task.initial_genotypes(k_genotypes, num_initial), mesh)
     evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
     archive, _ = archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
-    emitter_state = emitter.init(k_emitter, archive)
-    if emitter.observe_initial is not None:
-        emitter_state = emitter.observe_initial(emitter_state, archive, genotypes, evaluation)
-    return RunState(archive, emitter_state, k_next, jnp.zeros((), jnp.int32))
+    return RunState(archive, _start_emitter(emitter, k_emitter, archive, genotypes, evaluation), k_next,
+                    jnp.zeros((), jnp.int32))  # fmt: skip
 
 
 def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | None = None, mesh=None) -> RunState:
@@ -177,10 +184,8 @@ def _host_init(key, task, archive, emitter, n):
     genotypes = jax.tree.map(jnp.asarray, task.initial_genotypes(k_genotypes, n))
     evaluation = _as_jax(task.score(k_score, genotypes))
     archive, _, _ = _insert(archive, genotypes, evaluation.fitness, evaluation.descriptors, float(task.qd_offset))
-    emitter_state = emitter.init(k_emitter, archive)
-    if emitter.observe_initial is not None:
-        emitter_state = emitter.observe_initial(emitter_state, archive, genotypes, evaluation)
-    return RunState(archive, emitter_state, k_next, jnp.zeros((), jnp.int32))
+    return RunState(archive, _start_emitter(emitter, k_emitter, archive, genotypes, evaluation), k_next,
+                    jnp.zeros((), jnp.int32))  # fmt: skip
 
 
 def _host_step(state: RunState, task, emitter) -> tuple[RunState, dict[str, Any]]:
