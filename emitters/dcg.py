@@ -31,6 +31,7 @@ checkpoints hold it and resumed runs are bit-identical.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any, NamedTuple
@@ -279,6 +280,113 @@ def evaluate_distilled(policy: DistilledPolicy, task: Any, archive: Any, key: ja
               "archive_mean_fitness": float(np.asarray(archive.fitness)[filled].mean()) if filled.any() else None,
               "filled_cells_reached_by_some_target": float((covered & filled).sum() / max(filled.sum(), 1))}  # fmt: skip
     return report, {"targets": targets, "reached": reached, "fitness": fitness, "filled": filled}
+
+
+def refine_distilled(
+    policy: DistilledPolicy,
+    task: Any,
+    archive: Any,
+    key: jax.Array,
+    *,
+    steps: int = 1000,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    hidden: tuple[int, ...] | None = None,
+    chunk: int = 50,
+    callback: Any = None,
+) -> tuple[DistilledPolicy, np.ndarray]:
+    """Fine-tune a distilled policy so that it reaches the archive's descriptors, by
+    gradient descent through the task's differentiable dynamics. Not in the papers.
+
+    Each step draws ``batch_size`` of the archive's elite descriptors as targets, plays
+    the policy for them and takes an Adam step on the mean squared distance (in
+    normalised units) between target and reached descriptor. The gradient runs through
+    the actions and the dynamics but not through the observations: the full gradient of
+    a feedback policy through a long rollout explodes and is useless (measured on the
+    maze), while this one treats each later observation as given. Updates with a
+    non-finite gradient are skipped.
+
+    The task needs ``env``, ``episode_length`` and ``descriptor_of`` (a descriptor that
+    is differentiable in the states, such as the maze's final position). Walls give no
+    gradient (a blocked move is not made), so targets behind walls are not learned this
+    way: see ``benchmarks/RESULTS.md``.
+
+    Args:
+        policy: the start (e.g. :func:`distilled_policy` of a dcg run).
+        hidden: train a fresh actor with these hidden widths instead of starting from
+            ``policy`` (which then only gives the bounds); its last layer starts at a
+            tenth of the usual scale.
+        chunk: steps per compiled call; ``callback(step, mean_distance)`` is called
+            after each chunk with the mean normalised distance over it.
+
+    Returns ``(refined policy, mean normalised distance per chunk)``.
+    """
+    import optax
+
+    from qdkit.rollout import rollout
+
+    if getattr(task, "descriptor_of", None) is None or getattr(task, "env", None) is None:
+        raise ValueError(f"task {getattr(task, 'name', task)!r} has no differentiable descriptor (descriptor_of); "
+                         "refine_distilled needs one, as the maze has")  # fmt: skip
+    steps, batch_size, chunk = int(steps), int(batch_size), int(chunk)
+    if steps < 1 or batch_size < 1 or chunk < 1:
+        raise ValueError(f"steps, batch_size and chunk must be positive; got {steps}, {batch_size}, {chunk}")
+    learning_rate = check_positive("learning_rate", learning_rate, allow_zero=False)
+    occupied = np.asarray(archive.occupied)
+    if not occupied.any():
+        raise ValueError("the archive is empty: there is nothing to reach")
+    lower, upper = policy.lower, policy.upper
+    targets = rl.normalise(jnp.asarray(np.asarray(archive.descriptors)[occupied]), lower, upper)
+    k_init, key = jax.random.split(key)
+    if hidden is not None:
+        sizes = (policy.actor.sizes[0], *(int(h) for h in hidden), policy.actor.sizes[-1])
+        actor = MLP(sizes, policy.actor.activation, policy.actor.final)
+        params = actor.init(k_init)
+        # small first actions: a fresh actor that drives into a wall at once gets no gradient
+        params = (*params[:-1], {**params[-1], "w": params[-1]["w"] * 0.1})
+    else:
+        actor, params = policy.actor, policy.params
+    env, episode_length, descriptor_of = task.env, int(task.episode_length), task.descriptor_of
+    optimiser = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate))
+
+    def reach(p, d, k):
+        def act(p, obs):
+            return actor.apply(p, jnp.concatenate([jax.lax.stop_gradient(obs), d]))
+
+        reached = rl.normalise(descriptor_of(rollout(env, act, p, k, episode_length)), lower, upper)
+        return jnp.sum(((reached - d) / 2.0) ** 2)  # in units of the descriptor range
+
+    def loss(p, k):
+        k_pick, k_play = jax.random.split(k)
+        d = targets[jax.random.randint(k_pick, (batch_size,), 0, targets.shape[0])]
+        squared = jax.vmap(reach, (None, 0, 0))(p, d, jax.random.split(k_play, batch_size))
+        return jnp.mean(squared), jnp.mean(jnp.sqrt(squared))
+
+    @functools.partial(jax.jit, static_argnums=3)
+    def train(p, opt_state, k, n):  # n steps, scanned
+        def step(carry, k):
+            p, opt_state = carry
+            (_, distance), grads = jax.value_and_grad(loss, has_aux=True)(p, k)
+            updates, new_state = optimiser.update(grads, opt_state, p)
+            finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+            return (keep(optax.apply_updates(p, updates), p), keep(new_state, opt_state)), distance
+
+        (p, opt_state), distances = jax.lax.scan(step, (p, opt_state), jax.random.split(k, n))
+        return p, opt_state, jnp.mean(distances)
+
+    with jax.numpy_dtype_promotion("standard"):
+        opt_state = optimiser.init(params)
+    history = []
+    for done in range(0, steps, chunk):
+        n = min(chunk, steps - done)
+        key, k = jax.random.split(key)
+        with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int32 and float (strict mode refuses)
+            params, opt_state, distance = train(params, opt_state, k, n)
+        history.append(float(distance))
+        if callback is not None:
+            callback(done + n, history[-1])
+    return DistilledPolicy(params, actor, lower, upper), np.asarray(history, np.float32)
 
 
 def _cell_size(centres: np.ndarray, chunk: int = 1024) -> np.ndarray:

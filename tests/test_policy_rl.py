@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import NamedTuple
 
@@ -374,3 +375,45 @@ def test_cell_size_is_the_distance_to_the_nearest_other_centre():
     np.testing.assert_allclose(_cell_size(np.asarray(grid.cell_centers()), chunk=3), np.full(8, 0.25))
     np.testing.assert_allclose(_cell_size(np.asarray([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])), [1.0, 1.0, 2.0])
     assert np.isinf(_cell_size(np.zeros((1, 2)))).all()
+
+
+def test_refine_distilled_brings_the_policy_to_the_archives_descriptors():
+    from qdkit.tasks.maze import maze
+
+    task = maze(episode_length=40, hidden=8, map="empty", observe_position=True)
+    archive = qdkit.GridArchive.create(shape=(4, 4), lower=task.lower, upper=task.upper,
+                                       example_genotype=task.example_genotype)  # fmt: skip
+    state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitters.iso_line(32), num_initial=64)
+    archive = state.archive
+    filled = np.asarray(archive.occupied)
+    targets = np.asarray(archive.descriptors)[filled]
+    assert len(targets) >= 4
+    start = emitters.DistilledPolicy(MLP((11, 8, 2)).init(jax.random.key(1)), MLP((11, 8, 2)), task.lower, task.upper)
+
+    def mean_distance(policy):
+        reached = np.asarray(
+            jax.jit(task.score)(jax.random.key(0), policy.specialise(jnp.asarray(targets))).descriptors
+        )
+        return float(np.linalg.norm(reached - targets, axis=1).mean())
+
+    seen = []
+    refined, history = emitters.refine_distilled(start, task, archive, jax.random.key(2), steps=300, batch_size=32,
+                                                 learning_rate=1e-2, hidden=(32,), chunk=50,
+                                                 callback=lambda step, d: seen.append(step))  # fmt: skip
+    assert seen == [50, 100, 150, 200, 250, 300] and history.shape == (6,)
+    assert refined.actor.sizes == (11, 32, 2)
+    # the distance (in the unit square) falls well below that of the fresh actor's first steps
+    assert mean_distance(refined) < 0.5 * history[0]
+    assert history[-1] < 0.5 * history[0]
+    # starting from the given policy (no fresh actor) keeps its shape and trains it
+    again, _ = emitters.refine_distilled(start, task, archive, jax.random.key(2), steps=20, chunk=20)
+    assert again.actor == start.actor
+    assert not np.array_equal(np.asarray(again.params[0]["w"]), np.asarray(start.params[0]["w"]))
+    with pytest.raises(ValueError, match="no differentiable descriptor"):
+        emitters.refine_distilled(start, dataclasses.replace(task, descriptor_of=None), archive, jax.random.key(0))
+    empty = qdkit.GridArchive.create(shape=(4, 4), lower=task.lower, upper=task.upper,
+                                     example_genotype=task.example_genotype)  # fmt: skip
+    with pytest.raises(ValueError, match="archive is empty"):
+        emitters.refine_distilled(start, task, empty, jax.random.key(0))
+    with pytest.raises(ValueError, match="must be positive"):
+        emitters.refine_distilled(start, task, archive, jax.random.key(0), steps=0)

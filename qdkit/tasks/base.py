@@ -141,6 +141,10 @@ class PolicyTask(Task):
             ``reward - reward_min`` by descriptor similarity, which needs it >= 0).
         render: optional ``render(task, params, path)`` writing a PNG of the rollout of
             one policy or a batch.
+        descriptor_of: optional ``descriptor_of(transitions) -> descriptors``, how
+            ``score`` computes the descriptors from the rollouts, for tasks whose
+            descriptor is differentiable in the states (a final position):
+            :func:`emitters.refine_distilled` trains through it.
 
     ``score`` returns the rollouts in ``extras["transitions"]``
     (:class:`qdkit.rollout.Transitions`), which gradient emitters learn from.
@@ -151,6 +155,7 @@ class PolicyTask(Task):
     episode_length: int = 0
     reward_min: float = 0.0
     render: Callable[..., Any] | None = None
+    descriptor_of: Callable[..., Any] | None = None
 
 
 def _broadcast_like(bound: Any, example: Any) -> Any:

@@ -189,6 +189,7 @@ def maze(
         episode_length=episode_length,
         reward_min=-float(np.sqrt(2.0)),
         render=render,
+        descriptor_of=final_state_descriptor,
     )
 
 
