@@ -283,7 +283,7 @@ def evaluate_distilled(policy: DistilledPolicy, task: Any, archive: Any, key: ja
 
 
 def refine_distilled(
-    policy: DistilledPolicy,
+    policy: DistilledPolicy | None,
     task: Any,
     archive: Any,
     key: jax.Array,
@@ -312,10 +312,10 @@ def refine_distilled(
     way: see ``benchmarks/RESULTS.md``.
 
     Args:
-        policy: the start (e.g. :func:`distilled_policy` of a dcg run).
+        policy: the start (e.g. :func:`distilled_policy` of a dcg run); ``None`` with
+            ``hidden``: distil any policy task's archive from scratch.
         hidden: train a fresh actor with these hidden widths instead of starting from
-            ``policy`` (which then only gives the bounds); its last layer starts at a
-            tenth of the usual scale.
+            ``policy``; its last layer starts at a tenth of the usual scale.
         chunk: steps per compiled call; ``callback(step, mean_distance)`` is called
             after each chunk with the mean normalised distance over it.
 
@@ -335,6 +335,13 @@ def refine_distilled(
     occupied = np.asarray(archive.occupied)
     if not occupied.any():
         raise ValueError("the archive is empty: there is nothing to reach")
+    if policy is None:
+        if hidden is None:
+            raise ValueError("refine_distilled needs a policy to start from, or hidden widths for a fresh one")
+        sizes = (int(task.policy.sizes[0]) + int(task.descriptor_dim), int(task.policy.sizes[-1]))
+        actor = MLP(sizes, task.policy.activation, task.policy.final)
+        lower, upper = np.asarray(task.lower, np.float32), np.asarray(task.upper, np.float32)
+        policy = DistilledPolicy(actor.init(jax.random.key(0)), actor, lower, upper)
     lower, upper = policy.lower, policy.upper
     targets = rl.normalise(jnp.asarray(np.asarray(archive.descriptors)[occupied]), lower, upper)
     k_init, key = jax.random.split(key)

@@ -599,6 +599,25 @@ class Point(click.ParamType):
         return point
 
 
+class Widths(click.ParamType):
+    """Hidden layer widths written ``64,64``."""
+
+    name = "widths"
+
+    def convert(self, value: Any, param, ctx) -> tuple[int, ...]:
+        if isinstance(value, (list, tuple)):
+            parts = list(value)
+        else:
+            parts = str(value).split(",")
+        try:
+            widths = tuple(int(p) for p in parts)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a list of widths like 64,64", param, ctx)
+        if not widths or any(w < 1 for w in widths):
+            self.fail(f"{value!r}: every width must be a positive integer", param, ctx)
+        return widths
+
+
 DISTILLED = "distilled.npz"
 
 
@@ -612,9 +631,17 @@ DISTILLED = "distilled.npz"
 @click.option("--render", "render_path", type=click.Path(dir_okay=False), default=None,
               help="With --target: write a PNG of the rollout (tasks that can draw themselves).")  # fmt: skip
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def distill(directory, target, policy_path, render_path, seed):
+@click.option("--refine", "refine_steps", type=click.IntRange(min=1), default=None,
+              help="First fine-tune the policy for this many steps toward the archive's descriptors, by gradient "
+                   "through the task's dynamics (tasks with a differentiable descriptor: maze).")  # fmt: skip
+@click.option("--hidden", type=Widths(), default=None,
+              help="With --refine: a fresh actor with these hidden widths, e.g. 64,64 (any run of the task).")  # fmt: skip
+@click.option("--learning-rate", type=click.FloatRange(min=0.0, min_open=True), default=1e-3, show_default=True,
+              help="With --refine: Adam's step size.")  # fmt: skip
+def distill(directory, target, policy_path, render_path, seed, refine_steps, hidden, learning_rate):
     """Archive distillation of a dcg run: the descriptor-conditioned policy, evaluated on
-    every cell's target (distill.json, distill.png, distilled.npz), or run for one --target."""
+    every cell's target (distill.json, distill.png, distilled.npz), or run for one --target.
+    With --refine the policy is first fine-tuned toward the archive's descriptors."""
     import jax
     import jax.numpy as jnp
 
@@ -622,17 +649,40 @@ def distill(directory, target, policy_path, render_path, seed):
 
     loaded = _load(directory)
     task = loaded.task
+    if hidden is not None and refine_steps is None:
+        raise click.BadParameter("needs --refine", param_hint="--hidden")
+    if refine_steps is not None and target is not None:
+        raise click.BadParameter("refine first (distill DIR --refine N), then run the saved policy for a target",
+                                 param_hint="--refine")  # fmt: skip
+    if refine_steps is not None and getattr(task, "descriptor_of", None) is None:
+        raise click.ClickException(f"task {task.name!r} has no differentiable descriptor; --refine works on: maze")
     if policy_path or (target is not None and os.path.exists(os.path.join(directory, DISTILLED))):
         try:
             policy = emitters.DistilledPolicy.load(policy_path or os.path.join(directory, DISTILLED))
         except ValueError as e:
             raise click.ClickException(str(e)) from e
+    elif hidden is not None:
+        policy = None  # a fresh actor, for a run of any emitter
     else:
         if loaded.config.get("emitter") != "dcg":
             raise click.ClickException(f"{directory} is a {loaded.config.get('emitter')} run; distillation needs "
-                                       "--emitter dcg (its descriptor-conditioned actor)")  # fmt: skip
+                                       "--emitter dcg (its descriptor-conditioned actor), or --refine N --hidden W "
+                                       "to train a fresh one")  # fmt: skip
         policy = emitters.distilled_policy(loaded.state.emitter_state, task)
     key = jax.random.key(seed)
+    refined = None
+    if refine_steps is not None:
+        key, k_refine = jax.random.split(key)
+        try:
+            policy, history = emitters.refine_distilled(
+                policy, task, loaded.state.archive, k_refine, steps=refine_steps, hidden=hidden,
+                learning_rate=learning_rate, chunk=min(100, refine_steps),
+                callback=lambda step, d: click.echo(f"refine step {step}/{refine_steps}: mean distance {d:.4f}"),
+            )  # fmt: skip
+        except ValueError as e:
+            raise click.ClickException(str(e)) from e
+        refined = {"steps": refine_steps, "hidden": list(hidden) if hidden else None, "learning_rate": learning_rate,
+                   "mean_distance_per_100_steps": [float(d) for d in history]}  # fmt: skip
     if target is not None:
         if len(target) != task.descriptor_dim:
             raise click.BadParameter(
@@ -654,6 +704,8 @@ def distill(directory, target, policy_path, render_path, seed):
     import matplotlib.pyplot as plt
 
     report, arrays = emitters.evaluate_distilled(policy, task, loaded.state.archive, key)
+    if refined is not None:
+        report["refine"] = refined
     paths = [os.path.join(directory, name) for name in ("distill.json", "distill.png", DISTILLED)]
     rundir._write_json(paths[0], report)
     if task.descriptor_dim == 2:

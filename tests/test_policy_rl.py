@@ -417,3 +417,37 @@ def test_refine_distilled_brings_the_policy_to_the_archives_descriptors():
         emitters.refine_distilled(start, task, empty, jax.random.key(0))
     with pytest.raises(ValueError, match="must be positive"):
         emitters.refine_distilled(start, task, archive, jax.random.key(0), steps=0)
+
+
+def test_cli_distill_refine_from_the_dcg_actor_or_a_fresh_one(tmp_path):
+    out = tmp_path / "dcg"
+    assert _cli(*RUN, "--emitter", "dcg", "--iterations", 2, "--out", out).exit_code == 0
+    result = _cli("distill", out, "--refine", 30)
+    assert result.exit_code == 0, result.output
+    assert "refine step 30/30: mean distance" in result.output
+    report = json.loads((out / "distill.json").read_text())
+    assert report["refine"]["steps"] == 30 and len(report["refine"]["mean_distance_per_100_steps"]) == 1
+    saved = emitters.DistilledPolicy.load(out / "distilled.npz")
+    loaded = rundir.load(str(out))
+    actor = emitters.distilled_policy(loaded.state.emitter_state, loaded.task)
+    assert saved.actor == actor.actor  # refined from the run's actor: same shape, other weights
+    assert not np.array_equal(np.asarray(saved.params[0]["w"]), np.asarray(actor.params[0]["w"]))
+    # the saved, refined policy is what --target then runs
+    assert _cli("distill", out, "--target", "0.3,0.3").exit_code == 0
+    # a run of another emitter: only with a fresh actor
+    iso = tmp_path / "iso"
+    assert _cli(*RUN[:10], "--emitter", "iso-line", "--iterations", 2, "--out", iso).exit_code == 0
+    refused = _cli("distill", iso)
+    assert refused.exit_code != 0 and "--refine N --hidden W" in refused.output
+    result = _cli("distill", iso, "--refine", 10, "--hidden", "16,16")
+    assert result.exit_code == 0, result.output
+    assert emitters.DistilledPolicy.load(iso / "distilled.npz").actor.sizes == (7, 16, 16, 2)
+    for bad, message in [
+        (("--hidden", "16"), "needs --refine"),
+        (("--refine", 0), "0 is not in the range"),
+        (("--refine", 5, "--hidden", "16,x"), "not a list of widths"),
+        (("--refine", 5, "--target", "0.2,0.8"), "refine first"),
+        (("--refine", 5, "--learning-rate", "-1"), "--learning-rate"),
+    ]:
+        result = _cli("distill", out, *bad)
+        assert result.exit_code != 0 and message in result.output, (bad, result.output)
