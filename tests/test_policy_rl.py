@@ -451,3 +451,7 @@ def test_cli_distill_refine_from_the_dcg_actor_or_a_fresh_one(tmp_path):
     ]:
         result = _cli("distill", out, *bad)
         assert result.exit_code != 0 and message in result.output, (bad, result.output)
+    arm = tmp_path / "arm"
+    assert _cli("run", "--task", "arm", "--iterations", 2, "--no-progress", "--out", arm).exit_code == 0
+    result = _cli("distill", arm, "--refine", 5, "--hidden", "8")
+    assert result.exit_code != 0 and "task 'arm' has no differentiable descriptor" in result.output
