@@ -104,9 +104,11 @@ def test_cma_emitters_run_sharded_like_on_one_device():
         cma_mega(task.jacobian, task.example_genotype, 7, num_emitters=4),
     ):
         results = []
+        # Sharded reductions round differently; over many iterations an ES amplifies that
+        # (on one CPU kind, 2e-5 after 5 iterations became 6% after 10), so compare early.
         for mesh in (None, sharding.batch_mesh(4)):
             state = map_elites.init(jax.random.key(1), task, archive, emitter, mesh=mesh)
-            state, _ = map_elites.run(state, task, emitter, 10, chunk_size=5, mesh=mesh)
+            state, _ = map_elites.run(state, task, emitter, 4, chunk_size=2, mesh=mesh)
             results.append(state.archive)
         np.testing.assert_array_equal(np.asarray(results[0].occupied), np.asarray(results[1].occupied))
         np.testing.assert_allclose(np.asarray(results[0].fitness), np.asarray(results[1].fitness), rtol=1e-4)
