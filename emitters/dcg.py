@@ -25,7 +25,9 @@ drawn in ``update`` (the archive they come from is the one the next ``emit`` see
 kept in the state, so ``update`` knows what each offspring was aimed at.
 
 :func:`distilled_policy` returns the actor: given a target descriptor it behaves like
-the archive's elite there (archive distillation). The state is a pytree of arrays:
+the archive's elite there (archive distillation). :func:`refine_distilled` (not in the
+papers) fine-tunes it, or a fresh actor, toward the archive's descriptors by gradient
+through a differentiable task (the maze). The state is a pytree of arrays:
 checkpoints hold it and resumed runs are bit-identical.
 """
 
