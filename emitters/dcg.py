@@ -337,19 +337,17 @@ def refine_distilled(
     occupied = np.asarray(archive.occupied)
     if not occupied.any():
         raise ValueError("the archive is empty: there is nothing to reach")
-    if policy is None:
-        if hidden is None:
-            raise ValueError("refine_distilled needs a policy to start from, or hidden widths for a fresh one")
-        sizes = (int(task.policy.sizes[0]) + int(task.descriptor_dim), int(task.policy.sizes[-1]))
-        actor = MLP(sizes, task.policy.activation, task.policy.final)
+    if policy is None and hidden is None:
+        raise ValueError("refine_distilled needs a policy to start from, or hidden widths for a fresh one")
+    if policy is None:  # a fresh actor: the task's policy with the target as extra inputs
         lower, upper = np.asarray(task.lower, np.float32), np.asarray(task.upper, np.float32)
-        policy = DistilledPolicy(actor.init(jax.random.key(0)), actor, lower, upper)
-    lower, upper = policy.lower, policy.upper
+        base = task.policy._replace(sizes=(task.policy.sizes[0] + task.descriptor_dim, task.policy.sizes[-1]))
+    else:
+        lower, upper, base = policy.lower, policy.upper, policy.actor
     targets = rl.normalise(jnp.asarray(np.asarray(archive.descriptors)[occupied]), lower, upper)
     k_init, key = jax.random.split(key)
     if hidden is not None:
-        sizes = (policy.actor.sizes[0], *(int(h) for h in hidden), policy.actor.sizes[-1])
-        actor = MLP(sizes, policy.actor.activation, policy.actor.final)
+        actor = base._replace(sizes=(base.sizes[0], *(int(h) for h in hidden), base.sizes[-1]))
         params = actor.init(k_init)
         # small first actions: a fresh actor that drives into a wall at once gets no gradient
         params = (*params[:-1], {**params[-1], "w": params[-1]["w"] * 0.1})
@@ -384,17 +382,16 @@ def refine_distilled(
         (p, opt_state), distances = jax.lax.scan(step, (p, opt_state), jax.random.split(k, n))
         return p, opt_state, jnp.mean(distances)
 
-    with jax.numpy_dtype_promotion("standard"):
-        opt_state = optimiser.init(params)
     history = []
-    for done in range(0, steps, chunk):
-        n = min(chunk, steps - done)
-        key, k = jax.random.split(key)
-        with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int32 and float (strict mode refuses)
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int32 and float (strict mode refuses)
+        opt_state = optimiser.init(params)
+        for done in range(0, steps, chunk):
+            n = min(chunk, steps - done)
+            key, k = jax.random.split(key)
             params, opt_state, distance = train(params, opt_state, k, n)
-        history.append(float(distance))
-        if callback is not None:
-            callback(done + n, history[-1])
+            history.append(float(distance))
+            if callback is not None:
+                callback(done + n, history[-1])
     return DistilledPolicy(params, actor, lower, upper), np.asarray(history, np.float32)
 
 

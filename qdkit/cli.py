@@ -654,8 +654,6 @@ def distill(directory, target, policy_path, render_path, seed, refine_steps, hid
     if refine_steps is not None and target is not None:
         raise click.BadParameter("refine first (distill DIR --refine N), then run the saved policy for a target",
                                  param_hint="--refine")  # fmt: skip
-    if refine_steps is not None and getattr(task, "descriptor_of", None) is None:
-        raise click.ClickException(f"task {task.name!r} has no differentiable descriptor; --refine works on: maze")
     if policy_path or (target is not None and os.path.exists(os.path.join(directory, DISTILLED))):
         try:
             policy = emitters.DistilledPolicy.load(policy_path or os.path.join(directory, DISTILLED))
