@@ -14,13 +14,16 @@ cell's target (:func:`emitters.evaluate_distilled`). Settings compared (``--vari
 
 Maps (``--maps``): ``empty`` (only the borders: reaching a target is a matter of
 control) and ``standard`` (Kheperax's maze: the policy must also find its way around
-walls). TD3 settings are the CPU-sized ones of ``maze_dcg.py``.
+walls). TD3 settings are the CPU-sized ones of ``maze_dcg.py``. For reference, the
+archive's own elites are also replayed with a 0.1% action noise
+(:func:`emitters.evaluate_elites`): what a close copy of them would reach.
 
 Prints what it measured; nothing here is a test.
 
     python benchmarks/maze_distill.py             # 12 runs of 2-4 minutes on 2 cores
     python benchmarks/maze_distill.py --quick     # smoke run
     python benchmarks/maze_distill.py --variants state-0.015 --refine 1000   # plus refine_distilled
+    python benchmarks/maze_distill.py --variants state-0.015 --imitate 3000  # plus imitate_distilled
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import emitters  # noqa: E402
 from qdkit import GridArchive, map_elites, tasks  # noqa: E402
 
 SHAPE = (32, 32)
+ELITE_NOISE = 0.001
 VARIANTS = {
     "paper": {},
     "state-0.03": {"similarity_on": "state", "length_scale": 0.03},
@@ -59,8 +63,10 @@ def run(task, options, seed, iterations, batch, config):
     seconds = time.perf_counter() - start
     policy = emitters.distilled_policy(state.emitter_state, task)
     report, _ = emitters.evaluate_distilled(policy, task, state.archive, jax.random.key(seed))
+    # the reference: the archive's own elites, replayed with a 0.1% action noise
+    elites, _ = emitters.evaluate_elites(task, state.archive, jax.random.key(seed), action_noise=ELITE_NOISE)
     qd = float(metrics["qd_score"][-1]) / (SHAPE[0] * SHAPE[1] * -task.qd_offset)
-    return qd, report, seconds, policy, state.archive
+    return qd, report, seconds, policy, state.archive, elites["filled_cells"]
 
 
 def refine(task, policy, archive, seed, steps, hidden=None):
@@ -71,6 +77,15 @@ def refine(task, policy, archive, seed, steps, hidden=None):
                                            steps=steps, hidden=hidden)  # fmt: skip
     seconds = time.perf_counter() - start
     return emitters.evaluate_distilled(refined, task, archive, jax.random.key(seed))[0], seconds
+
+
+def imitate(task, archive, seed, steps, teacher):
+    """``emitters.imitate_distilled`` (a fresh 256-256 actor), then the same evaluation;
+    returns (report, seconds)."""
+    start = time.perf_counter()
+    policy, _ = emitters.imitate_distilled(None, task, archive, jax.random.key(seed), teacher=teacher, steps=steps)
+    seconds = time.perf_counter() - start
+    return emitters.evaluate_distilled(policy, task, archive, jax.random.key(seed))[0], seconds
 
 
 def main() -> None:
@@ -86,6 +101,9 @@ def main() -> None:
     parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
                         help="also fine-tune the distilled actor, and a fresh 64-64 one, for STEPS steps "
                              "(emitters.refine_distilled) and report them in a second table")  # fmt: skip
+    parser.add_argument("--imitate", type=int, default=0, metavar="STEPS",
+                        help="also train a fresh 256-256 actor by imitation (emitters.imitate_distilled) of the "
+                             "maze's shortest-path teacher and of the archive's elites, and report them in a third table")  # fmt: skip
     args = parser.parse_args()
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
@@ -96,23 +114,27 @@ def main() -> None:
     if args.quick:
         args.iterations, args.seeds, args.batch = 4, 1, 32
         args.refine = min(args.refine, 20)
+        args.imitate = min(args.imitate, 20)
         config = config._replace(critic_hidden=(32, 32), critic_steps=10, pg_steps=4, buffer_size=20_000)
     print(
         f"jax {jax.__version__}, {os.cpu_count()} CPU cores; DCG-ME (8 injected actors), batch {args.batch}, "
         f"{args.iterations} iterations, {args.seeds} seed(s), policies 9-{args.hidden}-2 seeing position and heading"
     )
     print(f"TD3/PG settings: {config}")
+    print(f"'elites with noise': the archive's own elites replayed with action noise {ELITE_NOISE} "
+          "(emitters.evaluate_elites), scored like the distilled policy")  # fmt: skip
     print(
         "\n| map | variant | QD-score (norm.) | filled cells | reached in own cell | within one cell | "
-        "filled cells reached by some target | mean distance | minutes |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
+        "filled cells reached by some target | mean distance | elites with noise: own cell | "
+        "elites with noise: within one | minutes |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
-    refined_rows = []
+    refined_rows, imitated_rows = [], []
     for map_name in args.maps.split(","):
         task = tasks.get("maze", map=map_name, observe_position=True, hidden=args.hidden)
         for variant in variants:
             rows = []
             for seed in range(args.seeds):
-                qd, report, seconds, policy, archive = run(
+                qd, report, seconds, policy, archive, elites = run(
                     task, VARIANTS[variant], seed, args.iterations, args.batch, config
                 )
                 f = report["filled_cells"]
@@ -122,6 +144,11 @@ def main() -> None:
                         g = r["filled_cells"]
                         refined_rows.append(((map_name, variant, start), (f["reached_fraction"], f["within_one_cell_fraction"],
                                              g["reached_fraction"], g["within_one_cell_fraction"], g["mean_distance"], secs)))  # fmt: skip
+                for teacher in ("task", "elites") if args.imitate else ():
+                    r, secs = imitate(task, archive, seed, args.imitate, teacher)
+                    g = r["filled_cells"]
+                    imitated_rows.append(((map_name, variant, teacher), (g["reached_fraction"], g["within_one_cell_fraction"],
+                                          g["mean_distance"], g["mean_fitness"], report["archive_mean_fitness"], secs)))  # fmt: skip
                 rows.append(
                     (
                         qd,
@@ -130,6 +157,8 @@ def main() -> None:
                         f["within_one_cell_fraction"],
                         report["filled_cells_reached_by_some_target"],
                         f["mean_distance"],
+                        elites["reached_fraction"],
+                        elites["within_one_cell_fraction"],
                         seconds / 60,
                     )
                 )
@@ -137,7 +166,8 @@ def main() -> None:
             m, s = a.mean(axis=0), a.std(axis=0)
             print(
                 f"| {map_name} | {variant} | {m[0]:.3f} ± {s[0]:.3f} | {m[1]:.0f} | {m[2]:.1%} ± {s[2]:.1%} | "
-                f"{m[3]:.1%} ± {s[3]:.1%} | {m[4]:.1%} | {m[5]:.3f} ± {s[5]:.3f} | {m[6]:.1f} |",
+                f"{m[3]:.1%} ± {s[3]:.1%} | {m[4]:.1%} | {m[5]:.3f} ± {s[5]:.3f} | {m[6]:.1%} ± {s[6]:.1%} | "
+                f"{m[7]:.1%} ± {s[7]:.1%} | {m[8]:.1f} |",
                 flush=True,
             )
     if refined_rows:
@@ -149,6 +179,17 @@ def main() -> None:
             m, s = a.mean(axis=0), a.std(axis=0)
             print(f"| {' | '.join(name)} | {m[0]:.1%} | {m[1]:.1%} | {m[2]:.1%} ± {s[2]:.1%} | {m[3]:.1%} ± {s[3]:.1%} | "
                   f"{m[4]:.3f} ± {s[4]:.3f} | {m[5]:.0f} |", flush=True)  # fmt: skip
+
+    if imitated_rows:
+        print(f"\nimitate_distilled, {args.imitate} steps (fresh 256-256 actor, batch 64, Adam 1e-3, DAgger mix 0.3), "
+              "on the filled cells; teacher 'task': shortest paths on the map, 'elites': the archive's elites:")  # fmt: skip
+        print("\n| map | variant | teacher | own cell | within one cell | mean distance | mean fitness | archive fitness | "
+              "seconds |\n|---|---|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+        for name in dict.fromkeys(k for k, _ in imitated_rows):
+            a = np.asarray([v for k, v in imitated_rows if k == name], np.float64)
+            m, s = a.mean(axis=0), a.std(axis=0)
+            print(f"| {' | '.join(name)} | {m[0]:.1%} ± {s[0]:.1%} | {m[1]:.1%} ± {s[1]:.1%} | {m[2]:.3f} ± {s[2]:.3f} | "
+                  f"{m[3]:.1f} | {m[4]:.1f} | {m[5]:.0f} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,7 +3,16 @@
 from emitters import rl
 from emitters.base import Emitter, clip
 from emitters.cma import evolution_strategy
-from emitters.dcg import DistilledPolicy, dcg, distilled_policy, evaluate_distilled, plot_distilled, refine_distilled
+from emitters.dcg import (
+    DistilledPolicy,
+    dcg,
+    distilled_policy,
+    evaluate_distilled,
+    evaluate_elites,
+    imitate_distilled,
+    plot_distilled,
+    refine_distilled,
+)
 from emitters.dqd import cma_mega, omg_mega
 from emitters.gaussian import gaussian
 from emitters.iso_line import iso_line
@@ -21,6 +30,8 @@ __all__ = [
     "dcg",
     "distilled_policy",
     "evaluate_distilled",
+    "evaluate_elites",
+    "imitate_distilled",
     "refine_distilled",
     "evolution_strategy",
     "gaussian",

@@ -263,17 +263,8 @@ def evaluate_distilled(policy: DistilledPolicy, task: Any, archive: Any, key: ja
         fitness.append(np.asarray(evaluation.fitness))
     reached, fitness = np.concatenate(reached), np.concatenate(fitness)
     cells = np.asarray(archive.index_of(jnp.asarray(reached)))
-    same_cell = cells == np.arange(len(targets))
-    distance = np.linalg.norm(reached - targets, axis=1)
-    near = distance <= _cell_size(targets)
     filled = np.asarray(archive.occupied)
-
-    def summary(mask):
-        if not mask.any():
-            return {"cells": 0}
-        return {"cells": int(mask.sum()), "mean_distance": float(distance[mask].mean()),
-                "reached_fraction": float(same_cell[mask].mean()), "within_one_cell_fraction": float(near[mask].mean()),
-                "mean_fitness": float(fitness[mask].mean())}  # fmt: skip
+    summary = functools.partial(_reach_summary, targets, reached, fitness, cells, _cell_size(targets))
 
     # the archive's filled cells that the policy reaches for some target (its own coverage of the archive)
     covered = np.zeros_like(filled)
@@ -282,6 +273,76 @@ def evaluate_distilled(policy: DistilledPolicy, task: Any, archive: Any, key: ja
               "archive_mean_fitness": float(np.asarray(archive.fitness)[filled].mean()) if filled.any() else None,
               "filled_cells_reached_by_some_target": float((covered & filled).sum() / max(filled.sum(), 1))}  # fmt: skip
     return report, {"targets": targets, "reached": reached, "fitness": fitness, "filled": filled}
+
+
+def _reach_summary(targets, reached, fitness, cells, cell_size, mask):
+    """Over the cells in ``mask``: mean distance between target and reached descriptor,
+    the fractions reached in their own cell and within one cell's size, mean fitness."""
+    if not mask.any():
+        return {"cells": 0}
+    distance = np.linalg.norm(reached - targets, axis=1)[mask]
+    return {"cells": int(mask.sum()), "mean_distance": float(distance.mean()),
+            "reached_fraction": float((cells == np.arange(len(targets)))[mask].mean()),
+            "within_one_cell_fraction": float((distance <= cell_size[mask]).mean()),
+            "mean_fitness": float(fitness[mask].mean())}  # fmt: skip
+
+
+def evaluate_elites(task: Any, archive: Any, key: jax.Array, *, action_noise: float = 0.001, chunk: int = 256):
+    """How reproducible the archive's own elites are: each filled cell's elite is played
+    again with Gaussian noise of standard deviation ``action_noise`` on its actions, and
+    scored as :func:`evaluate_distilled` scores the distilled policy (target = the cell's
+    centre), so the two reports compare directly. A distilled policy is never the
+    elites' exact function, so this is the reference for what imitating them can
+    reach: where the elites themselves scatter under a tiny perturbation (a chaotic
+    task), no faithful copy of them reaches their cells.
+
+    The task needs ``env``, ``policy``, ``episode_length`` and ``descriptor_of`` (the
+    maze has them). ``action_noise=0`` replays the elites as they were evaluated.
+
+    Returns ``(report, arrays)``: the report has ``action_noise``, ``filled_cells``
+    (as in :func:`evaluate_distilled`) and ``archive_mean_fitness``; ``arrays`` holds
+    ``targets``, ``reached`` and ``fitness`` for the filled cells (in cell order)."""
+    from qdkit.rollout import episode_return, rollout
+
+    if any(getattr(task, name, None) is None for name in ("env", "policy", "descriptor_of")):
+        raise ValueError(f"task {getattr(task, 'name', task)!r} cannot replay its elites: it needs env, policy and "
+                         "descriptor_of, as the maze has")  # fmt: skip
+    action_noise = check_positive("action_noise", action_noise)
+    occupied = np.asarray(archive.occupied)
+    if not occupied.any():
+        raise ValueError("the archive is empty: there are no elites to replay")
+    cells = np.nonzero(occupied)[0]
+    centres = np.asarray(archive.cell_centers(), np.float32)
+    env, apply, episode_length, descriptor_of = (
+        task.env,
+        task.policy.apply,
+        int(task.episode_length),
+        task.descriptor_of,
+    )
+
+    @jax.jit
+    def play(k, params):
+        keys = jax.random.split(k, jax.tree.leaves(params)[0].shape[0])
+        t = jax.vmap(lambda p, k: rollout(env, apply, p, k, episode_length, action_noise))(params, keys)
+        return descriptor_of(t), episode_return(t)
+
+    reached, fitness = [], []
+    for start in range(0, len(cells), int(chunk)):
+        key, k = jax.random.split(key)
+        part = jnp.asarray(cells[start : start + int(chunk)])
+        d, f = play(k, jax.tree.map(lambda g: g[part], archive.genotypes))
+        reached.append(np.asarray(d))
+        fitness.append(np.asarray(f))
+    reached, fitness = np.concatenate(reached), np.concatenate(fitness)
+    landed = np.asarray(archive.index_of(jnp.asarray(reached)))
+    # in the filled cells' own numbering: a replay lands in its own cell when it lands in cells[i]
+    own = np.where(landed == cells, np.arange(len(cells)), -1)
+    summary = _reach_summary(
+        centres[cells], reached, fitness, own, _cell_size(centres)[cells], np.ones(len(cells), bool)
+    )
+    report = {"action_noise": action_noise, "filled_cells": summary,
+              "archive_mean_fitness": float(np.asarray(archive.fitness)[occupied].mean())}  # fmt: skip
+    return report, {"targets": centres[cells], "reached": reached, "fitness": fitness}
 
 
 def refine_distilled(
@@ -390,6 +451,150 @@ def refine_distilled(
             key, k = jax.random.split(key)
             params, opt_state, distance = train(params, opt_state, k, n)
             history.append(float(distance))
+            if callback is not None:
+                callback(done + n, history[-1])
+    return DistilledPolicy(params, actor, lower, upper), np.asarray(history, np.float32)
+
+
+TEACHERS = ("task", "elites")
+
+
+def imitate_distilled(
+    policy: DistilledPolicy | None,
+    task: Any,
+    archive: Any,
+    key: jax.Array,
+    *,
+    teacher: str = "task",
+    steps: int = 3000,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    hidden: tuple[int, ...] | None = None,
+    mix: float = 0.3,
+    chunk: int = 100,
+    callback: Any = None,
+) -> tuple[DistilledPolicy, np.ndarray]:
+    """Train a descriptor-conditioned policy to reach the archive's descriptors by
+    imitating a teacher on the states it visits itself (DAgger, Ross et al. 2011). Not
+    in the DCG papers.
+
+    Each step draws ``batch_size`` of the archive's elite descriptors as targets and
+    plays the policy for them; at each step of the episode the teacher's action takes
+    over with probability ``beta`` (1 at first, falling to 0 over the first ``mix``
+    of the steps), and the policy takes an Adam step toward the teacher's action at
+    every state visited (mean squared error).
+
+    Teachers:
+        ``"task"``: the task's own ``teacher`` (a controller that knows how to reach a
+            descriptor: the maze's drives along shortest paths on its map, so this
+            uses the map, which DCG-MAP-Elites does not see);
+        ``"elites"``: for each target, the archive's elite that reached it (any policy
+            task): distillation of the archive's behaviours themselves. It cannot do
+            better than the elites reproduce their own descriptors when played a
+            little differently (:func:`evaluate_elites`).
+
+    Args:
+        policy: the start (e.g. :func:`distilled_policy` of a dcg run), or ``None`` for
+            a fresh actor.
+        hidden: a fresh actor's hidden widths, default ``(256, 256)`` when ``policy``
+            is ``None``; given with a policy, it replaces it by a fresh one.
+        chunk: steps per compiled call; ``callback(step, loss)`` is called after each
+            chunk with the mean imitation loss over it.
+
+    Returns ``(policy, mean imitation loss per chunk)``.
+    """
+    import optax
+
+    if teacher not in TEACHERS:
+        raise ValueError(f"unknown teacher {teacher!r}; valid teachers: {', '.join(TEACHERS)}")
+    name = getattr(task, "name", task)
+    if getattr(task, "env", None) is None or getattr(task, "policy", None) is None:
+        raise ValueError(f"task {name!r} is not a policy task (it needs env and policy)")
+    if teacher == "task" and getattr(task, "teacher", None) is None:
+        raise ValueError(f"task {name!r} has no teacher of its own; use teacher='elites' (its archive's elites)")
+    steps, batch_size, chunk = int(steps), int(batch_size), int(chunk)
+    if steps < 1 or batch_size < 1 or chunk < 1:
+        raise ValueError(f"steps, batch_size and chunk must be positive; got {steps}, {batch_size}, {chunk}")
+    learning_rate = check_positive("learning_rate", learning_rate, allow_zero=False)
+    mix = float(mix)
+    if not 0.0 <= mix <= 1.0:
+        raise ValueError(f"mix must be in [0, 1]; got {mix}")
+    occupied = np.asarray(archive.occupied)
+    if not occupied.any():
+        raise ValueError("the archive is empty: there is nothing to imitate")
+    if policy is None:
+        lower, upper = np.asarray(task.lower, np.float32), np.asarray(task.upper, np.float32)
+        base = task.policy._replace(sizes=(task.policy.sizes[0] + task.descriptor_dim, task.policy.sizes[-1]))
+        hidden = (256, 256) if hidden is None else hidden
+    else:
+        lower, upper, base = policy.lower, policy.upper, policy.actor
+    k_init, key = jax.random.split(key)
+    if hidden is not None:
+        actor = base._replace(sizes=(base.sizes[0], *(int(h) for h in hidden), base.sizes[-1]))
+        params = actor.init(k_init)
+    else:
+        actor, params = policy.actor, policy.params
+    cells = np.nonzero(occupied)[0]
+    raw = jnp.asarray(np.asarray(archive.descriptors)[cells], jnp.float32)
+    targets = rl.normalise(raw, lower, upper)
+    if teacher == "task":
+        data, teach = task.teacher(raw)
+    else:
+        data = jax.tree.map(lambda g: g[jnp.asarray(cells)], archive.genotypes)
+        apply = task.policy.apply
+
+        def teach(state, params_k, target_k):
+            return apply(params_k, state.obs)
+
+    env, episode_length = task.env, int(task.episode_length)
+    optimiser = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate))
+
+    def episode(p, data_k, raw_k, d, k, beta):
+        k_reset, k_mix = jax.random.split(k)
+
+        def body(carry, k):
+            state, alive = carry
+            ours = actor.apply(p, jnp.concatenate([state.obs, d]))
+            theirs = teach(state, data_k, raw_k)
+            nxt = env.step(state, jnp.where(jax.random.uniform(k) < beta, theirs, ours))
+            return (nxt, alive * (1.0 - jnp.asarray(nxt.done, jnp.float32))), (state.obs, theirs, alive)
+
+        start = (env.reset(k_reset), jnp.ones((), jnp.float32))
+        return jax.lax.scan(body, start, jax.random.split(k_mix, episode_length))[1]
+
+    def loss(p, obs, labels, alive, d):
+        x = jnp.concatenate([obs, jnp.broadcast_to(d[:, None, :], (*obs.shape[:2], d.shape[-1]))], axis=-1)
+        squared = jnp.sum((actor.apply(p, x) - labels) ** 2, axis=-1)
+        return jnp.sum(squared * alive) / jnp.maximum(jnp.sum(alive), 1.0)
+
+    @functools.partial(jax.jit, static_argnums=4)
+    def train(p, opt_state, k, first, n):  # n steps, scanned
+        def step(carry, inputs):
+            p, opt_state = carry
+            k, t = inputs
+            beta = jnp.clip(1.0 - t / jnp.maximum(mix * steps, 1e-9), 0.0, 1.0) if mix > 0 else jnp.zeros(())
+            k_pick, k_play = jax.random.split(k)
+            i = jax.random.randint(k_pick, (batch_size,), 0, targets.shape[0])
+            data_i = jax.tree.map(lambda a: a[i], data)
+            obs, labels, alive = jax.vmap(episode, (None, 0, 0, 0, 0, None))(
+                jax.lax.stop_gradient(p), data_i, raw[i], targets[i], jax.random.split(k_play, batch_size), beta
+            )
+            value, grads = jax.value_and_grad(loss)(p, obs, jax.lax.stop_gradient(labels), alive, targets[i])
+            updates, opt_state = optimiser.update(grads, opt_state, p)
+            return (optax.apply_updates(p, updates), opt_state), value
+
+        inputs = (jax.random.split(k, n), first + jnp.arange(n, dtype=jnp.float32))
+        (p, opt_state), values = jax.lax.scan(step, (p, opt_state), inputs)
+        return p, opt_state, jnp.mean(values)
+
+    history = []
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int32 and float (strict mode refuses)
+        opt_state = optimiser.init(params)
+        for done in range(0, steps, chunk):
+            n = min(chunk, steps - done)
+            key, k = jax.random.split(key)
+            params, opt_state, value = train(params, opt_state, k, float(done), n)
+            history.append(float(value))
             if callback is not None:
                 callback(done + n, history[-1])
     return DistilledPolicy(params, actor, lower, upper), np.asarray(history, np.float32)

@@ -634,14 +634,38 @@ DISTILLED = "distilled.npz"
 @click.option("--refine", "refine_steps", type=click.IntRange(min=1), default=None,
               help="First fine-tune the policy for this many steps toward the archive's descriptors, by gradient "
                    "through the task's dynamics (tasks with a differentiable descriptor: maze).")  # fmt: skip
+@click.option("--imitate", "imitate_steps", type=click.IntRange(min=1), default=None,
+              help="First train the policy for this many steps by imitating a --teacher on the states it visits "
+                   "(DAgger): a fresh actor (--hidden, default 256,256) unless --policy is given; any run.")  # fmt: skip
+@click.option("--teacher", type=click.Choice(("task", "elites")), default=None,
+              help="With --imitate: 'task' (the task's own controller: the maze's shortest paths on its map) or "
+                   "'elites' (the archive's elites) [default: task where the task has one, else elites].")  # fmt: skip
 @click.option("--hidden", type=Widths(), default=None,
-              help="With --refine: a fresh actor with these hidden widths, e.g. 64,64 (any run of the task).")  # fmt: skip
+              help="With --refine or --imitate: a fresh actor with these hidden widths, e.g. 64,64 (any run of the task).")  # fmt: skip
 @click.option("--learning-rate", type=click.FloatRange(min=0.0, min_open=True), default=1e-3, show_default=True,
-              help="With --refine: Adam's step size.")  # fmt: skip
-def distill(directory, target, policy_path, render_path, seed, refine_steps, hidden, learning_rate):
+              help="With --refine or --imitate: Adam's step size.")  # fmt: skip
+@click.option("--elite-noise", type=click.FloatRange(min=0.0), default=0.001, show_default=True,
+              help="Also replay the archive's own elites with this much Gaussian action noise and report how "
+                   "many still reach their cell: the reference for the distilled policy (tasks with "
+                   "descriptor_of: maze). 0 skips it.")  # fmt: skip
+def distill(
+    directory,
+    target,
+    policy_path,
+    render_path,
+    seed,
+    refine_steps,
+    imitate_steps,
+    teacher,
+    hidden,
+    learning_rate,
+    elite_noise,
+):
     """Archive distillation of a dcg run: the descriptor-conditioned policy, evaluated on
     every cell's target (distill.json, distill.png, distilled.npz), or run for one --target.
-    With --refine the policy is first fine-tuned toward the archive's descriptors."""
+    With --imitate a policy is first trained by imitating a teacher (any run), and with
+    --refine fine-tuned toward the archive's descriptors (after --imitate when both are
+    given)."""
     import jax
     import jax.numpy as jnp
 
@@ -649,17 +673,20 @@ def distill(directory, target, policy_path, render_path, seed, refine_steps, hid
 
     loaded = _load(directory)
     task = loaded.task
-    if hidden is not None and refine_steps is None:
-        raise click.BadParameter("needs --refine", param_hint="--hidden")
-    if refine_steps is not None and target is not None:
-        raise click.BadParameter("refine first (distill DIR --refine N), then run the saved policy for a target",
-                                 param_hint="--refine")  # fmt: skip
+    if hidden is not None and refine_steps is None and imitate_steps is None:
+        raise click.BadParameter("needs --refine or --imitate", param_hint="--hidden")
+    if teacher is not None and imitate_steps is None:
+        raise click.BadParameter("needs --imitate", param_hint="--teacher")
+    for steps, name in ((refine_steps, "refine"), (imitate_steps, "imitate")):
+        if steps is not None and target is not None:
+            raise click.BadParameter(f"train first (distill DIR --{name} N), then run the saved policy for a target",
+                                     param_hint=f"--{name}")  # fmt: skip
     if policy_path or (target is not None and os.path.exists(os.path.join(directory, DISTILLED))):
         try:
             policy = emitters.DistilledPolicy.load(policy_path or os.path.join(directory, DISTILLED))
         except ValueError as e:
             raise click.ClickException(str(e)) from e
-    elif hidden is not None:
+    elif hidden is not None or imitate_steps is not None:
         policy = None  # a fresh actor, for a run of any emitter
     else:
         if loaded.config.get("emitter") != "dcg":
@@ -668,7 +695,21 @@ def distill(directory, target, policy_path, render_path, seed, refine_steps, hid
                                        "to train a fresh one")  # fmt: skip
         policy = emitters.distilled_policy(loaded.state.emitter_state, task)
     key = jax.random.key(seed)
-    refined = None
+    refined = imitated = None
+    if imitate_steps is not None:
+        teacher = teacher or ("task" if getattr(task, "teacher", None) is not None else "elites")
+        key, k_imitate = jax.random.split(key)
+        try:
+            policy, history = emitters.imitate_distilled(
+                policy, task, loaded.state.archive, k_imitate, teacher=teacher, steps=imitate_steps, hidden=hidden,
+                learning_rate=learning_rate, chunk=min(100, imitate_steps),
+                callback=lambda step, value: click.echo(f"imitate step {step}/{imitate_steps}: loss {value:.4f}"),
+            )  # fmt: skip
+        except ValueError as e:
+            raise click.ClickException(str(e)) from e
+        hidden = None  # --refine goes on from the imitating actor
+        imitated = {"steps": imitate_steps, "teacher": teacher, "hidden": [int(h) for h in policy.actor.sizes[1:-1]],
+                    "learning_rate": learning_rate, "loss_per_100_steps": [float(v) for v in history]}  # fmt: skip
     if refine_steps is not None:
         key, k_refine = jax.random.split(key)
         try:
@@ -702,8 +743,16 @@ def distill(directory, target, policy_path, render_path, seed, refine_steps, hid
     import matplotlib.pyplot as plt
 
     report, arrays = emitters.evaluate_distilled(policy, task, loaded.state.archive, key)
+    if imitated is not None:
+        report["imitate"] = imitated
     if refined is not None:
         report["refine"] = refined
+    elites = None
+    if elite_noise > 0 and getattr(task, "descriptor_of", None) is not None:
+        elites = emitters.evaluate_elites(
+            task, loaded.state.archive, jax.random.fold_in(key, 1), action_noise=elite_noise
+        )[0]
+        report["elites_with_action_noise"] = elites
     paths = [os.path.join(directory, name) for name in ("distill.json", "distill.png", DISTILLED)]
     rundir._write_json(paths[0], report)
     if task.descriptor_dim == 2:
@@ -726,6 +775,11 @@ def distill(directory, target, policy_path, render_path, seed, refine_steps, hid
         f"{filled.get('mean_fitness', float('nan')):.4g} (archive {report['archive_mean_fitness']:.4g}); "
         f"{report['filled_cells_reached_by_some_target']:.1%} of the filled cells reached by some target"
     )
+    if elites is not None:
+        f = elites["filled_cells"]
+        click.echo(f"for reference, the archive's own elites replayed with action noise {elite_noise:g}: "
+                   f"{f['reached_fraction']:.1%} reached their cell ({f['within_one_cell_fraction']:.1%} within one "
+                   f"cell's size), mean distance {f['mean_distance']:.4f}")  # fmt: skip
     click.echo("wrote " + ", ".join(paths))
 
 

@@ -47,14 +47,24 @@ def rollout(
     params: Any,
     key: jax.Array,
     episode_length: int,
+    action_noise: float = 0.0,
 ) -> Transitions:
     """Play one policy (``apply_fn(params, obs) -> action``) for ``episode_length``
     steps from ``env.reset(key)``; returns the ``(T, ...)`` transitions. ``vmap`` it
-    over ``params`` (and keys) for a batch, as :func:`batch_rollout` does."""
+    over ``params`` (and keys) for a batch, as :func:`batch_rollout` does.
 
-    def body(carry, _):
+    ``action_noise`` (a Python number) adds Gaussian noise of that standard deviation
+    to every action before the step (``transitions.action`` holds the noisy one), e.g.
+    to see how reproducible a behaviour is; ``key`` then also draws the noise."""
+    action_noise = float(action_noise)
+    if not action_noise >= 0.0:
+        raise ValueError(f"action_noise must be >= 0; got {action_noise}")
+
+    def body(carry, k):
         state, alive = carry
         action = apply_fn(params, state.obs)
+        if action_noise > 0.0:
+            action = action + action_noise * jax.random.normal(k, jnp.shape(action), jnp.result_type(action))
         nxt = env.step(state, action)
         done = jnp.asarray(nxt.done, jnp.float32)
         out = Transitions(
@@ -64,8 +74,12 @@ def rollout(
         )  # fmt: skip
         return (nxt, alive * (1.0 - done)), out
 
+    noise_keys = None
+    if action_noise > 0.0:
+        key, k_noise = jax.random.split(key)
+        noise_keys = jax.random.split(k_noise, int(episode_length))
     state = env.reset(key)
-    _, transitions = lax.scan(body, (state, jnp.ones((), jnp.float32)), None, length=int(episode_length))
+    _, transitions = lax.scan(body, (state, jnp.ones((), jnp.float32)), noise_keys, length=int(episode_length))
     return transitions
 
 

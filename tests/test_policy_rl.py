@@ -74,6 +74,24 @@ def test_rollout_masks_the_steps_after_the_episode_ends():
     np.testing.assert_allclose(np.asarray(final_state_descriptor(t)), [[3.0], [3.0]])
 
 
+def test_rollout_action_noise_perturbs_the_actions_it_records():
+    from qdkit.rollout import rollout
+
+    env, policy = MazeEnv("empty"), MLP((5, 8, 2))
+    params = policy.init(jax.random.key(0))
+    plain = rollout(env, policy.apply, params, jax.random.key(1), 200)
+    same = rollout(env, policy.apply, params, jax.random.key(1), 200, action_noise=0.0)
+    for a, b in zip(plain, same):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    noisy = rollout(env, policy.apply, params, jax.random.key(1), 200, action_noise=0.05)
+    # the recorded action is the policy's own for the observation seen, plus the noise
+    noise = np.asarray(noisy.action - jax.vmap(policy.apply, (None, 0))(params, noisy.obs))
+    assert noise.shape == (200, 2) and abs(noise.std() - 0.05) < 0.01 and abs(noise.mean()) < 0.01
+    assert not np.allclose(np.asarray(noisy.next_state_desc[-1]), np.asarray(plain.next_state_desc[-1]))
+    with pytest.raises(ValueError, match="action_noise must be >= 0"):
+        rollout(env, policy.apply, params, jax.random.key(1), 5, action_noise=-0.1)
+
+
 def test_maze_task_scores_a_batch_with_transitions_and_draws_it(tmp_path):
     task = qdkit.tasks.get("maze", episode_length=30)
     params = task.initial_genotypes(jax.random.key(0), 4)
@@ -335,6 +353,15 @@ def test_dcg_run_distill_save_load_and_run_for_a_target(tmp_path):
     # on square cells, landing in the target's own cell is within one cell's size of it
     assert report["all_cells"]["reached_fraction"] <= report["all_cells"]["within_one_cell_fraction"] <= 1.0
     assert (out / "distill.png").stat().st_size > 5000
+    # the reference: the archive's own elites replayed with a little action noise
+    elites = report["elites_with_action_noise"]
+    assert elites["action_noise"] == 0.001 and elites["filled_cells"]["cells"] == report["filled_cells"]["cells"]
+    assert "the archive's own elites replayed with action noise 0.001" in result.output
+    quiet = _cli("distill", out, "--elite-noise", 0)
+    assert quiet.exit_code == 0 and "own elites" not in quiet.output
+    assert "elites_with_action_noise" not in json.loads((out / "distill.json").read_text())
+    refused = _cli("distill", out, "--elite-noise", -1)
+    assert refused.exit_code != 0 and "--elite-noise" in refused.output
     loaded = rundir.load(str(out))
     policy = emitters.distilled_policy(loaded.state.emitter_state, loaded.task)
     again = emitters.DistilledPolicy.load(out / "distilled.npz")
@@ -419,6 +446,157 @@ def test_refine_distilled_brings_the_policy_to_the_archives_descriptors():
         emitters.refine_distilled(start, task, archive, jax.random.key(0), steps=0)
 
 
+def test_evaluate_elites_replays_the_archive_with_and_without_action_noise():
+    from qdkit.tasks.maze import maze
+
+    task = maze(episode_length=60, hidden=8, map="standard", observe_position=True)
+    archive = qdkit.GridArchive.create(shape=(6, 6), lower=task.lower, upper=task.upper,
+                                       example_genotype=task.example_genotype)  # fmt: skip
+    archive = qdkit.map_elites.init(jax.random.key(0), task, archive, emitters.iso_line(32), num_initial=64).archive
+    filled = np.asarray(archive.occupied)
+    assert filled.sum() >= 4
+    # without noise the elites land where the archive says (chunks of another size included)
+    report, arrays = emitters.evaluate_elites(task, archive, jax.random.key(1), action_noise=0.0, chunk=3)
+    f = report["filled_cells"]
+    assert f["cells"] == filled.sum() and f["reached_fraction"] == 1.0 and f["within_one_cell_fraction"] == 1.0
+    np.testing.assert_allclose(arrays["reached"], np.asarray(archive.descriptors)[filled], atol=1e-5)
+    np.testing.assert_allclose(f["mean_fitness"], report["archive_mean_fitness"], rtol=1e-5)
+    np.testing.assert_allclose(arrays["targets"], np.asarray(archive.cell_centers())[filled])
+    # the distance is to the cell centre, as for the distilled policy
+    centre_distance = np.linalg.norm(np.asarray(archive.descriptors)[filled] - arrays["targets"], axis=1).mean()
+    np.testing.assert_allclose(f["mean_distance"], centre_distance, rtol=1e-4)
+    # with noise they scatter; the same key gives the same replay
+    noisy, moved = emitters.evaluate_elites(task, archive, jax.random.key(1), action_noise=0.3)
+    assert noisy["action_noise"] == 0.3
+    assert np.abs(moved["reached"] - arrays["reached"]).max() > 0.01
+    assert noisy["filled_cells"]["mean_fitness"] != f["mean_fitness"]
+    again, _ = emitters.evaluate_elites(task, archive, jax.random.key(1), action_noise=0.3)
+    assert again == noisy
+    with pytest.raises(ValueError, match="cannot replay its elites"):
+        emitters.evaluate_elites(dataclasses.replace(task, descriptor_of=None), archive, jax.random.key(0))
+    empty = qdkit.GridArchive.create(shape=(6, 6), lower=task.lower, upper=task.upper,
+                                     example_genotype=task.example_genotype)  # fmt: skip
+    with pytest.raises(ValueError, match="archive is empty"):
+        emitters.evaluate_elites(task, empty, jax.random.key(0))
+    with pytest.raises(ValueError, match="action_noise must be non-negative"):
+        emitters.evaluate_elites(task, archive, jax.random.key(0), action_noise=-1.0)
+
+
+def test_maze_teacher_drives_around_the_walls_to_its_targets():
+    from qdkit.tasks.maze import START, ShortestPaths
+
+    env = MazeEnv("standard")
+    paths = ShortestPaths(np.asarray(env.walls))
+    start = jnp.asarray(START[:2], jnp.float32)
+    # in the open the path is the straight line; the goal (top left) is behind walls
+    near, goal = jnp.asarray([0.15, 0.4]), jnp.asarray(env.goal)
+    fields = paths.fields(jnp.stack([near, goal]))
+    assert abs(float(paths.distance(fields[0], start)) - 0.25) < 0.02
+    assert float(paths.distance(fields[1], start)) > 1.5 * float(jnp.linalg.norm(goal - start))
+    # a node inside the wall-free space but cut off from the target stays unreachable
+    assert np.all(np.asarray(fields)[:, ~paths.free] == ShortestPaths.UNREACHABLE)
+    targets = jnp.asarray([[0.15, 0.9], [0.9, 0.1], [0.6, 0.45], [0.9, 0.9]])
+    data, act = env.teacher(targets)
+
+    def drive(field, target):
+        def body(state, _):
+            return env.step(state, act(state, field, target)), None
+
+        return jax.lax.scan(body, env.reset(jax.random.key(0)), None, length=250)[0].pos
+
+    reached = np.asarray(jax.jit(jax.vmap(drive))(data, targets))
+    np.testing.assert_allclose(reached, np.asarray(targets), atol=0.02)
+
+
+def test_imitate_distilled_learns_the_teacher_or_the_elites():
+    from qdkit.rollout import rollout
+    from qdkit.tasks.maze import maze
+
+    task = maze(episode_length=40, hidden=8, map="standard", observe_position=True)
+    archive = qdkit.GridArchive.create(shape=(5, 5), lower=task.lower, upper=task.upper,
+                                       example_genotype=task.example_genotype)  # fmt: skip
+    archive = qdkit.map_elites.init(jax.random.key(0), task, archive, emitters.iso_line(32), num_initial=64).archive
+    filled = np.asarray(archive.occupied)
+    targets = np.asarray(archive.descriptors)[filled]
+    assert len(targets) >= 4
+
+    def mean_distance(policy):
+        reached = np.asarray(
+            jax.jit(task.score)(jax.random.key(0), policy.specialise(jnp.asarray(targets))).descriptors
+        )
+        return float(np.linalg.norm(reached - targets, axis=1).mean())
+
+    seen = []
+    fresh, _ = emitters.imitate_distilled(None, task, archive, jax.random.key(1), steps=1, hidden=(32, 32))
+    taught, history = emitters.imitate_distilled(None, task, archive, jax.random.key(1), steps=300, batch_size=16,
+                                                 hidden=(32, 32), learning_rate=3e-3, chunk=100,
+                                                 callback=lambda step, value: seen.append(step))  # fmt: skip
+    assert seen == [100, 200, 300] and history.shape == (3,) and taught.actor.sizes == (11, 32, 32, 2)
+    assert mean_distance(taught) < 0.5 * mean_distance(fresh)
+    # the elites as teachers: on an elite's own path, the policy comes to act as the elite does
+    cells = np.nonzero(filled)[0]
+    elites = jax.tree.map(lambda g: g[jnp.asarray(cells)], archive.genotypes)
+
+    def gap(policy):
+        def one(params, target):
+            t = rollout(task.env, task.policy.apply, params, jax.random.key(0), 40)
+            return jnp.mean(jnp.sum((policy.act(t.obs, target) - t.action) ** 2, axis=-1))
+
+        return float(jnp.mean(jax.vmap(one)(elites, jnp.asarray(targets))))
+
+    copied, _ = emitters.imitate_distilled(None, task, archive, jax.random.key(1), teacher="elites", steps=300,
+                                           batch_size=16, hidden=(32, 32), learning_rate=3e-3)  # fmt: skip
+    assert gap(copied) < 0.5 * gap(fresh)
+    # a given policy is trained in place (same shape, other weights)
+    again, _ = emitters.imitate_distilled(fresh, task, archive, jax.random.key(2), steps=3)
+    assert again.actor == fresh.actor
+    assert not np.array_equal(np.asarray(again.params[0]["w"]), np.asarray(fresh.params[0]["w"]))
+    with pytest.raises(ValueError, match="unknown teacher 'oracle'; valid teachers: task, elites"):
+        emitters.imitate_distilled(None, task, archive, jax.random.key(0), teacher="oracle")
+    with pytest.raises(ValueError, match="has no teacher of its own; use teacher='elites'"):
+        emitters.imitate_distilled(None, dataclasses.replace(task, teacher=None), archive, jax.random.key(0))
+    with pytest.raises(ValueError, match="is not a policy task"):
+        emitters.imitate_distilled(None, qdkit.tasks.get("arm"), archive, jax.random.key(0), teacher="elites")
+    empty = qdkit.GridArchive.create(shape=(5, 5), lower=task.lower, upper=task.upper,
+                                     example_genotype=task.example_genotype)  # fmt: skip
+    with pytest.raises(ValueError, match="archive is empty"):
+        emitters.imitate_distilled(None, task, empty, jax.random.key(0))
+    with pytest.raises(ValueError, match="mix must be in"):
+        emitters.imitate_distilled(None, task, archive, jax.random.key(0), mix=1.5)
+
+
+def test_cli_distill_imitate_a_teacher_on_any_run(tmp_path):
+    out = tmp_path / "dcg"
+    assert _cli(*RUN, "--emitter", "dcg", "--iterations", 2, "--out", out).exit_code == 0
+    result = _cli("distill", out, "--imitate", 20, "--hidden", "16,16")
+    assert result.exit_code == 0, result.output
+    assert "imitate step 20/20: loss" in result.output
+    report = json.loads((out / "distill.json").read_text())
+    assert report["imitate"]["teacher"] == "task" and report["imitate"]["hidden"] == [16, 16]
+    assert len(report["imitate"]["loss_per_100_steps"]) == 1 and "refine" not in report
+    assert emitters.DistilledPolicy.load(out / "distilled.npz").actor.sizes == (7, 16, 16, 2)
+    # a run of another emitter, the elites as teachers, then refinement of the imitating actor
+    iso = tmp_path / "iso"
+    assert _cli(*RUN[:10], "--emitter", "iso-line", "--iterations", 2, "--out", iso).exit_code == 0
+    result = _cli("distill", iso, "--imitate", 10, "--teacher", "elites", "--hidden", "8", "--refine", 5)
+    assert result.exit_code == 0, result.output
+    report = json.loads((iso / "distill.json").read_text())
+    assert report["imitate"]["teacher"] == "elites" and report["refine"]["steps"] == 5
+    assert emitters.DistilledPolicy.load(iso / "distilled.npz").actor.sizes == (7, 8, 2)
+    for bad, message in [
+        (("--teacher", "elites"), "needs --imitate"),
+        (("--imitate", 5, "--teacher", "oracle"), "'oracle' is not one of 'task', 'elites'"),
+        (("--imitate", 5, "--target", "0.2,0.8"), "train first"),
+        (("--imitate", 0), "0 is not in the range"),
+    ]:
+        result = _cli("distill", out, *bad)
+        assert result.exit_code != 0 and message in result.output, (bad, result.output)
+    arm = tmp_path / "arm"
+    assert _cli("run", "--task", "arm", "--iterations", 2, "--no-progress", "--out", arm).exit_code == 0
+    result = _cli("distill", arm, "--imitate", 5)
+    assert result.exit_code != 0 and "task 'arm' is not a policy task" in result.output
+
+
 def test_cli_distill_refine_from_the_dcg_actor_or_a_fresh_one(tmp_path):
     out = tmp_path / "dcg"
     assert _cli(*RUN, "--emitter", "dcg", "--iterations", 2, "--out", out).exit_code == 0
@@ -443,10 +621,10 @@ def test_cli_distill_refine_from_the_dcg_actor_or_a_fresh_one(tmp_path):
     assert result.exit_code == 0, result.output
     assert emitters.DistilledPolicy.load(iso / "distilled.npz").actor.sizes == (7, 16, 16, 2)
     for bad, message in [
-        (("--hidden", "16"), "needs --refine"),
+        (("--hidden", "16"), "needs --refine or --imitate"),
         (("--refine", 0), "0 is not in the range"),
         (("--refine", 5, "--hidden", "16,x"), "not a list of widths"),
-        (("--refine", 5, "--target", "0.2,0.8"), "refine first"),
+        (("--refine", 5, "--target", "0.2,0.8"), "train first"),
         (("--refine", 5, "--learning-rate", "-1"), "--learning-rate"),
     ]:
         result = _cli("distill", out, *bad)

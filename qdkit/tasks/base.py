@@ -145,6 +145,12 @@ class PolicyTask(Task):
             ``score`` computes the descriptors from the rollouts, for tasks whose
             descriptor is differentiable in the states (a final position):
             :func:`emitters.refine_distilled` trains through it.
+        teacher: optional ``teacher(targets) -> (data, act)``: a controller that knows
+            how to reach descriptors, for :func:`emitters.imitate_distilled`.
+            ``targets`` is ``(K, M)``; ``data`` a pytree with a leading ``K`` axis;
+            ``act(state, data_k, target_k) -> action`` a good action toward
+            ``target_k`` from an environment state. The maze's plans shortest paths on
+            its map.
 
     ``score`` returns the rollouts in ``extras["transitions"]``
     (:class:`qdkit.rollout.Transitions`), which gradient emitters learn from.
@@ -156,6 +162,7 @@ class PolicyTask(Task):
     reward_min: float = 0.0
     render: Callable[..., Any] | None = None
     descriptor_of: Callable[..., Any] | None = None
+    teacher: Callable[..., Any] | None = None
 
 
 def _broadcast_like(bound: Any, example: Any) -> Any:

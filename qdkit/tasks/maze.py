@@ -79,6 +79,13 @@ def _segment_distance(p: jax.Array, walls: jax.Array) -> jax.Array:
     return jnp.linalg.norm(p[None, :] - closest, axis=1), closest
 
 
+def _wall_distance_np(points: np.ndarray, walls: np.ndarray) -> np.ndarray:
+    """Distance from each point ``(P, 2)`` to the nearest wall (numpy)."""
+    a, ab = walls[None, :, :2], walls[None, :, 2:] - walls[None, :, :2]
+    t = np.clip(np.sum((points[:, None, :] - a) * ab, -1) / np.maximum(np.sum(ab * ab, -1), 1e-12), 0.0, 1.0)
+    return np.linalg.norm(points[:, None, :] - (a + t[..., None] * ab), axis=-1).min(axis=1)
+
+
 def _cross(u: jax.Array, v: jax.Array) -> jax.Array:
     return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
 
@@ -121,6 +128,37 @@ class MazeEnv:
         right = jnp.any(near & (rel <= 0.0) & (rel > -jnp.pi / 2))
         return jnp.where(jnp.stack([left, right]), 1.0, -1.0).astype(jnp.float32)
 
+    def teacher(self, targets: Any) -> tuple[jax.Array, Any]:
+        """A controller that drives to each of the ``(K, 2)`` targets along a shortest
+        path around the walls (the task's ``teacher``, for
+        :func:`emitters.imitate_distilled`). Returns ``(fields, act)``: the ``(K, n, n)``
+        path-length fields and ``act(state, field_k, target_k) -> action``. Each step
+        it heads for the reachable point, one step away in one of ``PLAN_HEADINGS``
+        headings, with the shortest path left (the target itself once it is that
+        close), turning and driving as far as the wheels allow."""
+        if getattr(self, "_paths", None) is None:
+            self._paths = ShortestPaths(np.asarray(self.walls))
+        paths, walls = self._paths, self.walls
+        headings = jnp.arange(PLAN_HEADINGS, dtype=jnp.float32) * float(2 * np.pi / PLAN_HEADINGS)
+        unit = jnp.stack([jnp.cos(headings), jnp.sin(headings)], axis=1)
+
+        def act(state: MazeState, field: jax.Array, target: jax.Array) -> jax.Array:
+            step = state.pos[None, :] + SPEED * unit
+            left = jax.vmap(lambda p: paths.distance(field, p))(step)
+            clear = jax.vmap(lambda p: jnp.min(_segment_distance(p, walls)[0]))(step) >= 1.2 * RADIUS
+            heading = unit[jnp.argmin(jnp.where(clear, left, jnp.inf))]
+            to_target = target - state.pos
+            gap = jnp.linalg.norm(to_target)
+            heading = jnp.where(gap < 2 * SPEED, to_target / jnp.maximum(gap, 1e-9), heading)
+            error = jnp.arctan2(heading[1], heading[0]) - state.angle
+            error = jnp.arctan2(jnp.sin(error), jnp.cos(error))
+            turn = jnp.clip(error * (2 * RADIUS / SPEED), -1.6, 1.6)  # right minus left wheel
+            forward = jnp.clip(jnp.cos(error), 0.0, 1.0) * jnp.minimum(1.0, gap / SPEED)
+            forward = jnp.minimum(forward, 1.0 - jnp.abs(turn) / 2)
+            return jnp.stack([forward - turn / 2, forward + turn / 2])
+
+        return paths.fields(targets), act
+
     def _obs(self, pos, angle):
         parts = [self.lasers(pos, angle), self.bumpers(pos, angle)]
         if self.observe_position:  # (x, y, cos, sin) rescaled to [-1, 1]
@@ -146,6 +184,92 @@ class MazeEnv:
         reward = self._reward(pos)
         done = jnp.zeros((), jnp.float32)  # fixed-length episodes
         return MazeState(pos, angle, self._obs(pos, angle), reward, done, {"state_descriptor": pos})
+
+
+#: Nodes per side of the grid on which the teacher plans its shortest paths.
+PLAN_NODES = 64
+#: Headings the teacher considers each step.
+PLAN_HEADINGS = 16
+_NEIGHBOURS = ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1))
+
+
+class ShortestPaths:
+    """Shortest-path lengths on a maze map, for the teacher (:meth:`MazeEnv.teacher`).
+
+    Free space is a ``PLAN_NODES`` x ``PLAN_NODES`` grid of nodes at least the robot's
+    radius from every wall, linked to their 8 neighbours where the robot fits along
+    the link. :meth:`fields` gives, for each target, the path length from every node
+    (a geodesic distance field; ``UNREACHABLE`` where no path exists), and
+    :meth:`distance` the length from any point: the best over the 2 x 2 surrounding
+    nodes of the node's length plus the straight line to it.
+    """
+
+    UNREACHABLE = 1e3
+
+    def __init__(self, walls: np.ndarray, nodes: int = PLAN_NODES):
+        n = self.n = int(nodes)
+        walls = np.asarray(walls, np.float64)
+        c = (np.arange(n) + 0.5) / n
+        centres = np.stack(np.meshgrid(c, c, indexing="ij"), axis=-1)  # (n, n, 2): node (i, j) at (c_i, c_j)
+        self.centres = centres.astype(np.float32)
+        self.free = (_wall_distance_np(centres.reshape(-1, 2), walls) >= RADIUS).reshape(n, n)
+        links, lengths = [], []
+        for di, dj in _NEIGHBOURS:
+            nb = np.roll(centres, (-di, -dj), axis=(0, 1))
+            inside = np.zeros((n, n), bool)
+            inside[max(0, -di) : n - max(0, di), max(0, -dj) : n - max(0, dj)] = True
+            ok = inside & self.free & np.roll(self.free, (-di, -dj), axis=(0, 1))
+            for s in (0.25, 0.5, 0.75):
+                ok &= (_wall_distance_np((centres + s * (nb - centres)).reshape(-1, 2), walls) >= RADIUS).reshape(n, n)
+            links.append(ok)
+            lengths.append(np.hypot(di, dj) / n)
+        self.links = np.stack(links)  # (8, n, n): node (i, j) links to (i + di, j + dj)
+        self.lengths = np.asarray(lengths, np.float32)
+
+    def fields(self, targets: Any) -> jax.Array:
+        """``(K, n, n)`` path lengths from every node to each of the ``(K, 2)`` targets
+        (from the free node nearest each target)."""
+        targets = np.asarray(targets, np.float32).reshape(-1, 2)
+        gap = np.linalg.norm(self.centres.reshape(1, -1, 2) - targets[:, None, :], axis=-1)
+        gap[:, ~self.free.reshape(-1)] = np.inf
+        start = np.full((len(targets), self.n * self.n), np.inf, np.float32)
+        nearest = gap.argmin(axis=1)
+        start[np.arange(len(targets)), nearest] = gap[np.arange(len(targets)), nearest]
+        field = _relax(
+            jnp.asarray(start.reshape(-1, self.n, self.n)), jnp.asarray(self.links), jnp.asarray(self.lengths)
+        )
+        return jnp.where(jnp.isfinite(field), field, self.UNREACHABLE)
+
+    def distance(self, field: jax.Array, point: jax.Array) -> jax.Array:
+        """Path length from ``point`` (2,) to the target of ``field`` (n, n)."""
+        q = jnp.clip(jnp.floor(point * self.n - 0.5).astype(jnp.int32), 0, self.n - 2)
+        best = []
+        for di in (0, 1):
+            for dj in (0, 1):
+                i, j = q[0] + di, q[1] + dj
+                centre = (jnp.stack([i, j]).astype(jnp.float32) + 0.5) / self.n
+                best.append(field[i, j] + jnp.linalg.norm(point - centre))
+        return jnp.min(jnp.stack(best))
+
+
+@jax.jit
+def _relax(field: jax.Array, links: jax.Array, lengths: jax.Array) -> jax.Array:
+    """Bellman-Ford on the node grid until no length changes (all targets at once)."""
+
+    def sweep(f):
+        best = f
+        for k, (di, dj) in enumerate(_NEIGHBOURS):
+            neighbour = jnp.roll(f, (-di, -dj), axis=(1, 2))  # neighbour[i, j] = f[i + di, j + dj]
+            best = jnp.minimum(best, jnp.where(links[k][None], neighbour + lengths[k], jnp.inf))
+        return best
+
+    def body(carry):
+        f, _ = carry
+        g = sweep(f)
+        return g, jnp.any(g < f)
+
+    field, _ = jax.lax.while_loop(lambda c: c[1], body, (field, jnp.asarray(True)))
+    return field
 
 
 #: Points of the path in ``extras["trajectory"]``.
@@ -190,6 +314,7 @@ def maze(
         reward_min=-float(np.sqrt(2.0)),
         render=render,
         descriptor_of=final_state_descriptor,
+        teacher=env.teacher,
     )
 
 
