@@ -27,7 +27,11 @@ kept in the state, so ``update`` knows what each offspring was aimed at.
 :func:`distilled_policy` returns the actor: given a target descriptor it behaves like
 the archive's elite there (archive distillation). :func:`refine_distilled` (not in the
 papers) fine-tunes it, or a fresh actor, toward the archive's descriptors by gradient
-through a differentiable task (the maze). The state is a pytree of arrays:
+through a differentiable task (the maze). :func:`imitate_distilled` (not in the papers)
+trains one by imitating a teacher on the states it visits (DAgger): the task's own
+controller (the maze's shortest paths on its map) or the archive's elites.
+:func:`evaluate_elites` replays the elites themselves with a little action noise: the
+reference for what a copy of them can reach. The state is a pytree of arrays:
 checkpoints hold it and resumed runs are bit-identical.
 """
 

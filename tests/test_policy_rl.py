@@ -493,7 +493,7 @@ def test_maze_teacher_drives_around_the_walls_to_its_targets():
     fields = paths.fields(jnp.stack([near, goal]))
     assert abs(float(paths.distance(fields[0], start)) - 0.25) < 0.02
     assert float(paths.distance(fields[1], start)) > 1.5 * float(jnp.linalg.norm(goal - start))
-    # a node inside the wall-free space but cut off from the target stays unreachable
+    # nodes too close to a wall are on no path
     assert np.all(np.asarray(fields)[:, ~paths.free] == ShortestPaths.UNREACHABLE)
     targets = jnp.asarray([[0.15, 0.9], [0.9, 0.1], [0.6, 0.45], [0.9, 0.9]])
     data, act = env.teacher(targets)
