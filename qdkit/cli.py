@@ -748,7 +748,10 @@ def distill(
     if refined is not None:
         report["refine"] = refined
     elites = None
-    if elite_noise > 0 and getattr(task, "descriptor_of", None) is not None:
+    replayable = getattr(task, "descriptor_of", None) is not None and bool(
+        np.asarray(loaded.state.archive.occupied).any()
+    )
+    if elite_noise > 0 and replayable:
         elites = emitters.evaluate_elites(
             task, loaded.state.archive, jax.random.fold_in(key, 1), action_noise=elite_noise
         )[0]
