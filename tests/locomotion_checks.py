@@ -68,6 +68,21 @@ def check_pga_runs_on_a_brax_task():
         qdkit.tasks.get("hopper_uni", backend="bullet")
 
 
+def check_imitation_of_the_elites_runs_on_a_brax_task():
+    task = qdkit.tasks.get("hopper_uni", episode_length=5, hidden=8)
+    archive = qdkit.GridArchive.create(shape=(10,), lower=task.lower, upper=task.upper,
+                                       example_genotype=task.example_genotype)  # fmt: skip
+    archive = qdkit.map_elites.init(jax.random.key(0), task, archive, emitters.iso_line(8)).archive
+    with pytest.raises(ValueError, match="has no teacher of its own"):
+        emitters.imitate_distilled(None, task, archive, jax.random.key(1), steps=1)
+    policy, history = emitters.imitate_distilled(None, task, archive, jax.random.key(1), teacher="elites", steps=4,
+                                                 batch_size=4, hidden=(8,), chunk=2)  # fmt: skip
+    assert history.shape == (2,) and np.all(np.isfinite(history))
+    assert policy.actor.sizes == (task.policy.sizes[0] + 1, 8, task.policy.sizes[-1])
+    report, _ = emitters.evaluate_distilled(policy, task, archive, jax.random.key(2))
+    assert report["all_cells"]["cells"] == 10
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]]()
     print("OK")

@@ -32,3 +32,7 @@ def test_ant_omni_descriptor_is_the_final_torso_position_and_drops_the_forward_r
 
 def test_pga_runs_on_a_brax_task():
     run_check("pga_runs_on_a_brax_task")
+
+
+def test_imitation_of_the_elites_runs_on_a_brax_task():
+    run_check("imitation_of_the_elites_runs_on_a_brax_task")
