@@ -122,12 +122,15 @@ def test_maze_dcg_benchmark_smoke(tmp_path):
 
 def test_maze_distill_benchmark_smoke(tmp_path):
     result = run_script(os.path.join(ROOT, "benchmarks", "maze_distill.py"), "--quick", "--variants", "paper,state-0.03",
-                        "--refine", "5", cwd=tmp_path)  # fmt: skip
+                        "--refine", "5", "--imitate", "3", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     for line in ["| empty | paper |", "| empty | state-0.03 |", "| standard | paper |", "| standard | state-0.03 |"]:
         assert line in result.stdout
     assert "refine_distilled, 5 steps" in result.stdout
     for line in ["| empty | paper | DCG actor |", "| standard | state-0.03 | fresh 64-64 |"]:
+        assert line in result.stdout
+    assert "imitate_distilled, 3 steps" in result.stdout
+    for line in ["| standard | paper | task |", "| empty | state-0.03 | elites |"]:
         assert line in result.stdout
     bad = run_script(os.path.join(ROOT, "benchmarks", "maze_distill.py"), "--variants", "nope", cwd=tmp_path)
     assert bad.returncode != 0 and "valid: paper, state-0.03, state-0.015, state-0.03-bound" in bad.stderr
