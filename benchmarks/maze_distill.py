@@ -88,6 +88,13 @@ def imitate(task, archive, seed, steps, teacher):
     return emitters.evaluate_distilled(policy, task, archive, jax.random.key(seed))[0], seconds
 
 
+def grouped(rows):
+    """``(name, mean, std)`` over the seeds, for each name of ``(name, values)`` rows, in order."""
+    for name in dict.fromkeys(k for k, _ in rows):
+        a = np.asarray([v for k, v in rows if k == name], np.float64)
+        yield name, a.mean(axis=0), a.std(axis=0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -174,9 +181,7 @@ def main() -> None:
         print(f"\nrefine_distilled, {args.refine} steps (batch 64, Adam 1e-3), on the filled cells:")
         print("\n| map | variant | start | own cell before | within one before | own cell after | within one after | "
               "mean distance after | seconds |\n|---|---|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
-        for name in dict.fromkeys(k for k, _ in refined_rows):
-            a = np.asarray([v for k, v in refined_rows if k == name], np.float64)
-            m, s = a.mean(axis=0), a.std(axis=0)
+        for name, m, s in grouped(refined_rows):
             print(f"| {' | '.join(name)} | {m[0]:.1%} | {m[1]:.1%} | {m[2]:.1%} ± {s[2]:.1%} | {m[3]:.1%} ± {s[3]:.1%} | "
                   f"{m[4]:.3f} ± {s[4]:.3f} | {m[5]:.0f} |", flush=True)  # fmt: skip
 
@@ -185,9 +190,7 @@ def main() -> None:
               "on the filled cells; teacher 'task': shortest paths on the map, 'elites': the archive's elites:")  # fmt: skip
         print("\n| map | variant | teacher | own cell | within one cell | mean distance | mean fitness | archive fitness | "
               "seconds |\n|---|---|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
-        for name in dict.fromkeys(k for k, _ in imitated_rows):
-            a = np.asarray([v for k, v in imitated_rows if k == name], np.float64)
-            m, s = a.mean(axis=0), a.std(axis=0)
+        for name, m, s in grouped(imitated_rows):
             print(f"| {' | '.join(name)} | {m[0]:.1%} ± {s[0]:.1%} | {m[1]:.1%} ± {s[1]:.1%} | {m[2]:.3f} ± {s[2]:.3f} | "
                   f"{m[3]:.1f} | {m[4]:.1f} | {m[5]:.0f} |", flush=True)  # fmt: skip
 

@@ -349,6 +349,41 @@ def evaluate_elites(task: Any, archive: Any, key: jax.Array, *, action_noise: fl
     return report, {"targets": centres[cells], "reached": reached, "fitness": fitness}
 
 
+def _start_actor(policy, task, hidden, key, *, last_scale=1.0):
+    """The actor to train, its parameters and the descriptor bounds: ``policy``'s, or a
+    fresh actor with ``hidden`` widths (the task's policy with the target as extra
+    inputs; its last layer scaled by ``last_scale``) when ``hidden`` is given."""
+    if policy is None:
+        lower, upper = np.asarray(task.lower, np.float32), np.asarray(task.upper, np.float32)
+        base = task.policy._replace(sizes=(task.policy.sizes[0] + task.descriptor_dim, task.policy.sizes[-1]))
+    else:
+        lower, upper, base = policy.lower, policy.upper, policy.actor
+    if hidden is None:
+        return policy.actor, policy.params, lower, upper
+    actor = base._replace(sizes=(base.sizes[0], *(int(h) for h in hidden), base.sizes[-1]))
+    params = actor.init(key)
+    if last_scale != 1.0:
+        params = (*params[:-1], {**params[-1], "w": params[-1]["w"] * last_scale})
+    return actor, params, lower, upper
+
+
+def _train_in_chunks(train, params, optimiser, key, steps, chunk, callback):
+    """Run ``train(params, opt_state, key, first_step, n) -> (params, opt_state, value)``
+    over ``steps`` in chunks of ``chunk``; returns the parameters and the value per chunk
+    (``callback(step, value)`` after each)."""
+    history = []
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int32 and float (strict mode refuses)
+        opt_state = optimiser.init(params)
+        for done in range(0, steps, chunk):
+            n = min(chunk, steps - done)
+            key, k = jax.random.split(key)
+            params, opt_state, value = train(params, opt_state, k, float(done), n)
+            history.append(float(value))
+            if callback is not None:
+                callback(done + n, history[-1])
+    return params, np.asarray(history, np.float32)
+
+
 def refine_distilled(
     policy: DistilledPolicy | None,
     task: Any,
@@ -404,20 +439,10 @@ def refine_distilled(
         raise ValueError("the archive is empty: there is nothing to reach")
     if policy is None and hidden is None:
         raise ValueError("refine_distilled needs a policy to start from, or hidden widths for a fresh one")
-    if policy is None:  # a fresh actor: the task's policy with the target as extra inputs
-        lower, upper = np.asarray(task.lower, np.float32), np.asarray(task.upper, np.float32)
-        base = task.policy._replace(sizes=(task.policy.sizes[0] + task.descriptor_dim, task.policy.sizes[-1]))
-    else:
-        lower, upper, base = policy.lower, policy.upper, policy.actor
-    targets = rl.normalise(jnp.asarray(np.asarray(archive.descriptors)[occupied]), lower, upper)
     k_init, key = jax.random.split(key)
-    if hidden is not None:
-        actor = base._replace(sizes=(base.sizes[0], *(int(h) for h in hidden), base.sizes[-1]))
-        params = actor.init(k_init)
-        # small first actions: a fresh actor that drives into a wall at once gets no gradient
-        params = (*params[:-1], {**params[-1], "w": params[-1]["w"] * 0.1})
-    else:
-        actor, params = policy.actor, policy.params
+    # small first actions: a fresh actor that drives into a wall at once gets no gradient
+    actor, params, lower, upper = _start_actor(policy, task, hidden, k_init, last_scale=0.1)
+    targets = rl.normalise(jnp.asarray(np.asarray(archive.descriptors)[occupied]), lower, upper)
     env, episode_length, descriptor_of = task.env, int(task.episode_length), task.descriptor_of
     optimiser = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate))
 
@@ -434,8 +459,8 @@ def refine_distilled(
         squared = jax.vmap(reach, (None, 0, 0))(p, d, jax.random.split(k_play, batch_size))
         return jnp.mean(squared), jnp.mean(jnp.sqrt(squared))
 
-    @functools.partial(jax.jit, static_argnums=3)
-    def train(p, opt_state, k, n):  # n steps, scanned
+    @functools.partial(jax.jit, static_argnums=4)
+    def train(p, opt_state, k, first, n):  # n steps, scanned
         def step(carry, k):
             p, opt_state = carry
             (_, distance), grads = jax.value_and_grad(loss, has_aux=True)(p, k)
@@ -447,17 +472,8 @@ def refine_distilled(
         (p, opt_state), distances = jax.lax.scan(step, (p, opt_state), jax.random.split(k, n))
         return p, opt_state, jnp.mean(distances)
 
-    history = []
-    with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int32 and float (strict mode refuses)
-        opt_state = optimiser.init(params)
-        for done in range(0, steps, chunk):
-            n = min(chunk, steps - done)
-            key, k = jax.random.split(key)
-            params, opt_state, distance = train(params, opt_state, k, n)
-            history.append(float(distance))
-            if callback is not None:
-                callback(done + n, history[-1])
-    return DistilledPolicy(params, actor, lower, upper), np.asarray(history, np.float32)
+    params, history = _train_in_chunks(train, params, optimiser, key, steps, chunk, callback)
+    return DistilledPolicy(params, actor, lower, upper), history
 
 
 TEACHERS = ("task", "elites")
@@ -526,18 +542,10 @@ def imitate_distilled(
     occupied = np.asarray(archive.occupied)
     if not occupied.any():
         raise ValueError("the archive is empty: there is nothing to imitate")
-    if policy is None:
-        lower, upper = np.asarray(task.lower, np.float32), np.asarray(task.upper, np.float32)
-        base = task.policy._replace(sizes=(task.policy.sizes[0] + task.descriptor_dim, task.policy.sizes[-1]))
-        hidden = (256, 256) if hidden is None else hidden
-    else:
-        lower, upper, base = policy.lower, policy.upper, policy.actor
+    if policy is None and hidden is None:
+        hidden = (256, 256)
     k_init, key = jax.random.split(key)
-    if hidden is not None:
-        actor = base._replace(sizes=(base.sizes[0], *(int(h) for h in hidden), base.sizes[-1]))
-        params = actor.init(k_init)
-    else:
-        actor, params = policy.actor, policy.params
+    actor, params, lower, upper = _start_actor(policy, task, hidden, k_init)
     cells = np.nonzero(occupied)[0]
     raw = jnp.asarray(np.asarray(archive.descriptors)[cells], jnp.float32)
     targets = rl.normalise(raw, lower, upper)
@@ -591,17 +599,8 @@ def imitate_distilled(
         (p, opt_state), values = jax.lax.scan(step, (p, opt_state), inputs)
         return p, opt_state, jnp.mean(values)
 
-    history = []
-    with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int32 and float (strict mode refuses)
-        opt_state = optimiser.init(params)
-        for done in range(0, steps, chunk):
-            n = min(chunk, steps - done)
-            key, k = jax.random.split(key)
-            params, opt_state, value = train(params, opt_state, k, float(done), n)
-            history.append(float(value))
-            if callback is not None:
-                callback(done + n, history[-1])
-    return DistilledPolicy(params, actor, lower, upper), np.asarray(history, np.float32)
+    params, history = _train_in_chunks(train, params, optimiser, key, steps, chunk, callback)
+    return DistilledPolicy(params, actor, lower, upper), history
 
 
 def _cell_size(centres: np.ndarray, chunk: int = 1024) -> np.ndarray:

@@ -404,6 +404,12 @@ def test_cell_size_is_the_distance_to_the_nearest_other_centre():
     assert np.isinf(_cell_size(np.zeros((1, 2)))).all()
 
 
+def _mean_distance(task, policy, targets):
+    """Mean distance between ``targets`` and where ``policy`` gets for them."""
+    reached = np.asarray(jax.jit(task.score)(jax.random.key(0), policy.specialise(jnp.asarray(targets))).descriptors)
+    return float(np.linalg.norm(reached - targets, axis=1).mean())
+
+
 def test_refine_distilled_brings_the_policy_to_the_archives_descriptors():
     from qdkit.tasks.maze import maze
 
@@ -417,12 +423,6 @@ def test_refine_distilled_brings_the_policy_to_the_archives_descriptors():
     assert len(targets) >= 4
     start = emitters.DistilledPolicy(MLP((11, 8, 2)).init(jax.random.key(1)), MLP((11, 8, 2)), task.lower, task.upper)
 
-    def mean_distance(policy):
-        reached = np.asarray(
-            jax.jit(task.score)(jax.random.key(0), policy.specialise(jnp.asarray(targets))).descriptors
-        )
-        return float(np.linalg.norm(reached - targets, axis=1).mean())
-
     seen = []
     refined, history = emitters.refine_distilled(start, task, archive, jax.random.key(2), steps=300, batch_size=32,
                                                  learning_rate=1e-2, hidden=(32,), chunk=50,
@@ -430,7 +430,7 @@ def test_refine_distilled_brings_the_policy_to_the_archives_descriptors():
     assert seen == [50, 100, 150, 200, 250, 300] and history.shape == (6,)
     assert refined.actor.sizes == (11, 32, 2)
     # the distance (in the unit square) falls well below that of the fresh actor's first steps
-    assert mean_distance(refined) < 0.5 * history[0]
+    assert _mean_distance(task, refined, targets) < 0.5 * history[0]
     assert history[-1] < 0.5 * history[0]
     # starting from the given policy (no fresh actor) keeps its shape and trains it
     again, _ = emitters.refine_distilled(start, task, archive, jax.random.key(2), steps=20, chunk=20)
@@ -520,19 +520,13 @@ def test_imitate_distilled_learns_the_teacher_or_the_elites():
     targets = np.asarray(archive.descriptors)[filled]
     assert len(targets) >= 4
 
-    def mean_distance(policy):
-        reached = np.asarray(
-            jax.jit(task.score)(jax.random.key(0), policy.specialise(jnp.asarray(targets))).descriptors
-        )
-        return float(np.linalg.norm(reached - targets, axis=1).mean())
-
     seen = []
     fresh, _ = emitters.imitate_distilled(None, task, archive, jax.random.key(1), steps=1, hidden=(32, 32))
     taught, history = emitters.imitate_distilled(None, task, archive, jax.random.key(1), steps=300, batch_size=16,
                                                  hidden=(32, 32), learning_rate=3e-3, chunk=100,
                                                  callback=lambda step, value: seen.append(step))  # fmt: skip
     assert seen == [100, 200, 300] and history.shape == (3,) and taught.actor.sizes == (11, 32, 32, 2)
-    assert mean_distance(taught) < 0.5 * mean_distance(fresh)
+    assert _mean_distance(task, taught, targets) < 0.5 * _mean_distance(task, fresh, targets)
     # the elites as teachers: on an elite's own path, the policy comes to act as the elite does
     cells = np.nonzero(filled)[0]
     elites = jax.tree.map(lambda g: g[jnp.asarray(cells)], archive.genotypes)
