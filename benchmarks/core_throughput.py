@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import qdkit  # noqa: E402
-from emitters import iso_line  # noqa: E402
+from emitters import EmptyState, iso_line  # noqa: E402
 
 DIMS, BATCH, ISO, LINE = 100, 1024, 0.005, 0.05
 
@@ -92,7 +92,7 @@ def evaluation_only_runner(task, emitter, get_state, iterations: int):
         def body(carry, _):
             key, total = carry
             key, k_emit, k_score = jax.random.split(key, 3)
-            genotypes = emitter.emit(k_emit, archive, ())
+            genotypes, _ = emitter.emit(k_emit, archive, EmptyState())
             ev = task.score(k_score, genotypes)
             return (key, total + jnp.sum(ev.fitness) + jnp.sum(ev.descriptors)), None
 

@@ -10,7 +10,11 @@ map-elites  Gaussian mutation, sigma 0.5, batch 540
 cma-me      15 CMA-ES instances x 36, sigma0 0.5, two-stage improvement ranking,
             filter selection, restart on no improvement
 cma-mae     15 x 36, sigma0 0.5, improvement ranking, mu selection, basic restart;
-            archive learning rate 0.01, threshold_min 0
+            archive learning rate 0.01, threshold_min 0; the paper's archive rule (the
+            best candidate above a cell's threshold replaces the occupant; the
+            result archive keeps the best ever)
+cma-mae-best  the same with qdkit's earlier archive rule (``replacement="best"``:
+            the archive keeps the best candidate ever accepted); qdkit only
 omg-mega    270 parents differentiated + 270 offspring, sigma_g 10, normalised grads
 cma-mega    15 instances x (theta + 35 branches), sigma_g 10, gradient ascent lr 1,
             mu selection, restart on no improvement
@@ -21,7 +25,8 @@ CMA emitters from ``x0 = 0`` after one initial batch of 540 genotypes drawn from
 ``N(0, 0.5^2)`` (the same distribution as pyribs' first Gaussian batch), which qdkit's
 loop evaluates before the first iteration (540 extra evaluations, 0.01% of a
 10,000-iteration run). pyribs scores its candidates with the NumPy functions below,
-checked against qdkit's JAX tasks; its CMA-MAE QD-score is its result archive's.
+checked against qdkit's JAX tasks; both libraries' CMA-MAE QD-scores are their result
+archives'.
 
 Reported per algorithm and library: the normalised QD-score (QD-score / 10,000 cells,
 the papers' convention: fitness in [0, 100]), coverage, and wall time of the run after
@@ -52,7 +57,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import emitters  # noqa: E402
 from qdkit import GridArchive, map_elites, tasks  # noqa: E402
 
-ALGORITHMS = ("map-elites", "cma-me", "cma-mae", "omg-mega", "cma-mega")
+ALGORITHMS = ("map-elites", "cma-me", "cma-mae", "cma-mae-best", "omg-mega", "cma-mega")
+QDKIT_ONLY = ("cma-mae-best",)
 BOUND, SHIFT, CELLS = 5.12, 0.4 * 5.12, (100, 100)
 
 
@@ -94,12 +100,13 @@ def check_numpy_task(task, function: str, dims: int) -> None:
 def qdkit_run(name: str, task, iterations: int, seed: int) -> dict:
     g = task.example_genotype
     zero = jnp.zeros_like(g)
-    lr, tmin = (0.01, 0.0) if name == "cma-mae" else (1.0, -np.inf)
+    lr, tmin = (0.01, 0.0) if name.startswith("cma-mae") else (1.0, -np.inf)
+    replacement = "best" if name == "cma-mae-best" else "threshold"
     if name == "map-elites":
         emitter = emitters.gaussian(540, 0.5)
     elif name == "cma-me":
         emitter = emitters.evolution_strategy(g, 36, num_emitters=15, sigma0=0.5, x0=zero)
-    elif name == "cma-mae":
+    elif name.startswith("cma-mae"):
         emitter = emitters.evolution_strategy(
             g, 36, num_emitters=15, sigma0=0.5, ranker="imp", selection="mu", restart="basic", x0=zero
         )
@@ -108,7 +115,13 @@ def qdkit_run(name: str, task, iterations: int, seed: int) -> dict:
     else:
         emitter = emitters.cma_mega(task.jacobian, g, 35, num_emitters=15, sigma0=10.0, lr=1.0, x0=zero)
     archive = GridArchive.create(
-        shape=CELLS, lower=task.lower, upper=task.upper, example_genotype=g, learning_rate=lr, threshold_min=tmin
+        shape=CELLS,
+        lower=task.lower,
+        upper=task.upper,
+        example_genotype=g,
+        learning_rate=lr,
+        threshold_min=tmin,
+        replacement=replacement,
     )
     chunk = max(1, min(iterations, 500))
 
@@ -121,7 +134,7 @@ def qdkit_run(name: str, task, iterations: int, seed: int) -> dict:
 
     _, compile_seconds = go(1)  # compiles init and the chunk (its length is dynamic)
     state, seconds = go(iterations)
-    return {**summary(state.archive.fitness, seconds), "compile": compile_seconds}
+    return {**summary(state.archive.results().fitness, seconds), "compile": compile_seconds}
 
 
 def summary(fitness, seconds: float) -> dict:
@@ -228,7 +241,7 @@ def main() -> None:
                 f"| {function} | {name} | {ours['qd']:.2f} | {ours['coverage']:.1%} "
                 f"| {ours['seconds']:.1f} (+{ours['compile']:.1f}) |"
             )
-            if args.skip_pyribs:
+            if args.skip_pyribs or name in QDKIT_ONLY:
                 print(row + " – | – | – | – |", flush=True)
                 continue
             pyribs_run(name, function, args.dims, 2, args.seed)  # warm-up: numba compilation

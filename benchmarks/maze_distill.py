@@ -3,7 +3,8 @@
 DCG-MAP-Elites (with DCRL's actor injection) runs on a map of the maze, with policies
 that see their position and heading (``observe_position``; the distilled policy cannot
 know where it is otherwise), then its descriptor-conditioned actor is run for every
-cell's target (:func:`emitters.evaluate_distilled`). Settings compared (``--variants``):
+cell's target (:func:`emitters.distill.distill`, the pipeline of ``qdkit distill``).
+Settings compared (``--variants``):
 
 - ``paper``: the papers' similarity on the episode's descriptor, length-scale 0.1;
 - ``state-0.03`` / ``state-0.015``: the similarity on the position reached by each step
@@ -39,6 +40,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import emitters  # noqa: E402
+from emitters.distill import distill  # noqa: E402
 from qdkit import GridArchive, map_elites, tasks  # noqa: E402
 
 SHAPE = (32, 32)
@@ -61,31 +63,27 @@ def run(task, options, seed, iterations, batch, config):
     state = map_elites.init(jax.random.key(seed), task, archive, emitter)
     state, metrics = map_elites.run(state, task, emitter, iterations, chunk_size=50)
     seconds = time.perf_counter() - start
-    policy = emitters.distilled_policy(state.emitter_state, task)
-    report, _ = emitters.evaluate_distilled(policy, task, state.archive, jax.random.key(seed))
-    # the reference: the archive's own elites, replayed with a 0.1% action noise
-    elites, _ = emitters.evaluate_elites(task, state.archive, jax.random.key(seed), action_noise=ELITE_NOISE)
+    policy = emitters.distilled_policy(state.emitter_state, task, state.archive)
+    # the pipeline of `qdkit distill`, with the reference: the archive's own elites, replayed with a 0.1% action noise
+    result = distill(task, state.archive, jax.random.key(seed), policy=policy, elite_noise=ELITE_NOISE)
     qd = float(metrics["qd_score"][-1]) / (SHAPE[0] * SHAPE[1] * -task.qd_offset)
-    return qd, report, seconds, policy, state.archive, elites["filled_cells"]
+    return qd, result.report, seconds, policy, state.archive, result.report["elites_with_action_noise"]["filled_cells"]
 
 
 def refine(task, policy, archive, seed, steps, hidden=None):
-    """``emitters.refine_distilled`` (from the DCG actor, or a fresh actor with ``hidden``),
-    then the same evaluation; returns (report, seconds)."""
+    """The pipeline with ``refine`` (from the DCG actor, or a fresh actor with ``hidden``);
+    returns (report, seconds)."""
     start = time.perf_counter()
-    refined, _ = emitters.refine_distilled(None if hidden else policy, task, archive, jax.random.key(seed),
-                                           steps=steps, hidden=hidden)  # fmt: skip
-    seconds = time.perf_counter() - start
-    return emitters.evaluate_distilled(refined, task, archive, jax.random.key(seed))[0], seconds
+    result = distill(task, archive, jax.random.key(seed), policy=None if hidden else policy, refine=steps,
+                     hidden=hidden, elite_noise=0)  # fmt: skip
+    return result.report, time.perf_counter() - start
 
 
 def imitate(task, archive, seed, steps, teacher):
-    """``emitters.imitate_distilled`` (a fresh 256-256 actor), then the same evaluation;
-    returns (report, seconds)."""
+    """The pipeline with ``imitate`` (a fresh 256-256 actor); returns (report, seconds)."""
     start = time.perf_counter()
-    policy, _ = emitters.imitate_distilled(None, task, archive, jax.random.key(seed), teacher=teacher, steps=steps)
-    seconds = time.perf_counter() - start
-    return emitters.evaluate_distilled(policy, task, archive, jax.random.key(seed))[0], seconds
+    result = distill(task, archive, jax.random.key(seed), imitate=steps, teacher=teacher, elite_noise=0)
+    return result.report, time.perf_counter() - start
 
 
 def grouped(rows):

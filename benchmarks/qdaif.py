@@ -54,7 +54,7 @@ def throughput(base_url: str, model: str, concurrency: int, candidates: int) -> 
         state = map_elites.init(jax.random.key(0), task, archive, emitter, num_initial=4)
         before = dict(task.client.usage)
         start = time.perf_counter()
-        genotypes = emitter.emit(jax.random.key(1), state.archive, state.emitter_state)
+        genotypes, _ = emitter.emit(jax.random.key(1), state.archive, state.emitter_state)
         task.score(jax.random.key(2), genotypes)
         seconds = time.perf_counter() - start
         return candidates / seconds, {k: v - before[k] for k, v in task.client.usage.items()}

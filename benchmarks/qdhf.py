@@ -61,12 +61,10 @@ def ground_truth_score(task, archive) -> tuple[float, float]:
     return qd, float(truth.coverage())
 
 
-#: Per task: how it is built, its features, Iso+LineDD settings, batch and default iterations.
+#: Per task: how it is built, Iso+LineDD settings, batch and default iterations (features: ``task.features``).
 SETTINGS = {
-    "arm": {"options": {"dof": 8}, "features": "joint_positions", "sigmas": (0.01, 0.1), "batch": 256,
-            "iterations": 1000},
-    "maze": {"options": {"episode_length": 250}, "features": "trajectory", "sigmas": (0.005, 0.05), "batch": 128,
-             "iterations": 200},
+    "arm": {"options": {"dof": 8}, "sigmas": (0.01, 0.1), "batch": 256, "iterations": 1000},
+    "maze": {"options": {"episode_length": 250}, "sigmas": (0.005, 0.05), "batch": 128, "iterations": 200},
 }  # fmt: skip
 
 
@@ -104,8 +102,7 @@ def run(method: str, seed: int, iterations: int, *, task_name: str, judgments: i
         state = map_elites.init(key, searched, archive, emitter)
         state, _ = map_elites.run(state, searched, emitter, iterations)
         return ground_truth_score(task, state.archive)
-    ftask = feedback.features_task(task, setting["features"])
-    projection = feedback.Projection(ftask.descriptor_dim, 2)
+    projection = feedback.Projection(task.feature_dim, 2)  # the task's features, to 2-D
     archive = feedback.LearnedArchive.create(
         shape=SHAPE, projection=projection, params=projection.init(jax.random.fold_in(key, 1)),
         example_genotype=task.example_genotype,
@@ -116,8 +113,8 @@ def run(method: str, seed: int, iterations: int, *, task_name: str, judgments: i
         refits=refits,
     )  # fmt: skip
     chunk = max(1, iterations // 20)
-    state = refitter.start(map_elites.init(key, ftask, archive, emitter))
-    state, _ = map_elites.run(state, ftask, emitter, iterations, chunk_size=chunk, callbacks=[refitter])
+    state = refitter.start(map_elites.init(key, task, archive, emitter))
+    state, _ = map_elites.run(state, task, emitter, iterations, chunk_size=chunk, callbacks=[refitter])
     return ground_truth_score(task, state.archive)
 
 
@@ -147,7 +144,7 @@ def main() -> None:
     if args.quick:
         args.iterations, args.seeds, budgets, flips, sweep_seeds = 20, 1, [40], [0.2], 1
     start = time.perf_counter()
-    print(f"# {args.task} {setting['options']}, features {setting['features']!r}, {args.iterations} iterations x "
+    print(f"# {args.task} {setting['options']}, features {'joint positions' if args.task == 'arm' else 'the path at 10 steps'}, {args.iterations} iterations x "
           f"{setting['batch']}, {SHAPE[0]}x{SHAPE[1]} grid, {args.seeds} seeds")  # fmt: skip
     methods = {}
     refits = feedback.qdhf.DEFAULT_REFITS if args.refits is None else [float(f) for f in args.refits.split(",")]

@@ -1,11 +1,12 @@
-"""Variation operators for qdkit: values made of pure functions (see :class:`Emitter`)."""
+"""Variation operators for qdkit: values made of pure functions (see :mod:`emitters.base`
+for the protocol). Archive distillation lives in :mod:`emitters.distill`."""
 
-from emitters import rl
-from emitters.base import Emitter, clip
+from emitters import distill, rl
+from emitters.base import Emitter, EmptyState, clip
 from emitters.cma import evolution_strategy
-from emitters.dcg import (
+from emitters.dcg import dcg
+from emitters.distill import (
     DistilledPolicy,
-    dcg,
     distilled_policy,
     evaluate_distilled,
     evaluate_elites,
@@ -24,22 +25,24 @@ from emitters.rl import TD3Config
 __all__ = [
     "DistilledPolicy",
     "Emitter",
+    "EmptyState",
     "TD3Config",
     "clip",
     "cma_mega",
     "dcg",
+    "distill",
     "distilled_policy",
     "evaluate_distilled",
     "evaluate_elites",
-    "imitate_distilled",
-    "refine_distilled",
     "evolution_strategy",
     "gaussian",
+    "imitate_distilled",
     "iso_line",
     "lmx",
     "mix",
     "omg_mega",
     "pga",
     "plot_distilled",
+    "refine_distilled",
     "rl",
 ]

@@ -1,4 +1,48 @@
-"""The emitter protocol: a value made of pure functions, like an optax transformation."""
+"""The emitter protocol: a value made of pure functions, like an optax transformation.
+
+An emitter proposes the candidates of each MAP-Elites iteration and learns from how
+they fared. It is a :class:`Emitter`: a ``NamedTuple`` of pure functions built by a
+factory that closes over the hyper-parameters (``iso_line(batch_size=256, ...)``),
+exactly as ``optax.adam(1e-3)`` builds a ``GradientTransformation``. Its state is a
+small pytree of arrays (a ``NamedTuple`` or a frozen dataclass, never a dict), threaded
+through the loop by the caller, so the loop can ``jit``, ``scan``, ``vmap`` and
+checkpoint it.
+
+One iteration of :func:`qdkit.map_elites.step` calls::
+
+    genotypes, state = emitter.emit(key, archive, state)          # like evosax's ask
+    evaluation = task.score(key2, genotypes)                     # fitness, descriptors, extras
+    archive, info = archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
+    state = emitter.update(state, archive, genotypes, evaluation, info)   # like tell
+
+The protocol, in full:
+
+- ``init(key, archive) -> state``: the first state. ``archive`` already holds the
+  initial population (e.g. CMA-ME draws its starting means from it).
+- ``emit(key, archive, state) -> (genotypes, state)``: ``batch_size`` candidates (a
+  pytree with leading axis ``batch_size``, like one genotype otherwise) *and* the state
+  after emitting. Anything ``update`` needs to know about this batch (the parents drawn,
+  the noise or coefficients sampled, the targets aimed at) goes into that state, not
+  into a Python variable: there is no other channel between the two calls.
+- ``update(state, archive, genotypes, evaluation, info) -> state``: called with the
+  archive *after* insertion, the batch, its :class:`qdkit.tasks.Evaluation` (with the
+  descriptors the archive bins: learned ones for an archive over learned descriptors)
+  and the :class:`qdkit.AddInfo` of each row (status, improvement value, cell).
+- ``batch_size``: the number of rows ``emit`` makes.
+- Optional: ``host=True`` for emitters whose functions are host code (a language
+  model): the loop calls them eagerly, one iteration at a time, and they must still
+  return their state rather than keep it; ``stats(state) -> {name: number}``, counters
+  logged with a host run's metrics; ``observe_initial(state, archive, genotypes,
+  evaluation) -> state``, called once after ``init`` with the evaluated initial
+  population (gradient emitters fill their replay buffer with it).
+
+Rules the loop relies on: the functions are pure (no Python-side mutable state; unless
+``host``, jittable); the key comes first and is split into named subkeys, never reused;
+shapes are fixed. Emitters compare by identity of their functions, so an emitter can be
+a static argument of ``jax.jit``: build it once. Combine emitters with
+:func:`emitters.mix` rather than subclassing. ``examples/custom_emitter.py`` is a
+complete emitter written against this page alone.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +57,12 @@ from qdkit.tasks import Evaluation
 
 
 class Emitter(NamedTuple):
-    """A variation operator for the MAP-Elites loop.
+    """A variation operator for the MAP-Elites loop (see the module docstring).
 
     Attributes:
         init: ``init(key, archive) -> state``.
-        emit: ``emit(key, archive, state) -> genotypes`` with leading axis
-            ``batch_size``.
+        emit: ``emit(key, archive, state) -> (genotypes, state)`` with genotypes of
+            leading axis ``batch_size``.
         update: ``update(state, archive, genotypes, evaluation, info) -> state``, called
             with the archive *after* insertion and the :class:`qdkit.AddInfo` of the
             batch.
@@ -31,14 +75,10 @@ class Emitter(NamedTuple):
             evaluation) -> state``, called once right after ``init`` with the evaluated
             initial population (the archive already holds it); gradient emitters put
             its transitions in their replay buffer.
-
-    Unless ``host``, all three functions are pure and jittable. Emitters compare by
-    identity of their functions, so an emitter can be a static argument of
-    ``jax.jit``: build it once.
     """
 
     init: Callable[[jax.Array, Archive], Any]
-    emit: Callable[[jax.Array, Archive, Any], Any]
+    emit: Callable[[jax.Array, Archive, Any], tuple[Any, Any]]
     update: Callable[[Any, Archive, Any, Evaluation, AddInfo], Any]
     batch_size: int
     host: bool = False
@@ -46,10 +86,14 @@ class Emitter(NamedTuple):
     observe_initial: Callable[[Any, Archive, Any, Evaluation], Any] | None = None
 
 
-def no_state(key: jax.Array, archive: Archive) -> tuple[()]:
+class EmptyState(NamedTuple):
+    """The state of a stateless emitter (as optax's ``EmptyState``)."""
+
+
+def no_state(key: jax.Array, archive: Archive) -> EmptyState:
     """``init`` for stateless emitters."""
     del key, archive
-    return ()
+    return EmptyState()
 
 
 def keep_state(state: Any, archive: Archive, genotypes: Any, evaluation: Evaluation, info: AddInfo) -> Any:

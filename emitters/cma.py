@@ -254,7 +254,7 @@ def evolution_strategy(
         del archive
         z = normal(key, (num_emitters, population, n), jnp.float32)
         x = jax.vmap(cma_es.sample)(state.cma, z).reshape(num_emitters * population, n)
-        return clip(unflatten(x), lower, upper)
+        return clip(unflatten(x), lower, upper), state
 
     def update(state, archive, genotypes, evaluation, info):
         x = flatten(genotypes).reshape(num_emitters, population, n)

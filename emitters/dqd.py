@@ -14,9 +14,8 @@ random combination of its (normalised) gradients:
 - :func:`omg_mega` (OMG-MEGA): stateless; parents drawn uniformly from the archive
   branch once each with ``c_0 = |N(0, sigma_g^2)|`` and ``c_j ~ N(0, sigma_g^2)``.
 
-Gradients are taken with respect to the flattened genotype. The coefficient samples of
-CMA-MEGA come from the emitter's own key stream, so ``update`` regenerates exactly the
-samples ``emit`` used.
+Gradients are taken with respect to the flattened genotype. CMA-MEGA's ``emit`` keeps
+the coefficients it sampled in the state, and ``update`` ranks them.
 """
 
 from __future__ import annotations
@@ -62,8 +61,9 @@ class MEGAState(NamedTuple):
         grads: ``(E, 1 + M, n)`` their (normalised) fitness and descriptor gradients.
         opt: optax state of the ``theta`` optimiser.
         cma: :class:`emitters.cma_es.CMAState` over the ``1 + M`` coefficients.
-        key: the emitter's own PRNG key: ``emit`` samples coefficients with it and
-            ``update`` regenerates them, then advances it.
+        coefficients: ``(E, population, 1 + M)`` the coefficients of the branches of
+            the last ``emit``, for ``update``.
+        key: the emitter's own PRNG key (``update``'s restarts and gradients).
         iteration: ``()`` int32, updates done.
         age: ``(E,)`` int32, updates since each instance's last restart.
         restarts: ``(E,)`` int32.
@@ -73,6 +73,7 @@ class MEGAState(NamedTuple):
     grads: jax.Array
     opt: Any
     cma: cma_es.CMAState
+    coefficients: jax.Array
     key: jax.Array
     iteration: jax.Array
     age: jax.Array
@@ -137,10 +138,6 @@ def cma_mega(
         jac = jnp.nan_to_num(jac.astype(jnp.float32), nan=0.0, posinf=0.0, neginf=0.0)
         return normalise(jac) if normalize else jac
 
-    def coefficients(state):
-        z = jax.random.normal(jax.random.fold_in(state.key, 0), (num_emitters, population, state.grads.shape[1]))
-        return jax.vmap(cma_es.sample)(state.cma, z)
-
     def fresh(theta, num_coefficients):
         """New optimiser and coefficient CMA-ES (mean 0, ``sigma0``) at ``theta``."""
         zeros = jnp.zeros((theta.shape[0], num_coefficients), jnp.float32)
@@ -158,18 +155,20 @@ def cma_mega(
         grads = gradients(k_grad, theta)
         theta, opt_state, cma = fresh(theta, grads.shape[1])
         zeros = jnp.zeros((num_emitters,), jnp.int32)
-        return MEGAState(theta, grads, opt_state, cma, k_state, jnp.zeros((), jnp.int32), zeros, zeros)
+        c = jnp.zeros((num_emitters, population, grads.shape[1]), jnp.float32)
+        return MEGAState(theta, grads, opt_state, cma, c, k_state, jnp.zeros((), jnp.int32), zeros, zeros)
 
     def emit(key, archive, state):
-        del key, archive
-        c = coefficients(state)  # (E, population, 1 + M)
+        del archive
+        z = jax.random.normal(key, (num_emitters, population, state.grads.shape[1]))
+        c = jax.vmap(cma_es.sample)(state.cma, z)  # (E, population, 1 + M)
         branches = state.theta[:, None, :] + jnp.einsum("epk,ekn->epn", c, state.grads)
         batch = jnp.concatenate([state.theta[:, None, :], branches], axis=1).reshape(num_emitters * rows, n)
-        return clip(unflatten(batch), lower, upper)
+        return clip(unflatten(batch), lower, upper), state._replace(coefficients=c)
 
     def update(state, archive, genotypes, evaluation, info):
-        del genotypes  # the branches are rebuilt exactly from the coefficients
-        c = coefficients(state)
+        del genotypes  # the branches are known by their coefficients
+        c = state.coefficients
         per_instance = jax.tree.map(lambda a: a.reshape(num_emitters, rows, *a.shape[1:])[:, 1:], info)
         fitness = evaluation.fitness.reshape(num_emitters, rows)[:, 1:]
         ranked, accepted, num_parents, spread = select_parents(ranker, selection, per_instance, fitness, c)
@@ -198,6 +197,7 @@ def cma_mega(
             grads=gradients(k_grad, theta),
             opt=opt_state,
             cma=cma,
+            coefficients=c,
             key=key,
             iteration=state.iteration + 1,
             age=jnp.where(stop, 0, age),
@@ -240,7 +240,6 @@ def omg_mega(
     n, flatten, unflatten = flattener(example_genotype)
 
     def emit(key, archive, state):
-        del state
         k_parents, k_grad, k_coef = jax.random.split(key, 3)
         index = archive.sample_indices(k_parents, batch_size)
         parents = flatten(jax.tree.map(lambda g: g[index], archive.genotypes))
@@ -249,6 +248,6 @@ def omg_mega(
         jac = normalise(jac) if normalize else jac
         c = sigma_g * normal(k_coef, jac.shape[:2], jnp.float32)
         c = c.at[:, 0].set(jnp.abs(c[:, 0]))  # always climb the fitness
-        return clip(unflatten(parents + jnp.einsum("bk,bkn->bn", c, jac)), lower, upper)
+        return clip(unflatten(parents + jnp.einsum("bk,bkn->bn", c, jac)), lower, upper), state
 
     return Emitter(init=no_state, emit=emit, update=keep_state, batch_size=batch_size)

@@ -28,12 +28,11 @@ def gaussian(
     normal = rng.normal_fn(noise)
 
     def emit(key, archive, state):
-        del state
         k_parents, k_noise = jax.random.split(key)
         parents = archive.sample(k_parents, batch_size)
         leaves, treedef = jax.tree.flatten(parents)
         keys = jax.random.split(k_noise, len(leaves))
         mutated = [x + sigma * normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
-        return clip(jax.tree.unflatten(treedef, mutated), lower, upper)
+        return clip(jax.tree.unflatten(treedef, mutated), lower, upper), state
 
     return Emitter(init=no_state, emit=emit, update=keep_state, batch_size=batch_size)

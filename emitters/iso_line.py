@@ -40,7 +40,6 @@ def iso_line(
     normal = rng.normal_fn(noise)
 
     def emit(key, archive, state):
-        del state
         k_parents, k_iso, k_line = jax.random.split(key, 3)
         index = archive.sample_indices(k_parents, 2 * batch_size)
         x_index, y_index = index[:batch_size], index[batch_size:]
@@ -54,6 +53,6 @@ def iso_line(
             return x + iso_sigma * normal(k, x.shape, x.dtype) + t * (y - x)
 
         children = [vary(k, store) for k, store in zip(keys, leaves)]
-        return clip(jax.tree.unflatten(treedef, children), lower, upper)
+        return clip(jax.tree.unflatten(treedef, children), lower, upper), state
 
     return Emitter(init=no_state, emit=emit, update=keep_state, batch_size=batch_size)

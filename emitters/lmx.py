@@ -17,7 +17,8 @@ repeatable and a resumed run replays its requests from the client's cache.
 Candidates that come back empty, truncated or longer than the genotype buffer, that
 duplicate an elite or an earlier candidate of the batch, or whose request failed are
 rejected: their row is the empty text, which the text task scores NaN (never inserted).
-The counts are part of the emitter state (checkpointed) and of the run's metrics.
+``emit`` returns the counts in the emitter state (:class:`LMXState`, checkpointed); they
+join the run's metrics.
 
 A host emitter (``host=True``): it calls the model, so the loop runs it eagerly.
 """
@@ -25,16 +26,31 @@ A host emitter (``host=True``): it calls the model, so the loop runs it eagerly.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from emitters.base import Emitter, check_batch_size, check_positive
+from emitters.base import Emitter, check_batch_size, check_positive, keep_state
 from qdkit import text as text_codec
 
 STYLES = ("fewshot", "instruct", "fixed")
-COUNTERS = ("generated", "accepted", "empty", "too_long", "duplicate", "failed")
+
+
+class LMXState(NamedTuple):
+    """Running counts of the candidates written (int32 scalars): all of them, those
+    accepted, and those rejected as empty, too long (or cut off), duplicate, or failed."""
+
+    generated: jax.Array
+    accepted: jax.Array
+    empty: jax.Array
+    too_long: jax.Array
+    duplicate: jax.Array
+    failed: jax.Array
+
+
+COUNTERS = LMXState._fields
 
 
 def clean(text: str) -> str:
@@ -88,7 +104,6 @@ def lmx(
         raise ValueError("lmx needs at least one seed text")
     ask = f"Write {text_codec.article(item)} {item} about {topic}. Reply with the {item} only."
     again = f"Write another {item} about {topic}, different from the previous ones. Reply with the {item} only."
-    pending: dict[str, int] = {}  # counts of the last emit, added to the state by update
 
     def conversation(examples: list[str]) -> list[dict]:
         if style == "instruct":
@@ -107,10 +122,9 @@ def lmx(
 
     def init(key, archive):
         del key, archive
-        return {name: jnp.zeros((), jnp.int32) for name in COUNTERS}
+        return LMXState(*(jnp.zeros((), jnp.int32) for _ in COUNTERS))
 
     def emit(key, archive, state):
-        del state
         # host-side draws from the key's bits (no device computation to compile in host code)
         rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
         occupied = np.nonzero(np.asarray(archive.occupied))[0]
@@ -140,20 +154,13 @@ def lmx(
                 seen.add(text)
             counts[reason] += 1
             texts.append(text if reason == "accepted" else "")
-        pending.clear()
-        pending.update(counts)
-        return text_codec.encode(texts, max_bytes)
-
-    def update(state, archive, genotypes, evaluation, info):
-        del archive, genotypes, evaluation, info
-        counts = dict(pending)
-        pending.clear()
-        return {name: state[name] + jnp.int32(counts.get(name, 0)) for name in COUNTERS}
+        state = LMXState(*(getattr(state, name) + jnp.int32(counts[name]) for name in COUNTERS))
+        return text_codec.encode(texts, max_bytes), state
 
     def stats(state):
-        return {f"lmx_{name}": int(state[name]) for name in COUNTERS}
+        return {f"lmx_{name}": int(getattr(state, name)) for name in COUNTERS}
 
-    return Emitter(init=init, emit=emit, update=update, batch_size=batch_size, host=True, stats=stats)
+    return Emitter(init=init, emit=emit, update=keep_state, batch_size=batch_size, host=True, stats=stats)
 
 
-__all__ = ["COUNTERS", "STYLES", "clean", "lmx"]
+__all__ = ["COUNTERS", "STYLES", "LMXState", "clean", "lmx"]

@@ -11,8 +11,9 @@ from emitters.base import Emitter
 def mix(*emitters: Emitter) -> Emitter:
     """One emitter whose batch is the concatenation of ``emitters``' batches.
 
-    Each sub-emitter keeps its own state (the mixed state is a tuple) and receives its
-    own key; ``update`` hands each one back exactly the rows it emitted.
+    Each sub-emitter keeps its own state (the mixed state is a tuple of theirs, threaded
+    through ``emit`` and ``update``) and receives its own key; ``update`` hands each one
+    back exactly the rows it emitted.
     """
     if not emitters:
         raise ValueError("mix needs at least one emitter")
@@ -28,8 +29,8 @@ def mix(*emitters: Emitter) -> Emitter:
 
     def emit(key, archive, state):
         keys = jax.random.split(key, len(emitters))
-        parts = [e.emit(k, archive, s) for e, k, s in zip(emitters, keys, state)]
-        return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
+        parts, states = zip(*(e.emit(k, archive, s) for e, k, s in zip(emitters, keys, state)))
+        return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts), tuple(states)
 
     def update(state, archive, genotypes, evaluation, info):
         return tuple(

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from emitters import rl
-from emitters.base import Emitter, check_batch_size
+from emitters.base import Emitter, EmptyState, check_batch_size
 from emitters.iso_line import iso_line
 
 
@@ -78,14 +78,13 @@ def pga(
         k_ga, k_parents, k_pg = jax.random.split(key, 3)
         parts = []
         if ga is not None:
-            parts.append(ga.emit(k_ga, archive, ()))
+            parts.append(ga.emit(k_ga, archive, EmptyState())[0])
         if n_var:
             parents = archive.sample(k_parents, n_var)
-            critic = state["learner"]["critic"]
-            parts.append(rl.pg_variation(parents, policy, critic, state["buffer"], k_pg, nets, config))
+            parts.append(rl.pg_variation(parents, policy, state.learner.critic, state.buffer, k_pg, nets, config))
         if greedy:
-            parts.append(jax.tree.map(lambda x: x[None], state["learner"]["actor"]))
-        return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
+            parts.append(jax.tree.map(lambda x: x[None], state.learner.actor))
+        return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts), state
 
     def no_descriptor(transitions):
         return jnp.zeros((transitions.reward.shape[0], 1), jnp.float32)

@@ -83,60 +83,101 @@ def check_config(config: TD3Config) -> TD3Config:
 # ------------------------------------------------------------------ replay buffer
 
 
+class Replay(NamedTuple):
+    """The columns of a replay buffer, one row per transition (``(N, ...)`` float32).
+
+    Attributes:
+        obs, action, reward, next_obs, done: the transition.
+        desc: what the episode achieved, as the emitter conditions on it: its
+            descriptor, or the features a learned descriptor is computed from (so that
+            a refit re-describes the buffer at training time); width 1 (zeros) without
+            descriptor conditioning.
+        aim: what the policy that collected the episode was aimed at, in the same form.
+        state_desc: the (normalised) state descriptor after each step, or ``None`` when
+            not kept (``similarity_on="state"`` only).
+        aim_return: each step's return for its aim (:func:`aimed_returns`), or ``None``
+            when not kept (``return_bound`` only).
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    next_obs: jax.Array
+    done: jax.Array
+    desc: jax.Array
+    aim: jax.Array
+    state_desc: jax.Array | None = None
+    aim_return: jax.Array | None = None
+
+
+class Buffer(NamedTuple):
+    """A ring buffer of transitions: the columns, the next write position and the number
+    of valid rows."""
+
+    data: Replay
+    position: jax.Array
+    size: jax.Array
+
+
 def buffer_init(
     capacity: int, obs_size: int, action_size: int, desc_dim: int, *, state_descs: bool = False,
-    aim_returns: bool = False,
-) -> dict[str, Any]:  # fmt: skip
-    """An empty buffer of ``capacity`` transitions (a dict of arrays, checkpointable);
-    with ``state_descs`` it also keeps each step's state descriptor, with
-    ``aim_returns`` each step's return for its aim (:func:`aimed_returns`)."""
+    aim_returns: bool = False, state_desc_dim: int | None = None,
+) -> Buffer:  # fmt: skip
+    """An empty buffer of ``capacity`` transitions whose ``desc``/``aim`` columns are
+    ``desc_dim`` wide (at least 1); with ``state_descs`` it also keeps each step's state
+    descriptor (``state_desc_dim`` wide, default ``desc_dim``), with ``aim_returns`` each
+    step's return for its aim (:func:`aimed_returns`)."""
     z = lambda *shape: jnp.zeros((capacity, *shape), jnp.float32)  # noqa: E731
-    data = {"obs": z(obs_size), "action": z(action_size), "reward": z(), "next_obs": z(obs_size), "done": z(),
-            "desc": z(max(desc_dim, 1)), "aim": z(max(desc_dim, 1))}  # fmt: skip
-    if state_descs:
-        data["state_desc"] = z(max(desc_dim, 1))
-    if aim_returns:
-        data["aim_return"] = z()
-    return {"data": data, "position": jnp.zeros((), jnp.int32), "size": jnp.zeros((), jnp.int32)}
+    width = max(desc_dim, 1)
+    data = Replay(
+        obs=z(obs_size), action=z(action_size), reward=z(), next_obs=z(obs_size), done=z(), desc=z(width),
+        aim=z(width), state_desc=z(width if state_desc_dim is None else state_desc_dim) if state_descs else None,
+        aim_return=z() if aim_returns else None,
+    )  # fmt: skip
+    return Buffer(data, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
 
-def buffer_add(buffer: dict[str, Any], rows: dict[str, jax.Array], valid: jax.Array) -> dict[str, Any]:
+def buffer_add(buffer: Buffer, rows: Replay, valid: jax.Array) -> Buffer:
     """Append the ``valid`` rows (ring buffer; the oldest are overwritten)."""
-    capacity = buffer["data"]["reward"].shape[0]
+    if jax.tree.structure(rows) != jax.tree.structure(buffer.data):
+        kept = [name for name in ("state_desc", "aim_return") if getattr(buffer.data, name) is not None]
+        raise ValueError(f"the rows must have the buffer's columns; this buffer keeps {', '.join(kept) or 'no'} "
+                         "optional columns")  # fmt: skip
+    capacity = buffer.data.reward.shape[0]
     valid = valid.astype(jnp.int32)
     offset = jnp.cumsum(valid) - 1
-    index = jnp.where(valid > 0, (buffer["position"] + offset) % capacity, capacity)  # invalid rows: dropped
-    data = {k: buffer["data"][k].at[index].set(rows[k].astype(jnp.float32), mode="drop") for k in buffer["data"]}
+    index = jnp.where(valid > 0, (buffer.position + offset) % capacity, capacity)  # invalid rows: dropped
+    data = jax.tree.map(lambda column, new: column.at[index].set(new.astype(jnp.float32), mode="drop"), buffer.data,
+                        rows)  # fmt: skip
     count = jnp.sum(valid)
-    return {"data": data, "position": (buffer["position"] + count) % capacity,
-            "size": jnp.minimum(buffer["size"] + count, capacity)}  # fmt: skip
+    return Buffer(data, (buffer.position + count) % capacity, jnp.minimum(buffer.size + count, capacity))
 
 
-def buffer_sample(buffer: dict[str, Any], key: jax.Array, n: int) -> dict[str, jax.Array]:
-    index = jax.random.randint(key, (n,), 0, jnp.maximum(buffer["size"], 1))
-    return {k: v[index] for k, v in buffer["data"].items()}
+def buffer_sample(buffer: Buffer, key: jax.Array, n: int) -> Replay:
+    index = jax.random.randint(key, (n,), 0, jnp.maximum(buffer.size, 1))
+    return jax.tree.map(lambda column: column[index], buffer.data)
 
 
 def transitions_to_rows(
     transitions, descriptors: jax.Array, aims: jax.Array | None = None, state_descs: jax.Array | None = None,
     aim_returns: jax.Array | None = None,
-) -> tuple[dict[str, jax.Array], jax.Array]:  # fmt: skip
+) -> tuple[Replay, jax.Array]:  # fmt: skip
     """Flatten ``(B, T)`` rollouts into buffer rows; each row carries its episode's
-    (normalised) descriptor, the descriptor its policy was *aimed* at (``aims``;
-    default: the episode's own) and, when given, the (normalised) state descriptor
-    after the step (``state_descs`` ``(B, T, M)``); returns ``(rows, valid)``."""
+    achieved descriptor (or features: ``descriptors`` ``(B, C)``), what its policy was
+    *aimed* at (``aims``; default: the episode's own) and, when given, the
+    (normalised) state descriptor after the step (``state_descs`` ``(B, T, M)``) and
+    its aimed return (``(B, T)``); returns ``(rows, valid)``."""
     b, t = transitions.reward.shape
     flat = lambda x: x.reshape(b * t, *x.shape[2:])  # noqa: E731
     aims = descriptors if aims is None else aims
-    rows = {"obs": flat(transitions.obs), "action": flat(transitions.action), "reward": flat(transitions.reward),
-            "next_obs": flat(transitions.next_obs), "done": flat(transitions.done),
-            "desc": jnp.repeat(descriptors, t, axis=0), "aim": jnp.repeat(aims, t, axis=0)}  # fmt: skip
-    if state_descs is not None:
-        rows["state_desc"] = flat(state_descs)
-    if aim_returns is not None:
-        rows["aim_return"] = flat(aim_returns)
+    rows = Replay(
+        obs=flat(transitions.obs), action=flat(transitions.action), reward=flat(transitions.reward),
+        next_obs=flat(transitions.next_obs), done=flat(transitions.done), desc=jnp.repeat(descriptors, t, axis=0),
+        aim=jnp.repeat(aims, t, axis=0), state_desc=None if state_descs is None else flat(state_descs),
+        aim_return=None if aim_returns is None else flat(aim_returns),
+    )  # fmt: skip
     valid = flat(transitions.mask) > 0
-    finite = jnp.all(jnp.isfinite(rows["desc"]), axis=1) & jnp.all(jnp.isfinite(rows["aim"]), axis=1)
+    finite = jnp.all(jnp.isfinite(rows.desc), axis=1) & jnp.all(jnp.isfinite(rows.aim), axis=1)
     return rows, valid & finite
 
 
@@ -222,19 +263,27 @@ def aimed_returns(transitions, achieved: jax.Array, aims: jax.Array, config: TD3
 # --------------------------------------------------------------------------- TD3
 
 
-def td3_init(key: jax.Array, nets: Networks, config: TD3Config) -> dict[str, Any]:
+class Learner(NamedTuple):
+    """TD3's networks and optimiser states: twin critics and their targets, the actor
+    and its target."""
+
+    critic: Any
+    critic_target: Any
+    critic_opt: Any
+    actor: Any
+    actor_target: Any
+    actor_opt: Any
+
+
+def td3_init(key: jax.Array, nets: Networks, config: TD3Config) -> Learner:
     with jax.numpy_dtype_promotion("standard"):
-        return _td3_init(key, nets, config)
-
-
-def _td3_init(key: jax.Array, nets: Networks, config: TD3Config) -> dict[str, Any]:
-    k1, k2, k3 = jax.random.split(key, 3)
-    critic = (nets.q.init(k1), nets.q.init(k2))
-    actor = nets.actor.init(k3)
-    return {
-        "critic": critic, "critic_target": critic, "critic_opt": optax.adam(config.critic_lr).init(critic),
-        "actor": actor, "actor_target": actor, "actor_opt": optax.adam(config.actor_lr).init(actor),
-    }  # fmt: skip
+        k1, k2, k3 = jax.random.split(key, 3)
+        critic = (nets.q.init(k1), nets.q.init(k2))
+        actor = nets.actor.init(k3)
+        return Learner(
+            critic=critic, critic_target=critic, critic_opt=optax.adam(config.critic_lr).init(critic),
+            actor=actor, actor_target=actor, actor_opt=optax.adam(config.actor_lr).init(actor),
+        )  # fmt: skip
 
 
 def _soft(target, online, tau):
@@ -242,52 +291,58 @@ def _soft(target, online, tau):
 
 
 def td3_train(
-    learner: dict[str, Any],
-    buffer: dict[str, Any],
+    learner: Learner,
+    buffer: Buffer,
     key: jax.Array,
     nets: Networks,
     config: TD3Config,
     *,
     target_descs: jax.Array | None = None,
+    condition: Any = None,
     length_scale: float = 0.1,
     reward_min: float = 0.0,
     archive_replay: float = 1.0,
     similarity_on: str = "episode",
     return_bound: bool = False,
-) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+) -> tuple[Learner, dict[str, jax.Array]]:
     """``config.critic_steps`` critic updates (and one actor update per
     ``policy_delay``), scanned. With descriptor conditioning each sampled transition
     is replayed for a target ``d'``: with probability ``archive_replay`` one of
     ``target_descs`` ``(K, M)`` (the archive's normalised elite descriptors; rows that
     are not finite are skipped; DCG-ME), otherwise the descriptor its policy was aimed
-    at when it was collected (the row's ``aim``; DCRL-ME). The similarity compares
-    ``d'`` with the episode's descriptor (``similarity_on="episode"``, the papers') or
-    with the state descriptor reached by the step (``"state"``: a dense, per-step
-    signal, goal-conditioned-RL style). With ``return_bound`` a transition replayed for
-    its aim has its critic target raised to at least the return its episode actually
-    got for that aim (``aim_return``; a lower bound of the optimal value in a
-    deterministic task), which carries the value of reaching a descriptor back along
-    the whole path at once. Returns the learner and the mean critic and actor
-    losses."""
+    at when it was collected (the row's ``aim``; DCRL-ME). ``condition`` maps the
+    buffer's ``desc``/``aim`` columns to normalised descriptors (default: they are
+    already; a learned descriptor re-describes stored features with the current
+    projection). The similarity compares ``d'`` with the episode's descriptor
+    (``similarity_on="episode"``, the papers') or with the state descriptor reached by
+    the step (``"state"``: a dense, per-step signal, goal-conditioned-RL style). With
+    ``return_bound`` a transition replayed for its aim has its critic target raised to
+    at least the return its episode actually got for that aim (``aim_return``; a lower
+    bound of the optimal value in a deterministic task), which carries the value of
+    reaching a descriptor back along the whole path at once. Returns the learner and
+    the mean critic and actor losses."""
     if similarity_on not in ("episode", "state"):
         raise ValueError(f"similarity_on must be 'episode' or 'state'; got {similarity_on!r}")
-    if similarity_on == "state" and "state_desc" not in buffer["data"]:
+    if similarity_on == "state" and buffer.data.state_desc is None:
         raise ValueError(
             "similarity_on='state' needs a buffer that keeps state descriptors (buffer_init(state_descs=True))"
         )
-    if return_bound and "aim_return" not in buffer["data"]:
+    if return_bound and buffer.data.aim_return is None:
         raise ValueError("return_bound needs a buffer that keeps aimed returns (buffer_init(aim_returns=True))")
+    condition = (lambda x: x) if condition is None else condition
     critic_opt, actor_opt = optax.adam(config.critic_lr), optax.adam(config.actor_lr)
     delay = max(1, int(config.policy_delay))
     rounds = max(1, int(config.critic_steps) // delay)
 
-    def batch(k):
+    def batch(k) -> tuple[Replay, jax.Array | None]:
+        """A minibatch replayed for its targets: ``desc`` holds ``d'``, ``reward`` the
+        conditioned reward; and the return bound per row (or ``None``)."""
         k_rows, k_desc = jax.random.split(k)
         rows = buffer_sample(buffer, k_rows, config.batch_size)
-        reward = rows["reward"] * config.reward_scale
-        bound = rows["aim_return"] if return_bound else None
+        reward = rows.reward * config.reward_scale
+        bound = rows.aim_return if return_bound else None
         if nets.desc_dim:
-            d_prime = rows["aim"]
+            d_prime = condition(rows.aim)
             if archive_replay > 0:
                 k_pick, k_mix = jax.random.split(k_desc)
                 finite = jnp.all(jnp.isfinite(target_descs), axis=1)
@@ -297,46 +352,44 @@ def td3_train(
                 d_prime = jnp.where(from_archive[:, None], target_descs[pick], d_prime)
                 if return_bound:  # the episode's return holds for its aim only
                     bound = jnp.where(from_archive, -jnp.inf, bound)
-            achieved = rows["state_desc"] if similarity_on == "state" else rows["desc"]
+            achieved = rows.state_desc if similarity_on == "state" else condition(rows.desc)
             reward = conditioned_reward(reward, achieved, d_prime, length_scale, reward_min * config.reward_scale)
-            rows = {**rows, "desc": d_prime}
-        rows = {**rows, "reward": reward}
-        return {**rows, "bound": bound} if return_bound else rows
+            rows = rows._replace(desc=d_prime)
+        return rows._replace(reward=reward), bound
 
-    def critic_loss(critic, learner, rows, k):
-        noise = jnp.clip(config.policy_noise * jax.random.normal(k, rows["action"].shape), -config.noise_clip,
+    def critic_loss(critic, learner, rows, bound, k):
+        noise = jnp.clip(config.policy_noise * jax.random.normal(k, rows.action.shape), -config.noise_clip,
                          config.noise_clip)  # fmt: skip
-        next_action = jnp.clip(nets.act(learner["actor_target"], rows["next_obs"], rows["desc"]) + noise, -1, 1)
-        q1_t, q2_t = nets.q_values(learner["critic_target"], rows["next_obs"], next_action, rows["desc"])
-        y = rows["reward"] + config.discount * (1.0 - rows["done"]) * jnp.minimum(q1_t, q2_t)
-        if return_bound:
-            y = jnp.maximum(y, rows["bound"])
+        next_action = jnp.clip(nets.act(learner.actor_target, rows.next_obs, rows.desc) + noise, -1, 1)
+        q1_t, q2_t = nets.q_values(learner.critic_target, rows.next_obs, next_action, rows.desc)
+        y = rows.reward + config.discount * (1.0 - rows.done) * jnp.minimum(q1_t, q2_t)
+        if bound is not None:
+            y = jnp.maximum(y, bound)
         y = jax.lax.stop_gradient(y)
-        q1, q2 = nets.q_values(critic, rows["obs"], rows["action"], rows["desc"])
+        q1, q2 = nets.q_values(critic, rows.obs, rows.action, rows.desc)
         return jnp.mean((q1 - y) ** 2) + jnp.mean((q2 - y) ** 2)
 
     def actor_loss(actor, critic, rows):
-        q1, _ = nets.q_values(critic, rows["obs"], nets.act(actor, rows["obs"], rows["desc"]), rows["desc"])
+        q1, _ = nets.q_values(critic, rows.obs, nets.act(actor, rows.obs, rows.desc), rows.desc)
         return -jnp.mean(q1)
 
     def round_(learner, k):
         keys = jax.random.split(k, 2 * delay + 1)
         losses = []
         for i in range(delay):
-            rows = batch(keys[2 * i])
-            loss, grads = jax.value_and_grad(critic_loss)(learner["critic"], learner, rows, keys[2 * i + 1])
-            updates, opt = critic_opt.update(grads, learner["critic_opt"])
-            learner = {**learner, "critic": optax.apply_updates(learner["critic"], updates), "critic_opt": opt}
+            rows, bound = batch(keys[2 * i])
+            loss, grads = jax.value_and_grad(critic_loss)(learner.critic, learner, rows, bound, keys[2 * i + 1])
+            updates, opt = critic_opt.update(grads, learner.critic_opt)
+            learner = learner._replace(critic=optax.apply_updates(learner.critic, updates), critic_opt=opt)
             losses.append(loss)
-        rows = batch(keys[-1])
-        a_loss, grads = jax.value_and_grad(actor_loss)(learner["actor"], learner["critic"], rows)
-        updates, opt = actor_opt.update(grads, learner["actor_opt"])
-        actor = optax.apply_updates(learner["actor"], updates)
-        learner = {
-            **learner, "actor": actor, "actor_opt": opt,
-            "actor_target": _soft(learner["actor_target"], actor, config.tau),
-            "critic_target": _soft(learner["critic_target"], learner["critic"], config.tau),
-        }  # fmt: skip
+        rows, _ = batch(keys[-1])
+        a_loss, grads = jax.value_and_grad(actor_loss)(learner.actor, learner.critic, rows)
+        updates, opt = actor_opt.update(grads, learner.actor_opt)
+        actor = optax.apply_updates(learner.actor, updates)
+        learner = learner._replace(
+            actor=actor, actor_opt=opt, actor_target=_soft(learner.actor_target, actor, config.tau),
+            critic_target=_soft(learner.critic_target, learner.critic, config.tau),
+        )  # fmt: skip
         return learner, (jnp.mean(jnp.stack(losses)), a_loss)
 
     with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int32 and float (strict mode refuses)
@@ -347,37 +400,59 @@ def td3_train(
 # ---------------------------------------------------------- the gradient emitters' state
 
 
-def emitter_state(key: jax.Array, nets: Networks, config: TD3Config, *, state_descs: bool = False,
-                  aim_returns: bool = False) -> dict[str, Any]:  # fmt: skip
-    """The state of a gradient emitter: TD3 learner, empty replay buffer (keeping state
-    descriptors if ``state_descs``, aimed returns if ``aim_returns``), its own key
-    (``update`` gets none) and the last losses."""
+class GradientState(NamedTuple):
+    """The state of a gradient emitter (PGA-ME, DCG-ME).
+
+    Attributes:
+        learner: TD3's networks and optimiser states (:class:`Learner`).
+        buffer: the replay buffer (:class:`Buffer`).
+        key: the emitter's own key (``update`` gets none).
+        critic_loss, actor_loss: the mean losses of the last training.
+        aims: ``(P, C)`` what the descriptor-conditioned offspring of the last ``emit``
+            were aimed at (DCG: the PG parents' and injected actors' targets, in the
+            buffer's ``aim`` form), for ``update``; ``None`` for PGA.
+    """
+
+    learner: Learner
+    buffer: Buffer
+    key: jax.Array
+    critic_loss: jax.Array
+    actor_loss: jax.Array
+    aims: jax.Array | None = None
+
+
+def emitter_state(key: jax.Array, nets: Networks, config: TD3Config, *, desc_width: int | None = None,
+                  state_descs: bool = False, aim_returns: bool = False, aims: jax.Array | None = None) -> GradientState:  # fmt: skip
+    """The state of a gradient emitter: TD3 learner, empty replay buffer (``desc``/``aim``
+    columns ``desc_width`` wide, default the networks' descriptor size; keeping state
+    descriptors if ``state_descs``, aimed returns if ``aim_returns``), its own key and
+    zero losses."""
     k_learner, k_state = jax.random.split(key)
     obs_size, action_size = nets.actor.sizes[0] - nets.desc_dim, nets.actor.sizes[-1]
+    width = nets.desc_dim if desc_width is None else desc_width
     zero = jnp.zeros((), jnp.float32)
-    return {"learner": td3_init(k_learner, nets, config),
-            "buffer": buffer_init(config.buffer_size, obs_size, action_size, nets.desc_dim, state_descs=state_descs,
-                                  aim_returns=aim_returns),
-            "key": k_state, "critic_loss": zero, "actor_loss": zero}  # fmt: skip
+    buffer = buffer_init(config.buffer_size, obs_size, action_size, width, state_descs=state_descs,
+                         aim_returns=aim_returns, state_desc_dim=max(nets.desc_dim, 1))  # fmt: skip
+    return GradientState(td3_init(k_learner, nets, config), buffer, k_state, zero, zero, aims)
 
 
-def remember(state: dict[str, Any], transitions, descriptors: jax.Array, aims: jax.Array | None = None,
-             state_descs: jax.Array | None = None, aim_returns: jax.Array | None = None) -> dict[str, Any]:  # fmt: skip
+def remember(state: GradientState, transitions, descriptors: jax.Array, aims: jax.Array | None = None,
+             state_descs: jax.Array | None = None, aim_returns: jax.Array | None = None) -> GradientState:  # fmt: skip
     """Add a batch's transitions to the buffer without training (the initial population)."""
     rows, valid = transitions_to_rows(transitions, descriptors, aims, state_descs, aim_returns)
-    return {**state, "buffer": buffer_add(state["buffer"], rows, valid)}
+    return state._replace(buffer=buffer_add(state.buffer, rows, valid))
 
 
-def learn(state: dict[str, Any], transitions, descriptors: jax.Array, nets: Networks, config: TD3Config,
+def learn(state: GradientState, transitions, descriptors: jax.Array, nets: Networks, config: TD3Config,
           aims: jax.Array | None = None, state_descs: jax.Array | None = None,
-          aim_returns: jax.Array | None = None, **train_options: Any) -> dict[str, Any]:  # fmt: skip
+          aim_returns: jax.Array | None = None, **train_options: Any) -> GradientState:  # fmt: skip
     """Add a batch's transitions (each with its episode's descriptor, its aim and, for a
     buffer that keeps them, its state descriptor) to the buffer, then train
     (:func:`td3_train`)."""
-    buffer = remember(state, transitions, descriptors, aims, state_descs, aim_returns)["buffer"]
-    key, k_train = jax.random.split(state["key"])
-    learner, losses = td3_train(state["learner"], buffer, k_train, nets, config, **train_options)
-    return {**state, "learner": learner, "buffer": buffer, "key": key, **losses}
+    buffer = remember(state, transitions, descriptors, aims, state_descs, aim_returns).buffer
+    key, k_train = jax.random.split(state.key)
+    learner, losses = td3_train(state.learner, buffer, k_train, nets, config, **train_options)
+    return state._replace(learner=learner, buffer=buffer, key=key, **losses)
 
 
 # ----------------------------------------------------------- policy-gradient variation
@@ -387,7 +462,7 @@ def pg_variation(
     policies: Any,
     policy: MLP,
     critic: Any,
-    buffer: dict[str, Any],
+    buffer: Buffer,
     key: jax.Array,
     nets: Networks,
     config: TD3Config,
@@ -402,8 +477,8 @@ def pg_variation(
 
     def improve(params, d, k):
         def loss(p, rows):
-            cond = jnp.broadcast_to(d, (rows["obs"].shape[0], d.shape[0]))
-            q1, _ = nets.q_values(critic, rows["obs"], policy.apply(p, rows["obs"]), cond)
+            cond = jnp.broadcast_to(d, (rows.obs.shape[0], d.shape[0]))
+            q1, _ = nets.q_values(critic, rows.obs, policy.apply(p, rows.obs), cond)
             return -jnp.mean(q1)
 
         def step(carry, k):

@@ -23,9 +23,8 @@ parser.add_argument("--iterations", type=int, default=500)
 parser.add_argument("--judgments", type=int, default=1000)
 args = parser.parse_args()
 
-arm = tasks.get("arm", dof=8)
-features = feedback.features_task(arm, "joint_positions")  # descriptors := 16 joint coordinates
-projection = feedback.Projection(feature_dim=16, dims=2)
+arm = tasks.get("arm", dof=8)  # arm.features: its 16 joint coordinates
+projection = feedback.Projection(feature_dim=16, dims=2)  # learned descriptors: a linear map of them to 2-D
 archive = feedback.LearnedArchive.create(
     shape=(32, 32), projection=projection, params=projection.init(jax.random.key(1)),
     example_genotype=arm.example_genotype,
@@ -34,8 +33,8 @@ judge = feedback.SimulatedJudge.from_task(arm)  # answers from the end-effector 
 refitter = feedback.Refitter(judge, iterations=args.iterations, judgments=args.judgments)
 emitter = iso_line(256, 0.01, 0.1, lower=arm.genotype_lower, upper=arm.genotype_upper)
 
-state = refitter.start(map_elites.init(jax.random.key(0), features, archive, emitter))
-state, _ = map_elites.run(state, features, emitter, args.iterations, chunk_size=25, callbacks=[refitter])
+state = refitter.start(map_elites.init(jax.random.key(0), arm, archive, emitter))
+state, _ = map_elites.run(state, arm, emitter, args.iterations, chunk_size=25, callbacks=[refitter])
 for entry in refitter.log:
     print(f"refit at {entry['iteration']:5d}: {entry['judgments']} judgments, loss {entry['loss']:.4f}, "
           f"{entry['elites_before']} -> {entry['elites_after']} elites")  # fmt: skip

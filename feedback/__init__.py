@@ -9,10 +9,10 @@ from feedback.ai_feedback import AIFeedback, parse_rating, pole_probability
 from feedback.client import BudgetExhausted, ModelClient, Reply
 from feedback.domains import Axis, Domain, DomainError
 from feedback.embedding_judge import EmbeddingJudge
-from feedback.human import HumanJudge, JudgingStopped, draw_arm, read_answers
+from feedback.human import HumanJudge, JudgingStopped, read_answers
 from feedback.judges import CANT_TELL, A, B, Judge, SimulatedJudge
 from feedback.learned import Projection, fit_autoencoder, fit_triplets, latent_bounds, triplet_loss
-from feedback.learned_archive import LearnedArchive, features_task
+from feedback.learned_archive import LearnedArchive, redescribe
 from feedback.llm_judge import LLMJudge
 from feedback.local_server import LocalServer
 from feedback.qdhf import Refitter
@@ -44,11 +44,10 @@ __all__ = [
     "Refitter",
     "Reply",
     "SimulatedJudge",
-    "draw_arm",
-    "features_task",
     "fit_autoencoder",
     "fit_triplets",
     "latent_bounds",
     "read_answers",
+    "redescribe",
     "triplet_loss",
 ]

@@ -292,3 +292,22 @@ class ModelClient:
             exhausted.partial = replies
             raise exhausted
         return replies
+
+
+class EnvironmentClient:
+    """The :class:`ModelClient` of the ``OPENAI_*`` environment, made on first use: a
+    text task built without a client (``qdkit.tasks.get("text")``) needs no model until
+    it rates something."""
+
+    def __init__(self) -> None:
+        self._client: ModelClient | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self._client is None:
+            self._client = ModelClient()
+        return getattr(self._client, name)
+
+    def __repr__(self) -> str:
+        return "EnvironmentClient(made on first use from OPENAI_BASE_URL, OPENAI_MODEL, OPENAI_API_KEY)"

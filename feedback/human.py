@@ -152,18 +152,3 @@ class HumanJudge:
             else:
                 click.echo(f"  {key!r} is not one of a, b, s, u, q")
         return np.asarray([answers[t] for t in ids], np.int8)
-
-
-def draw_arm(ax, genotype) -> None:
-    """Draw a planar arm (joint angles) on a matplotlib axis."""
-    from qdkit.tasks.arm import forward_kinematics
-
-    joints = np.asarray(forward_kinematics(np.asarray(genotype, np.float32)[None, :]))[0]
-    points = np.concatenate([np.zeros((1, 2)), joints])
-    ax.plot(points[:, 0], points[:, 1], "-o", ms=3)
-    ax.plot(*points[-1], "r*", ms=10)
-    ax.set_xlim(-1.05, 1.05)
-    ax.set_ylim(-1.05, 1.05)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])

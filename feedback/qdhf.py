@@ -36,7 +36,7 @@ import numpy as np
 
 from feedback.judges import CANT_TELL, Judge
 from feedback.learned import align_axes, fit_autoencoder, fit_triplets
-from feedback.learned_archive import LearnedArchive
+from feedback.learned_archive import redescribe
 
 METHODS = ("qdhf", "aurora", "random")
 DEFAULT_REFITS = (0.0, 0.1, 0.25, 0.5)
@@ -118,14 +118,16 @@ class Refitter:
 
     # ------------------------------------------------------------------ refit
     def refit(self, state):
-        archive: LearnedArchive = state.archive
-        projection = archive.projection
+        archive = state.archive
+        if not archive.learned:
+            raise ValueError("the Refitter refits an archive over learned descriptors (feedback.LearnedArchive)")
+        projection = archive.indexer.projection
         occupied = np.nonzero(np.asarray(archive.occupied))[0]
         if occupied.size < 3:
             self.done += 1
             return state
         features = jnp.asarray(np.asarray(archive.features)[occupied])
-        params, loss = archive.params, float("nan")
+        params, loss = archive.indexer.params, float("nan")
         asked = 0
         if self.method == "qdhf":
             count = self.judgments // len(self.fractions) + (
@@ -159,7 +161,7 @@ class Refitter:
         if self.align:
             params = align_axes(projection, params, features)
         before = len(archive)
-        new_archive = archive.redescribe(params, pad=self.pad)
+        new_archive = redescribe(archive, params, pad=self.pad)
         self.log.append(
             {
                 "iteration": int(state.iteration),

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from feedback.ai_feedback import AIFeedback
-from feedback.client import ModelClient
+from feedback.client import EnvironmentClient, ModelClient
 from feedback.domains import Domain
 from feedback.domains import get as get_domain
 from qdkit import text as text_codec
@@ -37,6 +37,11 @@ class TextTask(Task):
         return int(np.shape(self.example_genotype)[0])
 
 
+def text(domain: str = "opinions", *, client: ModelClient | None = None) -> TextTask:
+    """QDAIF text: texts of a domain (opinions, stories or a .toml file) rated by a language model."""
+    return text_task(domain, client)
+
+
 def text_task(domain: str | Domain = "opinions", client: ModelClient | None = None, *, top_logprobs: int = 10):
     """QDAIF text: texts of a domain, quality and diversity rated by a language model.
 
@@ -44,11 +49,11 @@ def text_task(domain: str | Domain = "opinions", client: ModelClient | None = No
         domain: a built-in domain name (``opinions``, ``stories``), a ``.toml`` domain
             file, or a :class:`feedback.domains.Domain`.
         client: the :class:`feedback.ModelClient` to rate with (default: one from the
-            ``OPENAI_*`` environment variables).
+            ``OPENAI_*`` environment variables, made when the task first rates a text).
         top_logprobs: log-probability alternatives asked for (0: 1-10 ratings only).
     """
     domain = get_domain(domain)
-    client = client if client is not None else ModelClient()
+    client = client if client is not None else EnvironmentClient()
     rater = AIFeedback(client, domain, top_logprobs=top_logprobs)
     length = int(domain.max_bytes)
     num_axes = len(domain.axes)

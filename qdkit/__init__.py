@@ -13,14 +13,15 @@ The flat public API::
     state, metrics = qdkit.map_elites.run(state, task, emitter, iterations=1000)
 """
 
-from qdkit import callbacks, checkpoint, cvt, export, map_elites, metrics, plot, tasks, text
-from qdkit.archive import IMPROVED, NEW, NOT_ADDED, AddInfo, Archive
+from qdkit import callbacks, checkpoint, cvt, export, indexers, map_elites, metrics, plot, tasks, text
+from qdkit.archive import IMPROVED, NEW, NOT_ADDED, AddInfo, Archive, Elites, Thresholds
 from qdkit.cvt_archive import CVTArchive
 from qdkit.grid_archive import GridArchive
+from qdkit.indexers import CVTIndexer, GridIndexer, LearnedIndexer
 from qdkit.map_elites import Interrupted, RunState, Stopped, StopRun
 from qdkit.tasks import Evaluation, Task
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "IMPROVED",
@@ -29,17 +30,23 @@ __all__ = [
     "AddInfo",
     "Archive",
     "CVTArchive",
+    "CVTIndexer",
+    "Elites",
     "Evaluation",
     "GridArchive",
+    "GridIndexer",
+    "LearnedIndexer",
     "Interrupted",
     "RunState",
     "StopRun",
     "Stopped",
     "Task",
+    "Thresholds",
     "callbacks",
     "checkpoint",
     "cvt",
     "export",
+    "indexers",
     "map_elites",
     "metrics",
     "plot",

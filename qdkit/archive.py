@@ -1,30 +1,41 @@
-"""The archive storage shared by every archive type, and vectorised insertion.
+"""The archive: one storage value, a cell indexer, and optional thresholds.
 
-An archive is a frozen pytree dataclass holding one elite per cell:
+An :class:`Archive` is a frozen pytree dataclass made of three parts, composed rather
+than subclassed:
 
-- ``genotypes``: any pytree whose leaves have a leading ``(C, ...)`` cell axis,
-- ``fitness``: ``(C,)`` float32, ``-inf`` where the cell is empty,
-- ``descriptors``: ``(C, M)`` float32, the elite's own (unclipped) descriptor,
-- ``lower`` / ``upper``: ``(M,)`` descriptor bounds,
-- ``order``: ``(C,)`` int32, the occupied cells' indices in its first ``len(archive)``
-  entries (in order of first occupation; the rest is unused). It makes uniform parent
-  sampling cost ``O(n)`` per draw of ``n`` instead of a prefix sum over all ``C`` cells
-  every iteration. :meth:`Archive.add` keeps it up to date; code that sets the storage
-  directly goes through :meth:`Archive.with_elites`, which rebuilds it.
-- ``threshold``: ``(C,)`` float32 acceptance thresholds of a *soft* archive (CMA-MAE,
-  Fontaine & Nikolaidis 2023), or ``None`` for the usual archive. With an archive
-  learning rate ``learning_rate`` (alpha) and a floor ``threshold_min``, a candidate is
+- ``store`` (:class:`Elites`), one elite per cell:
+
+  - ``genotypes``: any pytree whose leaves have a leading ``(C, ...)`` cell axis,
+  - ``fitness``: ``(C,)`` float32, ``-inf`` where the cell is empty,
+  - ``descriptors``: ``(C, M)`` float32, the elite's own (unclipped) descriptor,
+  - ``order``: ``(C,)`` int32, the occupied cells in order of first occupation in its
+    first ``len(archive)`` entries (uniform parent sampling costs ``O(n)`` per draw of
+    ``n`` instead of a prefix sum over all ``C`` cells),
+  - ``features``: ``(C, F)`` float32 for archives over learned descriptors (each
+    elite's features, to re-describe it after a refit), else ``None``;
+
+- ``indexer`` (:mod:`qdkit.indexers`): the map from a descriptor to a cell (uniform grid,
+  grid with edges, CVT, or a learned projection onto a grid or a CVT);
+
+- ``thresholds`` (:class:`Thresholds`), or ``None`` for the usual archive: per-cell
+  acceptance thresholds of a *soft* archive (CMA-MAE, Fontaine & Nikolaidis 2023). With
+  an archive learning rate ``alpha`` and a floor ``threshold_min``, a candidate is
   accepted when its fitness beats its cell's threshold, and the threshold then moves
-  towards the accepted fitness: ``t <- (1 - alpha) t + alpha f``. For ``k`` accepted
-  candidates of one cell in one batch, with mean fitness ``f_bar``, the batch rule is
-  ``t <- (1 - alpha)^k t + (1 - (1 - alpha)^k) f_bar`` (for ``alpha = 1``, the best
-  accepted fitness, so that the threshold stays the elite's fitness as in MAP-Elites).
-  ``alpha = 1`` with ``threshold_min = -inf`` is the usual archive, stored as
-  ``threshold=None`` so it costs nothing.
+  towards the accepted fitness: for ``k`` accepted candidates of one cell in one batch,
+  with mean fitness ``f_bar``, ``t <- (1 - alpha)^k t + (1 - (1 - alpha)^k) f_bar`` (for
+  ``alpha = 1``, the best accepted fitness). What an accepted candidate does to the
+  stored elite is the ``replacement`` rule:
 
-Concrete archives (:class:`qdkit.GridArchive`, :class:`qdkit.CVTArchive`) differ only
-in :meth:`Archive.index_of`, the map from a descriptor to a cell. Everything else —
-insertion, sampling, statistics — lives here and is written once.
+  - ``"threshold"`` (the paper's and pyribs', the default): the best accepted candidate
+    of a cell *replaces* its occupant, better or not; a separate **result archive**
+    (``result``, an :class:`Elites`) keeps the best elite ever found per cell;
+  - ``"best"`` (qdkit's earlier rule, an option): the stored elite is the best
+    candidate ever accepted, so the archive is its own result archive.
+
+:meth:`Archive.add` means the same for every archive: insert ``(genotypes, fitness,
+descriptors)``; an archive over learned descriptors also keeps ``features`` (its own
+argument). What a run reports (metrics, plots, exports) is :meth:`Archive.results`: the
+result archive of a threshold archive, the archive itself otherwise.
 """
 
 from __future__ import annotations
@@ -39,11 +50,15 @@ import numpy as np
 from jax import lax
 
 from qdkit import rng
+from qdkit.indexers import GridIndexer, Indexer, as_bounds  # noqa: F401  (as_bounds re-exported)
 
 # Status codes returned per row by ``Archive.add`` (same convention as pyribs).
 NOT_ADDED = 0
 IMPROVED = 1
 NEW = 2
+
+#: Replacement rules of a threshold archive (see the module docstring).
+REPLACEMENTS = ("threshold", "best")
 
 
 class AddInfo(NamedTuple):
@@ -78,36 +93,213 @@ def _leading(tree: Any) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class Archive:
-    """Abstract base of all archives: storage plus insertion and statistics.
-
-    Do not instantiate directly; use ``GridArchive.create`` or ``CVTArchive.create``.
-    """
+class Elites:
+    """Per-cell storage: one elite per cell (see the module docstring)."""
 
     genotypes: Any
     fitness: jax.Array
     descriptors: jax.Array
-    lower: jax.Array
-    upper: jax.Array
     order: jax.Array
-    threshold: jax.Array | None = None
+    features: jax.Array | None = None
+
+    @classmethod
+    def empty(
+        cls, num_cells: int, descriptor_dim: int, example_genotype: Any, feature_dim: int | None = None
+    ) -> Elites:
+        """Zero genotypes ``(C, ...)``, ``-inf`` fitness, zero descriptors (and
+        features) and an empty occupied-cell list."""
+        return cls(
+            genotypes=jax.tree.map(
+                lambda x: jnp.zeros((num_cells, *jnp.shape(x)), jnp.asarray(x).dtype), example_genotype
+            ),
+            fitness=jnp.full((num_cells,), -jnp.inf, jnp.float32),
+            descriptors=jnp.zeros((num_cells, descriptor_dim), jnp.float32),
+            order=jnp.zeros((num_cells,), jnp.int32),
+            features=None if feature_dim is None else jnp.zeros((num_cells, feature_dim), jnp.float32),
+        )
+
+    @property
+    def occupied(self) -> jax.Array:
+        return jnp.isfinite(self.fitness)
+
+    def size(self) -> jax.Array:
+        return jnp.sum(self.occupied, dtype=jnp.int32)
+
+    def write(self, added, index, was_empty, genotypes, fitness, descriptors, features) -> Elites:
+        """Store the ``added`` rows (at most one per cell) in their cells; cells filled
+        for the first time join the occupied-cell list."""
+        num_cells = self.fitness.shape[0]
+        target = jnp.where(added, index, num_cells)  # out of range: dropped
+        is_new = added & was_empty
+        slot = self.size() + lax.associative_scan(jnp.add, is_new.astype(jnp.int32)) - 1
+        return Elites(
+            genotypes=jax.tree.map(
+                lambda store, g: store.at[target].set(g.astype(store.dtype), mode="drop"), self.genotypes, genotypes
+            ),
+            fitness=self.fitness.at[target].set(fitness, mode="drop"),
+            descriptors=self.descriptors.at[target].set(descriptors, mode="drop"),
+            order=self.order.at[jnp.where(is_new, slot, num_cells)].set(index, mode="drop"),
+            features=None if self.features is None else self.features.at[target].set(features, mode="drop"),
+        )
+
+    def insert_best(self, valid, index, genotypes, fitness, descriptors, features) -> tuple[Elites, jax.Array]:
+        """MAP-Elites insertion of the ``valid`` rows: the best row of each cell enters
+        when it beats the elite (first row on ties). Returns the storage and the
+        ``(B,)`` mask of stored rows."""
+        num_cells = self.fitness.shape[0]
+        fit = jnp.where(valid, fitness, -jnp.inf)
+        cell = jnp.where(valid, index, num_cells)
+        old = self.fitness[index]
+        winner = _first_best(fit, cell, index, num_cells)
+        added = winner & (fit > old)
+        return self.write(added, index, ~jnp.isfinite(old), genotypes, fit, descriptors, features), added
+
+
+jax.tree_util.register_dataclass(
+    Elites, data_fields=["genotypes", "fitness", "descriptors", "order", "features"], meta_fields=[]
+)
+
+
+def _first_best(ranked: jax.Array, ranked_cell: jax.Array, index: jax.Array, num_cells: int) -> jax.Array:
+    """``(B,)`` mask: the row with the highest ``ranked`` value of each cell (first row
+    on ties); rows with ``ranked_cell == num_cells`` never win."""
+    batch = ranked.shape[0]
+    best = jax.ops.segment_max(ranked, ranked_cell, num_segments=num_cells)
+    rows = jnp.arange(batch, dtype=jnp.int32)
+    is_best = (ranked_cell < num_cells) & (ranked == best[index])
+    first = jax.ops.segment_min(jnp.where(is_best, rows, batch), ranked_cell, num_segments=num_cells)
+    return is_best & (first[index] == rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """The acceptance thresholds of a soft (CMA-MAE) archive.
+
+    Attributes:
+        value: ``(C,)`` float32 threshold per cell (``threshold_min`` while empty).
+        learning_rate: the archive learning rate ``alpha`` in ``[0, 1]`` (static).
+        threshold_min: the initial threshold, a lower bound on the fitness (static).
+        replacement: ``"threshold"`` or ``"best"`` (module docstring; static).
+    """
+
+    value: jax.Array
     learning_rate: float = 1.0
     threshold_min: float = -math.inf
+    replacement: str = "threshold"
 
-    # ----------------------------------------------------------------- mapping
-    def index_of(self, descriptors: jax.Array) -> jax.Array:
-        """Cell index of each descriptor. ``descriptors: (B, M)`` -> ``(B,)`` int32.
+    @classmethod
+    def create(
+        cls, num_cells: int, learning_rate: float, threshold_min: float, replacement: str = "threshold"
+    ) -> Thresholds | None:
+        """Validated thresholds, or ``None`` for the usual archive (``learning_rate =
+        1`` and ``threshold_min = -inf``)."""
+        learning_rate = float(learning_rate)
+        threshold_min = float(threshold_min)
+        if not 0.0 <= learning_rate <= 1.0:
+            raise ValueError(f"learning_rate must be in [0, 1]; got {learning_rate}")
+        if math.isnan(threshold_min) or threshold_min == math.inf:
+            raise ValueError(f"threshold_min must be a number or -inf; got {threshold_min}")
+        if threshold_min == -math.inf and learning_rate != 1.0:
+            raise ValueError(
+                "a learning_rate below 1 needs a finite threshold_min (a lower bound on the fitness, "
+                f"e.g. the task's qd_offset); got learning_rate={learning_rate}, threshold_min=-inf"
+            )
+        if replacement not in REPLACEMENTS:
+            raise ValueError(f"unknown replacement rule {replacement!r}; valid: {', '.join(REPLACEMENTS)}")
+        if learning_rate == 1.0 and threshold_min == -math.inf:
+            return None
+        return cls(jnp.full((num_cells,), threshold_min, jnp.float32), learning_rate, threshold_min, replacement)
 
-        Descriptors outside ``[lower, upper]`` are clipped into the bounds first, so
-        they land in the nearest edge cell. Implemented by each archive type.
-        """
-        raise NotImplementedError
+    def moved(self, accepted, fitness, index, ranked, ranked_cell) -> Thresholds:
+        """Thresholds after a batch (the batch rule over each cell's accepted rows)."""
+        num_cells = self.value.shape[0]
+        t_old = self.value[index]
+        if self.learning_rate == 1.0:  # the limit of the rule: the best accepted fitness
+            t_new = jax.ops.segment_max(ranked, ranked_cell, num_segments=num_cells)[index]
+        else:
+            count = jax.ops.segment_sum(accepted.astype(jnp.float32), ranked_cell, num_segments=num_cells)[index]
+            total = jax.ops.segment_sum(jnp.where(accepted, fitness, 0.0), ranked_cell, num_segments=num_cells)[index]
+            keep = (1.0 - self.learning_rate) ** count
+            t_new = keep * t_old + (1.0 - keep) * total / jnp.maximum(count, 1.0)
+        return dataclasses.replace(self, value=self.value.at[ranked_cell].set(t_new, mode="drop"))
 
-    def cell_centers(self) -> jax.Array:
-        """``(C, M)`` representative point of each cell (grid centre or centroid)."""
-        raise NotImplementedError
 
-    # ------------------------------------------------------------------ shapes
+jax.tree_util.register_dataclass(
+    Thresholds, data_fields=["value"], meta_fields=["learning_rate", "threshold_min", "replacement"]
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Archive:
+    """A MAP-Elites archive: storage, a cell indexer and optional thresholds (see the
+    module docstring). Build one with :meth:`create`, ``qdkit.GridArchive.create``,
+    ``qdkit.CVTArchive.create`` or ``feedback.LearnedArchive.create``."""
+
+    store: Elites
+    indexer: Indexer
+    thresholds: Thresholds | None = None
+    result: Elites | None = None
+
+    @classmethod
+    def create(
+        cls,
+        indexer: Indexer,
+        example_genotype: Any,
+        *,
+        learning_rate: float = 1.0,
+        threshold_min: float = -math.inf,
+        replacement: str = "threshold",
+    ) -> Archive:
+        """An empty archive over ``indexer`` for genotypes like ``example_genotype`` (one
+        genotype, any pytree of arrays). ``learning_rate``, ``threshold_min`` and
+        ``replacement`` make it a threshold archive (module docstring); the defaults
+        give the usual MAP-Elites archive."""
+        num_cells, dim = indexer.num_cells, indexer.dim
+        feature_dim = indexer.feature_dim if indexer.learned else None
+        thresholds = Thresholds.create(num_cells, learning_rate, threshold_min, replacement)
+        store = Elites.empty(num_cells, dim, example_genotype, feature_dim)
+        published = thresholds is not None and thresholds.replacement == "threshold"
+        return cls(store=store, indexer=indexer, thresholds=thresholds, result=store if published else None)
+
+    # ------------------------------------------------------------------- views
+    @property
+    def genotypes(self) -> Any:
+        return self.store.genotypes
+
+    @property
+    def fitness(self) -> jax.Array:
+        return self.store.fitness
+
+    @property
+    def descriptors(self) -> jax.Array:
+        return self.store.descriptors
+
+    @property
+    def order(self) -> jax.Array:
+        return self.store.order
+
+    @property
+    def features(self) -> jax.Array | None:
+        return self.store.features
+
+    @property
+    def lower(self) -> jax.Array:
+        return self.indexer.lower
+
+    @property
+    def upper(self) -> jax.Array:
+        return self.indexer.upper
+
+    @property
+    def kind(self) -> str:
+        """``"grid"`` or ``"cvt"`` (also for learned descriptors binned on one)."""
+        return self.indexer.kind
+
+    @property
+    def learned(self) -> bool:
+        """Whether the descriptors are learned from features (``add`` needs them)."""
+        return self.indexer.learned
+
     @property
     def num_cells(self) -> int:
         return self.fitness.shape[0]
@@ -119,51 +311,119 @@ class Archive:
     @property
     def occupied(self) -> jax.Array:
         """``(C,)`` bool: which cells hold an elite."""
-        return jnp.isfinite(self.fitness)
-
-    def replace(self, **changes: Any) -> Archive:
-        return dataclasses.replace(self, **changes)
+        return self.store.occupied
 
     @property
     def soft(self) -> bool:
         """Whether this is a threshold (CMA-MAE) archive."""
-        return self.threshold is not None
+        return self.thresholds is not None
 
-    def with_elites(self, genotypes: Any, fitness: jax.Array, descriptors: jax.Array) -> Archive:
+    @property
+    def threshold(self) -> jax.Array | None:
+        """``(C,)`` thresholds of a threshold archive, else ``None``."""
+        return None if self.thresholds is None else self.thresholds.value
+
+    @property
+    def learning_rate(self) -> float:
+        return 1.0 if self.thresholds is None else self.thresholds.learning_rate
+
+    @property
+    def threshold_min(self) -> float:
+        return -math.inf if self.thresholds is None else self.thresholds.threshold_min
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Cells per axis of a grid (plain or learned); ``()`` for a CVT."""
+        base = self.indexer.base if self.learned else self.indexer
+        return getattr(base, "shape", ())
+
+    @property
+    def edges(self):
+        return getattr(self.indexer, "edges", None)
+
+    @property
+    def centroids(self) -> jax.Array | None:
+        """The centroids of a (non-learned) CVT archive, else ``None``."""
+        return getattr(self.indexer, "centroids", None)
+
+    def index_of(self, descriptors: jax.Array) -> jax.Array:
+        """Cell index of each descriptor: ``(B, M) -> (B,)`` int32 (see the indexer)."""
+        return self.indexer.index_of(descriptors)
+
+    def cell_centers(self) -> jax.Array:
+        """``(C, M)`` representative point of each cell (grid centre or centroid)."""
+        return self.indexer.cell_centers()
+
+    def cell_edges(self) -> list[np.ndarray]:
+        """The cell boundaries of each axis of a (non-learned) grid archive."""
+        if not isinstance(self.indexer, GridIndexer):
+            raise ValueError("cell_edges is defined for grid archives")
+        return self.indexer.cell_edges()
+
+    def describe(self, features: jax.Array) -> jax.Array:
+        """Descriptors ``(B, M)`` of features ``(B, F)`` (archives over learned
+        descriptors only)."""
+        if not self.learned:
+            raise ValueError("this archive does not learn its descriptors; it has no describe()")
+        return self.indexer.describe(features)
+
+    def replace(self, **changes: Any) -> Archive:
+        return dataclasses.replace(self, **changes)
+
+    def results(self) -> Archive:
+        """What the run found: for a threshold archive with the published replacement
+        rule, the result archive (the best elite ever found per cell) as a plain
+        archive over the same cells; otherwise the archive itself."""
+        if self.result is None:
+            return self
+        return Archive(store=self.result, indexer=self.indexer)
+
+    def with_elites(self, genotypes: Any, fitness: jax.Array, descriptors: jax.Array, features: Any = None) -> Archive:
         """The same archive holding the given per-cell storage (``-inf`` fitness marks
-        an empty cell); rebuilds the occupied-cell list. Jittable."""
+        an empty cell); rebuilds the occupied-cell list. A threshold archive gets its
+        thresholds at ``threshold_min`` and its result archive equal to the storage.
+        Jittable."""
         fitness = jnp.asarray(fitness, jnp.float32)
         occupied = jnp.isfinite(fitness)
         order = jnp.nonzero(occupied, size=self.num_cells, fill_value=0)[0].astype(jnp.int32)
-        return self.replace(
+        if self.learned and features is None:
+            raise ValueError("an archive over learned descriptors needs the elites' features")
+        store = Elites(
             genotypes=genotypes,
             fitness=jnp.where(occupied, fitness, -jnp.inf),
             descriptors=jnp.asarray(descriptors, jnp.float32),
             order=order,
+            features=None if not self.learned else jnp.asarray(features, jnp.float32),
         )
+        return self.replace(store=store, result=None if self.result is None else store)
 
     # --------------------------------------------------------------- insertion
-    def add(self, genotypes: Any, fitness: jax.Array, descriptors: jax.Array) -> tuple[Archive, AddInfo]:
+    def add(
+        self, genotypes: Any, fitness: jax.Array, descriptors: jax.Array, features: jax.Array | None = None
+    ) -> tuple[Archive, AddInfo]:
         """Insert a batch of candidates; pure and jittable.
 
         A candidate enters its cell when its fitness is strictly greater than the
         cell's elite (any finite fitness enters an empty cell). Inside one batch, the
         best candidate per cell competes; among equal fitness the *first row in the
-        batch* wins. Rows whose fitness or any descriptor is NaN or infinite are never
-        added (status 0). Descriptors outside the bounds are assigned to the nearest
-        edge cell and stored as given.
+        batch* wins. Rows whose fitness or any descriptor (or feature) is NaN or
+        infinite are never added (status 0). Descriptors outside the bounds are
+        assigned to the nearest edge cell and stored as given.
 
-        In a threshold archive (``learning_rate < 1`` or a finite ``threshold_min``),
-        a candidate is *accepted* when its fitness beats the cell's threshold; accepted
-        candidates move the threshold (batch rule in the module docstring), and the
-        stored elite is the best candidate ever accepted in the cell, so the archive
-        also serves as CMA-MAE's result archive.
+        In a threshold archive a candidate is *accepted* when its fitness beats the
+        cell's threshold; accepted candidates move the threshold, and the best accepted
+        candidate of a cell replaces its occupant (``replacement="threshold"``; the
+        result archive receives every valid row as a plain archive would) or enters
+        only when it beats the occupant (``"best"``).
 
         Args:
             genotypes: pytree with leading batch axis ``(B, ...)``, matching the
                 archive's genotype structure.
             fitness: ``(B,)`` float.
             descriptors: ``(B, M)`` float.
+            features: ``(B, F)`` float, the features the descriptors were computed
+                from; required by archives over learned descriptors (kept to
+                re-describe the elites after a refit), refused by the others.
 
         Returns:
             ``(archive, info)``: the new archive and an :class:`AddInfo`.
@@ -176,69 +436,84 @@ class Archive:
                 f"expected fitness (B,) and descriptors (B, {self.descriptor_dim}); "
                 f"got {fitness.shape} and {descriptors.shape}"
             )
-        batch = fitness.shape[0]
         valid = jnp.isfinite(fitness) & jnp.all(jnp.isfinite(descriptors), axis=1)
+        if self.learned:
+            if features is None:
+                raise ValueError("this archive learns its descriptors: add(..., features=) needs the rows' features")
+            features = jnp.asarray(features, jnp.float32)
+            if features.shape != (fitness.shape[0], self.features.shape[1]):
+                raise ValueError(f"expected features (B, {self.features.shape[1]}); got {features.shape}")
+            valid = valid & jnp.all(jnp.isfinite(features), axis=1)
+        elif features is not None:
+            raise ValueError("features are kept by archives over learned descriptors only; this one does not take them")
         safe_desc = jnp.where(valid[:, None], descriptors, self.lower[None, :])
         index = self.index_of(safe_desc)
-        cell = jnp.where(valid, index, num_cells)  # out of range: dropped below
+        cell = jnp.where(valid, index, num_cells)  # out of range: dropped
         fit = jnp.where(valid, fitness, -jnp.inf)
         old = self.fitness[index]
         was_empty = ~jnp.isfinite(old)
 
-        if self.threshold is None:
+        thresholds = self.thresholds
+        if thresholds is None:
             accepted = valid & (was_empty | (fit > old))
             value = jnp.where(valid, jnp.where(was_empty, fit, fit - old), 0.0)
             ranked, ranked_cell = fit, cell  # every valid row competes for its cell
-            threshold = None
         else:
-            t_old = self.threshold[index]
+            t_old = thresholds.value[index]
             accepted = valid & (fit > t_old)
             value = jnp.where(valid, fit - t_old, 0.0)
             ranked = jnp.where(accepted, fit, -jnp.inf)  # only accepted rows compete
             ranked_cell = jnp.where(accepted, index, num_cells)
-            # batch threshold rule over the accepted rows of each cell
-            if self.learning_rate == 1.0:  # the limit of the rule: the best accepted fitness
-                t_new = jax.ops.segment_max(ranked, ranked_cell, num_segments=num_cells)[index]
-            else:
-                count = jax.ops.segment_sum(accepted.astype(jnp.float32), ranked_cell, num_segments=num_cells)[index]
-                total = jax.ops.segment_sum(jnp.where(accepted, fit, 0.0), ranked_cell, num_segments=num_cells)[index]
-                keep = (1.0 - self.learning_rate) ** count
-                t_new = keep * t_old + (1.0 - keep) * total / jnp.maximum(count, 1.0)
-            threshold = self.threshold.at[ranked_cell].set(t_new, mode="drop")
+            thresholds = thresholds.moved(accepted, fit, index, ranked, ranked_cell)
         rank_status = jnp.where(accepted, jnp.where(was_empty, NEW, IMPROVED), NOT_ADDED)
 
-        # Best competing fitness per cell within the batch, then the first row reaching it.
-        best = jax.ops.segment_max(ranked, ranked_cell, num_segments=num_cells)
-        rows = jnp.arange(batch, dtype=jnp.int32)
-        is_best = (ranked_cell < num_cells) & (ranked == best[index])
-        first = jax.ops.segment_min(jnp.where(is_best, rows, batch), ranked_cell, num_segments=num_cells)
-        winner = is_best & (first[index] == rows)
-
-        added = winner & (fit > old)
+        winner = _first_best(ranked, ranked_cell, index, num_cells)
+        if thresholds is not None and thresholds.replacement == "threshold":
+            added = winner  # the best accepted candidate replaces the occupant
+        else:
+            added = winner & (fit > old)
         status = jnp.where(added, jnp.where(was_empty, NEW, IMPROVED), NOT_ADDED)
-
-        target = jnp.where(added, index, num_cells)
-        # append newly filled cells to the occupied-cell list (one winner per cell)
-        is_new = status == NEW
-        slot = self.size() + lax.associative_scan(jnp.add, is_new.astype(jnp.int32)) - 1
-        new = self.replace(
-            order=self.order.at[jnp.where(is_new, slot, num_cells)].set(index, mode="drop"),
-            genotypes=jax.tree.map(
-                lambda store, g: store.at[target].set(g.astype(store.dtype), mode="drop"),
-                self.genotypes,
-                genotypes,
-            ),
-            fitness=self.fitness.at[target].set(fit, mode="drop"),
-            descriptors=self.descriptors.at[target].set(descriptors, mode="drop"),
-            threshold=threshold,
-        )
+        store = self.store.write(added, index, was_empty, genotypes, fit, descriptors, features)
+        result = self.result
+        if result is not None:
+            result, _ = result.insert_best(valid, index, genotypes, fitness, descriptors, features)
         info = AddInfo(
             status=status.astype(jnp.int32),
             value=value.astype(self.fitness.dtype),
             index=cell.astype(jnp.int32),
             rank_status=rank_status.astype(jnp.int32),
         )
-        return new, info
+        return self.replace(store=store, thresholds=thresholds, result=result), info
+
+    def reindex(self, indexer: Indexer) -> Archive:
+        """A fresh archive over ``indexer`` (same number of cells and descriptor size;
+        for a learned indexer, e.g. ``archive.indexer.refit(params, lower, upper)``)
+        holding every current elite, re-described from its features when the indexer
+        is learned, and re-inserted (the best per new cell survives). A threshold
+        archive starts from fresh thresholds; its result archive is re-indexed the same
+        way. Jittable."""
+        if indexer.num_cells != self.num_cells or indexer.dim != self.descriptor_dim or indexer.learned != self.learned:
+            raise ValueError("reindex needs an indexer of the same kind, number of cells and descriptor size")
+        t = self.thresholds
+        fresh = Archive.create(
+            indexer, jax.tree.map(lambda g: g[0], self.genotypes),
+            learning_rate=1.0 if t is None else t.learning_rate, threshold_min=-math.inf if t is None else t.threshold_min,
+            replacement="threshold" if t is None else t.replacement,
+        )  # fmt: skip
+
+        def rows(store: Elites):
+            fitness = jnp.where(store.occupied, store.fitness, jnp.nan)  # empty cells are rejected rows
+            descriptors = store.descriptors if not self.learned else indexer.describe(store.features)
+            return store.genotypes, fitness, descriptors, store.features
+
+        new, _ = fresh.add(*rows(self.store))
+        if self.result is not None:
+            genotypes, fitness, descriptors, features = rows(self.result)
+            valid = jnp.isfinite(fitness)
+            index = indexer.index_of(jnp.where(valid[:, None], descriptors, indexer.lower[None, :]))
+            result, _ = new.result.insert_best(valid, index, genotypes, fitness, descriptors, features)
+            new = new.replace(result=result)
+        return new
 
     # ----------------------------------------------------------------- queries
     def sample(self, key: jax.Array, n: int) -> Any:
@@ -264,7 +539,7 @@ class Archive:
 
     def size(self) -> jax.Array:
         """Number of occupied cells, as a jittable scalar."""
-        return jnp.sum(self.occupied, dtype=jnp.int32)
+        return self.store.size()
 
     def __len__(self) -> int:
         return int(self.size())
@@ -313,48 +588,4 @@ class Archive:
         }
 
 
-def empty_storage(num_cells: int, descriptor_dim: int, example_genotype: Any) -> dict[str, Any]:
-    """Storage fields of an empty archive: zero genotypes ``(C, ...)``, ``-inf``
-    fitness ``(C,)``, zero descriptors ``(C, M)`` and an empty occupied-cell list."""
-    return {
-        "genotypes": jax.tree.map(
-            lambda x: jnp.zeros((num_cells, *jnp.shape(x)), jnp.asarray(x).dtype), example_genotype
-        ),
-        "fitness": jnp.full((num_cells,), -jnp.inf, jnp.float32),
-        "descriptors": jnp.zeros((num_cells, descriptor_dim), jnp.float32),
-        "order": jnp.zeros((num_cells,), jnp.int32),
-    }
-
-
-def threshold_fields(num_cells: int, learning_rate: float, threshold_min: float) -> dict[str, Any]:
-    """Validated threshold fields for ``create``: ``threshold`` is ``None`` for the
-    usual archive (``learning_rate = 1``, ``threshold_min = -inf``), else ``(C,)`` filled
-    with ``threshold_min``."""
-    learning_rate = float(learning_rate)
-    threshold_min = float(threshold_min)
-    if not 0.0 <= learning_rate <= 1.0:
-        raise ValueError(f"learning_rate must be in [0, 1]; got {learning_rate}")
-    if math.isnan(threshold_min) or threshold_min == math.inf:
-        raise ValueError(f"threshold_min must be a number or -inf; got {threshold_min}")
-    if threshold_min == -math.inf and learning_rate != 1.0:
-        raise ValueError(
-            "a learning_rate below 1 needs a finite threshold_min (a lower bound on the fitness, "
-            f"e.g. the task's qd_offset); got learning_rate={learning_rate}, threshold_min=-inf"
-        )
-    soft = learning_rate != 1.0 or threshold_min != -math.inf
-    threshold = jnp.full((num_cells,), threshold_min, jnp.float32) if soft else None
-    return {"threshold": threshold, "learning_rate": learning_rate, "threshold_min": threshold_min}
-
-
-def as_bounds(lower: Any, upper: Any, dim: int | None = None) -> tuple[jax.Array, jax.Array]:
-    """Validate descriptor bounds and return them as ``(M,)`` float32 arrays."""
-    lo = np.atleast_1d(np.asarray(lower, np.float32))
-    hi = np.atleast_1d(np.asarray(upper, np.float32))
-    if dim is not None:
-        lo = np.broadcast_to(lo, (dim,))
-        hi = np.broadcast_to(hi, (dim,))
-    if lo.shape != hi.shape or lo.ndim != 1:
-        raise ValueError(f"lower and upper must have the same (M,) shape; got {lo.shape}, {hi.shape}")
-    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
-        raise ValueError(f"descriptor bounds must be finite with upper > lower; got {lo}, {hi}")
-    return jnp.asarray(lo), jnp.asarray(hi)
+jax.tree_util.register_dataclass(Archive, data_fields=["store", "indexer", "thresholds", "result"], meta_fields=[])

@@ -2,8 +2,13 @@
 
 The file is a NumPy ``.npz`` archive (a zip): one array per pytree leaf
 (``leaf_0``, ``leaf_1``, ...) and a ``__qdkit__`` entry holding JSON metadata — the
-format name and version, the iteration, the run configuration, the tree structure
-and each leaf's dtype and shape. PRNG keys are stored as their raw key data with the
+format name and version, the qdkit version that wrote it, the iteration, the run
+configuration, the tree structure and each leaf's dtype and shape.
+
+Format versions: 1 was written by qdkit 0.1 (archives as subclasses, emitter states as
+dicts); 2, from qdkit 0.2, holds the composed archive (storage, indexer, thresholds,
+result archive) and named emitter states. A file of another version is refused with the
+version that wrote it and what to do. PRNG keys are stored as their raw key data with the
 implementation's name.
 
 Loading needs a *template*: a state (or ``jax.eval_shape`` of one) with the same
@@ -26,8 +31,16 @@ import jax.numpy as jnp
 import numpy as np
 
 FORMAT = "qdkit-checkpoint"
-VERSION = 1
+VERSION = 2
 _META = "__qdkit__"
+#: What each earlier format version was written by, for the error message.
+_WRITTEN_BY = {1: "qdkit 0.1"}
+
+
+def _qdkit_version() -> str:
+    from qdkit import __version__
+
+    return __version__
 
 
 class CheckpointError(Exception):
@@ -61,6 +74,7 @@ def save(path: str | os.PathLike, state: Any, config: dict | None = None) -> Non
     meta = {
         "format": FORMAT,
         "version": VERSION,
+        "qdkit": _qdkit_version(),
         "iteration": None if iteration is None else int(iteration),
         "config": config or {},
         "treedef": str(treedef),
@@ -97,9 +111,18 @@ def _open(path: str) -> tuple[dict, Any]:
         raise CheckpointError(f"{path}: checkpoint metadata is corrupt: {e}") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a qdkit checkpoint (format {meta.get('format')!r})")
-    if meta.get("version") != VERSION:
+    version = meta.get("version")
+    if version != VERSION:
+        writer = meta.get("qdkit") or _WRITTEN_BY.get(version, "another qdkit")
+        if isinstance(version, int) and version < VERSION:
+            todo = (
+                f"finish or export that run with {writer} (pip install the commit that wrote it), or start it again "
+                f"with this qdkit ({_qdkit_version()}, checkpoint format {VERSION})"
+            )
+        else:
+            todo = f"read it with the qdkit that wrote it, or upgrade this one ({_qdkit_version()})"
         raise CheckpointError(
-            f"{path} has checkpoint version {meta.get('version')}; this qdkit reads version {VERSION}"
+            f"{path} is checkpoint format {version}, written by {writer}; this qdkit reads format {VERSION}: {todo}"
         )
     return meta, npz
 

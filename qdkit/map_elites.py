@@ -89,6 +89,47 @@ def is_host(task, emitter) -> bool:
     return bool(getattr(task, "host", False) or getattr(emitter, "host", False))
 
 
+def describe(archive: Archive, task, evaluation):
+    """``(evaluation, features)``: a scored batch as the archive sees it.
+
+    For an archive over learned descriptors, the task's features
+    (``task.features(evaluation)``, ``(B, F)``) projected with the archive's current
+    parameters replace the evaluation's descriptors, and the features are returned to
+    be stored with the elites; otherwise the evaluation is returned as it is, with
+    ``None``. Emitters receive the described evaluation, so they see the descriptors
+    the archive bins. Jittable."""
+    if not archive.learned:
+        return evaluation, None
+    features = jnp.asarray(task.features(evaluation), jnp.float32)
+    return evaluation._replace(descriptors=archive.describe(features)), features
+
+
+def check(task, archive: Archive, emitter) -> None:
+    """Refuse, before any compilation, a task, archive and emitter that cannot run
+    together: genotypes of another structure, descriptors of another size, or learned
+    descriptors for a task without (matching) features."""
+    name = getattr(task, "name", "?")
+    stored = [(g.shape[1:], g.dtype) for g in jax.tree.leaves(archive.genotypes)]
+    given = [(jnp.shape(g), jnp.asarray(g).dtype) for g in jax.tree.leaves(task.example_genotype)]
+    if jax.tree.structure(archive.genotypes) != jax.tree.structure(task.example_genotype) or stored != given:
+        raise ValueError(f"the archive holds genotypes of another shape than task {name!r}'s example genotype")
+    if archive.learned:
+        if getattr(task, "features", None) is None:
+            raise ValueError(
+                f"task {name!r} has no features to learn descriptors from (Task.features); the arm and the maze have"
+            )
+        if not is_host(task, emitter) and task.feature_dim != archive.features.shape[1]:
+            raise ValueError(
+                f"task {name!r} gives ({task.feature_dim},) features per row but the archive's projection takes "
+                f"{archive.features.shape[1:]}"
+            )
+    elif archive.descriptor_dim != task.descriptor_dim:
+        raise ValueError(
+            f"the archive has {archive.descriptor_dim} descriptor dimensions but task {name!r} has "
+            f"{task.descriptor_dim}"
+        )
+
+
 def _start_emitter(emitter, key, archive, genotypes, evaluation):
     """The emitter's first state, after it has observed the initial population (if it
     has ``observe_initial``)."""
@@ -103,7 +144,8 @@ def _init(key, task, archive, emitter, num_initial, mesh):
     k_genotypes, k_score, k_emitter, k_next = jax.random.split(key, 4)
     genotypes = sharding.shard_batch(task.initial_genotypes(k_genotypes, num_initial), mesh)
     evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
-    archive, _ = archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
+    evaluation, features = describe(archive, task, evaluation)
+    archive, _ = archive.add(genotypes, evaluation.fitness, evaluation.descriptors, features)
     return RunState(archive, _start_emitter(emitter, k_emitter, archive, genotypes, evaluation), k_next,
                     jnp.zeros((), jnp.int32))  # fmt: skip
 
@@ -121,10 +163,15 @@ def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | 
             batch size), drawn by ``task.initial_genotypes``.
         mesh: optional device mesh from :func:`qdkit.sharding.batch_mesh`: the batch is
             split over its devices, the archive replicated.
+
+    Raises:
+        ValueError: a task, archive and emitter that cannot run together (see
+            :func:`check`), before anything is compiled.
     """
     n = emitter.batch_size if num_initial is None else int(num_initial)
     if n < 1:
         raise ValueError(f"num_initial must be positive; got {n}")
+    check(task, archive, emitter)
     if is_host(task, emitter):
         return _host_init(key, task, archive, emitter, n)
     sharding.check_batch(mesh, n)
@@ -142,16 +189,18 @@ def state_template(task, archive: Archive, emitter):
 
 def _step(state: RunState, task, emitter, mesh=None) -> tuple[RunState, dict[str, jax.Array]]:
     key, k_emit, k_score = jax.random.split(state.key, 3)
-    genotypes = sharding.shard_batch(emitter.emit(k_emit, state.archive, state.emitter_state), mesh)
+    genotypes, emitter_state = emitter.emit(k_emit, state.archive, state.emitter_state)
+    genotypes = sharding.shard_batch(genotypes, mesh)
     evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
-    archive, info = state.archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
-    emitter_state = emitter.update(state.emitter_state, archive, genotypes, evaluation, info)
+    evaluation, features = describe(state.archive, task, evaluation)
+    archive, info = state.archive.add(genotypes, evaluation.fitness, evaluation.descriptors, features)
+    emitter_state = emitter.update(emitter_state, archive, genotypes, evaluation, info)
     new_state = RunState(archive, emitter_state, key, state.iteration + 1)
     return new_state, metrics_lib.compute(archive, info, task.qd_offset)
 
 
 step = jax.jit(_step, static_argnames=("task", "emitter", "mesh"))
-step.__doc__ = """One MAP-Elites iteration: emit, score, insert, update the emitter.
+step.__doc__ = """One MAP-Elites iteration: emit, score, describe, insert, update the emitter.
 
 Pure and jitted (``task``, ``emitter`` and the optional ``mesh`` are static). Returns
 ``(state, metrics)`` with metrics as scalars (see :func:`qdkit.metrics.compute`).
@@ -164,8 +213,8 @@ Pure and jitted (``task``, ``emitter`` and the optional ``mesh`` are static). Re
 
 
 @functools.partial(jax.jit, static_argnames=("qd_offset",))
-def _insert(archive, genotypes, fitness, descriptors, qd_offset):
-    archive, info = archive.add(genotypes, fitness, descriptors)
+def _insert(archive, genotypes, fitness, descriptors, features, qd_offset):
+    archive, info = archive.add(genotypes, fitness, descriptors, features)
     return archive, info, metrics_lib.compute(archive, info, qd_offset)
 
 
@@ -182,20 +231,22 @@ def _as_jax(evaluation):
 def _host_init(key, task, archive, emitter, n):
     k_genotypes, k_score, k_emitter, k_next = jax.random.split(key, 4)
     genotypes = jax.tree.map(jnp.asarray, task.initial_genotypes(k_genotypes, n))
-    evaluation = _as_jax(task.score(k_score, genotypes))
-    archive, _, _ = _insert(archive, genotypes, evaluation.fitness, evaluation.descriptors, float(task.qd_offset))
+    evaluation, features = describe(archive, task, _as_jax(task.score(k_score, genotypes)))
+    archive, _, _ = _insert(archive, genotypes, evaluation.fitness, evaluation.descriptors, features,
+                            float(task.qd_offset))  # fmt: skip
     return RunState(archive, _start_emitter(emitter, k_emitter, archive, genotypes, evaluation), k_next,
                     jnp.zeros((), jnp.int32))  # fmt: skip
 
 
 def _host_step(state: RunState, task, emitter) -> tuple[RunState, dict[str, Any]]:
     key, k_emit, k_score = _split3(state.key)
-    genotypes = jax.tree.map(jnp.asarray, emitter.emit(k_emit, state.archive, state.emitter_state))
-    evaluation = _as_jax(task.score(k_score, genotypes))
+    genotypes, emitter_state = emitter.emit(k_emit, state.archive, state.emitter_state)
+    genotypes = jax.tree.map(jnp.asarray, genotypes)
+    evaluation, features = describe(state.archive, task, _as_jax(task.score(k_score, genotypes)))
     archive, info, m = _insert(
-        state.archive, genotypes, evaluation.fitness, evaluation.descriptors, float(task.qd_offset)
+        state.archive, genotypes, evaluation.fitness, evaluation.descriptors, features, float(task.qd_offset)
     )
-    emitter_state = emitter.update(state.emitter_state, archive, genotypes, evaluation, info)
+    emitter_state = emitter.update(emitter_state, archive, genotypes, evaluation, info)
     new_state = RunState(archive, emitter_state, key, state.iteration + 1)
     row = {k: np.asarray(v) for k, v in m.items()}
     row.update(_host_stats(task, emitter, emitter_state))

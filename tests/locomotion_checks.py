@@ -63,7 +63,7 @@ def check_pga_runs_on_a_brax_task():
     state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
     state, metrics = qdkit.map_elites.run(state, task, emitter, 2)
     # the initial population (8) and two emitted batches of 8, 5 steps each, all stored
-    assert int(state.emitter_state["buffer"]["size"]) == 3 * 8 * 5 and len(state.archive) >= 1
+    assert int(state.emitter_state.buffer.size) == 3 * 8 * 5 and len(state.archive) >= 1
     with pytest.raises(ValueError, match="unknown brax backend"):
         qdkit.tasks.get("hopper_uni", backend="bullet")
 

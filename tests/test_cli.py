@@ -290,3 +290,74 @@ def test_ctrl_c_saves_checkpoint_and_says_how_to_resume(tmp_path):
     result = invoke("resume", out, "--iterations", done + 5, "--no-progress")
     assert result.exit_code == 0
     assert [r["iteration"] for r in read_rows(out)] == list(range(1, done + 6))
+
+
+@pytest.mark.parametrize(
+    "args, check",
+    [
+        (["--task", "maze", "-t", "episode_length=8", "--emitter", "dcg", "--descriptors", "learned", "--judgments",
+          "12", "-e", "critic_hidden=8", "-e", "critic_steps=2", "-e", "pg_steps=1", "-e", "buffer_size=2000",
+          "-e", "train_batch_size=8", "-e", "pg_batch_size=8"], "learned"),
+        (["--task", "arm", "--emitter", "cma-mae", "-e", "num_emitters=2", "--descriptors", "learned", "--judgments",
+          "12"], "soft learned"),
+        (["--task", "arm", "--archive", "cvt", "--cells", "30", "--descriptors", "aurora"], "cvt learned"),
+        (["--task", "sphere_proj", "--emitter", "cma-mae", "-e", "num_emitters=2", "--replacement", "best"], "soft best"),
+    ],
+    ids=["dcg-learned", "cma-mae-learned", "cvt-aurora", "cma-mae-best"],
+)  # fmt: skip
+def test_cli_sample_of_the_combination_matrix(tmp_path, args, check):
+    from qdkit import rundir
+
+    out = tmp_path / "run"
+    result = invoke("run", "--iterations", 4, "--batch-size", 16, "--no-progress", "--out", out, *args)
+    assert result.exit_code == 0, result.output
+    archive = rundir.load(str(out)).state.archive
+    assert archive.learned == ("learned" in check) and archive.soft == ("soft" in check)
+    if archive.soft:
+        assert archive.thresholds.replacement == ("best" if "best" in check else "threshold")
+        assert (archive.result is None) == ("best" in check)
+    if "cvt" in check:
+        assert archive.kind == "cvt" and (out / "centroids.npy").exists()
+        assert invoke("resume", out, "--iterations", 6, "--no-progress").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (["--task", "maze", "--emitter", "cma-mega"], "cma-mega on maze with task descriptors (grid archive): "
+         "cma-mega needs gradients"),
+        (["--task", "sphere", "--descriptors", "learned"], "no features to learn descriptors from"),
+        (["--task", "arm", "--emitter", "omg-mega", "--descriptors", "aurora"], "learned descriptors have none"),
+        (["--task", "arm", "--emitter", "dcg"], "needs a policy task"),
+        (["--task", "maze", "--emitter", "dcg", "--descriptors", "learned", "-e", "similarity_on=state"],
+         "similarity_on=state"),
+        (["--task", "text", "--emitter", "iso-line", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"],
+         "only lmx writes them"),
+        (["--emitter", "cma-me", "-e", "num_emitters=5"], "multiple of 5"),
+    ],
+    ids=["gradients", "no-features", "learned-gradients", "policy", "dcg-state", "text", "batch"],
+)  # fmt: skip
+def test_cli_refuses_a_combination_in_one_line_before_writing_anything(tmp_path, args, reason):
+    out = tmp_path / "refused"
+    result = CliRunner().invoke(main, ["run", "--batch-size", "16", "--no-progress", "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
+    error = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error) == 1 and reason in error[0], result.output
+    assert not out.exists()  # nothing written
+
+
+def test_a_checkpoint_of_the_earlier_format_names_its_version_and_what_to_do(tmp_path):
+    out = tmp_path / "run"
+    assert small_run(out, "--iterations", 2).exit_code == 0
+    path = out / "checkpoint.npz"
+    with np.load(path) as f:
+        arrays = dict(f)
+    meta = json.loads(bytes(arrays["__qdkit__"]).decode())
+    meta.pop("qdkit")
+    meta["version"] = 1  # as qdkit 0.1 wrote them
+    arrays["__qdkit__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **arrays)
+    result = CliRunner().invoke(main, ["resume", str(out), "--iterations", 4, "--no-progress"])
+    assert result.exit_code == 1
+    assert "checkpoint format 1, written by qdkit 0.1; this qdkit reads format 2" in result.output
+    assert "start it again" in result.output

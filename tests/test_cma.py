@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import emitters
+import qdkit
 from emitters import cma_es
 from qdkit import IMPROVED, NEW, NOT_ADDED, CVTArchive, GridArchive, map_elites, tasks
 from qdkit.archive import AddInfo
@@ -98,15 +99,17 @@ def test_lazy_gap_grows_with_dimension():
 
 
 # ------------------------------------------------------------ threshold archive
-def soft_grid(lr, threshold_min, shape=(4,)):
+def soft_grid(lr, threshold_min, shape=(4,), replacement="threshold"):
     return GridArchive.create(
         shape=shape, lower=[0.0] * len(shape), upper=[1.0] * len(shape), example_genotype=jnp.zeros(2),
-        learning_rate=lr, threshold_min=threshold_min,
+        learning_rate=lr, threshold_min=threshold_min, replacement=replacement,
     )  # fmt: skip
 
 
-def test_threshold_batch_update_against_hand_computation():
-    archive = soft_grid(0.1, 0.0)
+@pytest.mark.parametrize("replacement", ["threshold", "best"], ids=["published", "best"])
+def test_threshold_batch_update_against_hand_computation(replacement):
+    archive = soft_grid(0.1, 0.0, replacement=replacement)
+    assert (archive.result is not None) == (replacement == "threshold")
     genotypes = jnp.arange(8.0).reshape(4, 2)
     # cell 0 gets 10 and 20 (both beat t = 0); cell 3 gets -1 (below threshold_min)
     archive, info = archive.add(genotypes[:3], jnp.array([10.0, 20.0, -1.0]), jnp.array([[0.1], [0.2], [0.9]]))
@@ -118,16 +121,67 @@ def test_threshold_batch_update_against_hand_computation():
     np.testing.assert_allclose(info.value, [10.0, 20.0, -1.0])  # f - threshold_min
     assert float(archive.fitness[0]) == 20.0 and not bool(archive.occupied[3])
 
-    # 3 beats the threshold 2.85 but not the stored elite 20: accepted, not stored
+    # 3 beats the threshold 2.85 but not the stored elite 20: accepted; the paper's rule replaces the
+    # occupant with it (the result archive keeps the 20), qdkit's "best" keeps the 20
     archive, info = archive.add(genotypes[3:], jnp.array([3.0]), jnp.array([[0.05]]))
-    assert int(info.rank_status[0]) == IMPROVED and int(info.status[0]) == NOT_ADDED
+    assert int(info.rank_status[0]) == IMPROVED
     assert float(info.value[0]) == pytest.approx(3.0 - 2.85, rel=1e-5)
     assert float(archive.threshold[0]) == pytest.approx(0.9 * 2.85 + 0.1 * 3.0, rel=1e-6)
-    assert float(archive.fitness[0]) == 20.0
+    if replacement == "threshold":
+        assert int(info.status[0]) == IMPROVED and float(archive.fitness[0]) == 3.0
+        np.testing.assert_array_equal(archive.genotypes[0], genotypes[3])
+        results = archive.results()
+        assert float(results.fitness[0]) == 20.0 and results.result is None and not results.soft
+        np.testing.assert_array_equal(results.genotypes[0], genotypes[1])
+        # the metrics report the result archive: the best ever found
+        assert float(qdkit.metrics.compute(archive, info, 0.0)["max_fitness"]) == 20.0
+    else:
+        assert int(info.status[0]) == NOT_ADDED and float(archive.fitness[0]) == 20.0
+        assert archive.results() is archive
     # 2 is below the threshold: rejected, threshold unchanged
     before = float(archive.threshold[0])
     archive, info = archive.add(genotypes[:1], jnp.array([2.0]), jnp.array([[0.05]]))
     assert int(info.rank_status[0]) == NOT_ADDED and float(archive.threshold[0]) == before
+    assert int(info.status[0]) == NOT_ADDED
+
+
+@pytest.mark.parametrize("kind", ["grid", "cvt"])
+def test_published_threshold_rule_matches_pyribs(kind):
+    """pyribs as the oracle of CMA-MAE's archive: the same batches give the same statuses,
+    values, elites and thresholds, and pyribs' result archive (a plain archive fed every
+    batch) equals qdkit's result archive."""
+    ribs_archives = pytest.importorskip("ribs.archives")
+    lr, tmin = 0.2, -3.0
+    common = {"learning_rate": lr, "threshold_min": tmin}
+    if kind == "grid":
+        ours = GridArchive.create(shape=(5, 4), lower=[0, 0], upper=[1, 1], example_genotype=jnp.zeros(3), **common)
+        make = lambda **kw: ribs_archives.GridArchive(solution_dim=3, dims=[5, 4], ranges=[(0, 1), (0, 1)],  # noqa: E731
+                                                      epsilon=0.0, dtype=np.float32, **kw)  # fmt: skip
+    else:
+        ours = CVTArchive.create(cells=15, lower=[0, 0], upper=[1, 1], example_genotype=jnp.zeros(3), samples=3000,
+                                 lookup="brute", **common)  # fmt: skip
+        make = lambda **kw: ribs_archives.CVTArchive(solution_dim=3, centroids=np.asarray(ours.centroids),  # noqa: E731
+                                                     ranges=[(0, 1), (0, 1)], dtype=np.float32, **kw)  # fmt: skip
+    theirs, their_results = make(**common), make()
+    rng = np.random.default_rng(7)
+    for _ in range(8):
+        g = rng.normal(size=(30, 3)).astype(np.float32)
+        f = np.round(rng.normal(size=30), 1).astype(np.float32)  # ties
+        d = rng.uniform(0.02, 0.98, size=(30, 2)).astype(np.float32)  # off the cell boundaries
+        ours, info = ours.add(jnp.asarray(g), jnp.asarray(f), jnp.asarray(d))
+        expected = theirs.add(g, f, d)
+        their_results.add(g, f, d)
+        np.testing.assert_array_equal(info.rank_status, expected["status"])
+        np.testing.assert_allclose(info.value, expected["value"], rtol=1e-6, atol=1e-6)
+    for archive, reference in ((ours, theirs), (ours.results(), their_results)):
+        data = reference.data()
+        index = np.asarray(data["index"])
+        occupied = np.asarray(archive.occupied)
+        assert sorted(index.tolist()) == np.nonzero(occupied)[0].tolist()
+        np.testing.assert_array_equal(np.asarray(archive.fitness)[index], data["objective"])
+        np.testing.assert_array_equal(np.asarray(archive.genotypes)[index], data["solution"])
+        if archive.soft:
+            np.testing.assert_allclose(np.asarray(archive.threshold)[index], data["threshold"], rtol=1e-6, atol=1e-6)
 
 
 def test_learning_rate_one_behaves_like_the_plain_archive():
@@ -207,7 +261,7 @@ def test_restart_rules(restart):
     # instance 0 accepted two candidates, instance 1 none
     status = [1, 2, 0, 0, 0, 0] + [0] * 6
     for it in range(1, 4):
-        genotypes = emit(jax.random.key(it), archive, state)
+        genotypes, state = emit(jax.random.key(it), archive, state)
         evaluation, info = fake_feedback(emitter, genotypes, status, jnp.linspace(5, 0, 12))
         state = update(state, archive, genotypes, evaluation, info)
         if restart == "no_improvement":
@@ -230,7 +284,7 @@ def test_flat_ranking_values_stop_an_instance_under_any_rule():
     archive = filled_archive(task)
     emitter = emitters.evolution_strategy(task.example_genotype, 4, num_emitters=1, ranker="imp", restart="basic")
     state = emitter.init(jax.random.key(0), archive)
-    genotypes = emitter.emit(jax.random.key(1), archive, state)
+    genotypes, state = emitter.emit(jax.random.key(1), archive, state)
     evaluation, info = fake_feedback(emitter, genotypes, [1, 1, 1, 1], jnp.full(4, 2.0))
     state = jax.jit(emitter.update)(state, archive, genotypes, evaluation, info)
     assert int(state.restarts[0]) == 1
@@ -241,7 +295,7 @@ def test_filter_selection_recombines_only_accepted_candidates():
     archive = filled_archive(task)
     emitter = emitters.evolution_strategy(task.example_genotype, 8, num_emitters=1, selection="filter")
     state = emitter.init(jax.random.key(0), archive)
-    genotypes = emitter.emit(jax.random.key(1), archive, state)
+    genotypes, state = emitter.emit(jax.random.key(1), archive, state)
     # rows 5 (new) then 2 (improved) are the two parents, in that order
     status = jnp.array([0, 0, 1, 0, 0, 2, 0, 0])
     value = jnp.array([9.0, 8.0, 1.0, 7.0, 6.0, 0.5, 5.0, 4.0])
@@ -326,7 +380,8 @@ def test_cma_mega_branches_are_theta_plus_gradient_combinations():
     archive = filled_archive(task)
     emitter = emitters.cma_mega(task.jacobian, task.example_genotype, 5, num_emitters=2, sigma0=1.0)
     state = jax.jit(emitter.init)(jax.random.key(0), archive)
-    batch = np.asarray(jax.jit(emitter.emit)(jax.random.key(1), archive, state)).reshape(2, 6, 6)
+    batch, state = jax.jit(emitter.emit)(jax.random.key(1), archive, state)
+    batch = np.asarray(batch).reshape(2, 6, 6)
     np.testing.assert_allclose(batch[:, 0], state.theta)  # theta comes first
     grads = np.asarray(state.grads)
     np.testing.assert_allclose(np.linalg.norm(grads, axis=2), 1.0, rtol=1e-5)
@@ -334,7 +389,9 @@ def test_cma_mega_branches_are_theta_plus_gradient_combinations():
         offsets = batch[e, 1:] - batch[e, 0]
         coef, *_ = np.linalg.lstsq(grads[e].T, offsets.T, rcond=None)
         np.testing.assert_allclose(grads[e].T @ coef, offsets.T, atol=1e-4)
-    # the update regenerates the same coefficients and steps theta along them
+    # emit keeps the coefficients of its branches in the state, and the update steps theta along them
+    coefficients = np.asarray(state.coefficients)  # (E, population, 1 + M)
+    np.testing.assert_allclose(batch[:, 1:] - batch[:, :1], np.einsum("epk,ekn->epn", coefficients, grads), atol=1e-4)
     evaluation = task.score(None, jnp.asarray(batch.reshape(12, 6)))
     archive2, info = archive.add(jnp.asarray(batch.reshape(12, 6)), evaluation.fitness, evaluation.descriptors)
     after = jax.jit(emitter.update)(state, archive2, jnp.asarray(batch.reshape(12, 6)), evaluation, info)

@@ -15,7 +15,7 @@ def test_table_lookup_equals_brute_force(dim, cells):
     archive = qdkit.CVTArchive.create(
         cells=cells, lower=lower, upper=upper, example_genotype=jnp.zeros(2), samples=20 * cells, iterations=3
     )
-    assert archive.table is not None
+    assert archive.indexer.table is not None
     points = jax.random.uniform(jax.random.key(5), (20_000, dim), minval=-1.5, maxval=2.5)
     got = archive.index_of(points)
     clipped = jnp.clip(points, archive.lower[None, :], archive.upper[None, :])

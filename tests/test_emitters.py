@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import qdkit
-from emitters import Emitter, gaussian, iso_line, mix
+from emitters import Emitter, EmptyState, gaussian, iso_line, mix
 from qdkit import rng
 
 
@@ -33,7 +33,7 @@ def test_python_loop_equals_scan(name):
 
     def one(carry, key):
         archive, state = carry
-        genotypes = emitter.emit(key, archive, state)
+        genotypes, state = emitter.emit(key, archive, state)
         fitness = -jnp.sum(genotypes, axis=1)
         evaluation = qdkit.Evaluation(fitness, genotypes[:, :2], {})
         archive, info = archive.add(genotypes, fitness, genotypes[:, :2])
@@ -55,7 +55,7 @@ def test_iso_line_formula():
     archive = filled_archive()
     emitter = iso_line(8, 0.05, 0.3)
     key = jax.random.key(7)
-    children = emitter.emit(key, archive, ())
+    children, _ = emitter.emit(key, archive, EmptyState())
     k_parents, k_iso, k_line = jax.random.split(key, 3)
     index = archive.sample_indices(k_parents, 16)
     x, y = archive.genotypes[index[:8]], archive.genotypes[index[8:]]
@@ -70,8 +70,8 @@ def test_iso_line_formula():
 
 def test_threefry_noise_option():
     archive = filled_archive()
-    fast = gaussian(8, 0.1).emit(jax.random.key(0), archive, ())
-    exact = gaussian(8, 0.1, noise="threefry").emit(jax.random.key(0), archive, ())
+    fast, _ = gaussian(8, 0.1).emit(jax.random.key(0), archive, EmptyState())
+    exact, _ = gaussian(8, 0.1, noise="threefry").emit(jax.random.key(0), archive, EmptyState())
     k_parents, k_noise = jax.random.split(jax.random.key(0))
     parents = archive.sample(k_parents, 8)
     (k_leaf,) = jax.random.split(k_noise, 1)
@@ -84,10 +84,10 @@ def test_threefry_noise_option():
 def test_gaussian_statistics_and_bounds():
     archive = filled_archive(n=1)
     parent = archive.genotypes[np.argmax(np.asarray(archive.occupied))]
-    children = gaussian(20_000, 0.1).emit(jax.random.key(0), archive, ())
+    children, _ = gaussian(20_000, 0.1).emit(jax.random.key(0), archive, EmptyState())
     np.testing.assert_allclose(np.mean(children - parent[None, :], axis=0), 0.0, atol=0.005)
     np.testing.assert_allclose(np.std(children - parent[None, :], axis=0), 0.1, rtol=0.03)
-    clipped = gaussian(2_000, 5.0, lower=0.0, upper=1.0).emit(jax.random.key(0), archive, ())
+    clipped, _ = gaussian(2_000, 5.0, lower=0.0, upper=1.0).emit(jax.random.key(0), archive, EmptyState())
     assert float(clipped.min()) == 0.0 and float(clipped.max()) == 1.0
 
 
@@ -98,7 +98,7 @@ def test_pytree_genotypes_are_varied_leaf_by_leaf():
         {"a": jnp.ones((2, 2)), "b": jnp.ones((2, 3, 2))}, jnp.asarray([1.0, 2.0]), jnp.asarray([[0.1], [0.9]])
     )
     for emitter in (gaussian(5, 0.1), iso_line(5, 0.1, 0.1)):
-        out = emitter.emit(jax.random.key(0), archive, ())
+        out, _ = emitter.emit(jax.random.key(0), archive, EmptyState())
         assert out["a"].shape == (5, 2) and out["b"].shape == (5, 3, 2)
         assert not np.allclose(out["a"], 1.0)
 
@@ -111,7 +111,7 @@ def test_mix_splits_batch_states_and_rows():
             return jnp.zeros((), jnp.int32)
 
         def emit(key, archive, state):
-            return jnp.full((size, 4), value, jnp.float32)
+            return jnp.full((size, 4), value, jnp.float32), state + 100  # the state emit returns reaches update
 
         def update(state, archive, genotypes, evaluation, info):
             seen[tag] = (np.asarray(genotypes), np.asarray(evaluation.fitness), np.asarray(info.status))
@@ -132,12 +132,13 @@ def test_mix_splits_batch_states_and_rows():
     assert [int(s) for s in observed] == [10, 0]  # only "a" observes, and it sees the whole initial batch
     np.testing.assert_array_equal(seen.pop("a initial"), np.arange(6))
     assert mix(recorder("b", 5, 2.0)).observe_initial is None
-    genotypes = emitter.emit(jax.random.key(1), archive, state)
+    genotypes, state = emitter.emit(jax.random.key(1), archive, state)
+    assert [int(s) for s in state] == [100, 100]
     np.testing.assert_array_equal(genotypes[:, 0], [1, 1, 1, 2, 2, 2, 2, 2])
     fitness = jnp.arange(8, dtype=jnp.float32)
     archive, info = archive.add(genotypes, fitness, genotypes[:, :2] / 3)
     state = emitter.update(state, archive, genotypes, qdkit.Evaluation(fitness, genotypes[:, :2], {}), info)
-    assert [int(s) for s in state] == [1, 1]
+    assert [int(s) for s in state] == [101, 101]
     np.testing.assert_array_equal(seen["a"][1], [0, 1, 2])
     np.testing.assert_array_equal(seen["b"][1], [3, 4, 5, 6, 7])
     assert np.all(seen["b"][0] == 2.0)
@@ -146,7 +147,7 @@ def test_mix_splits_batch_states_and_rows():
 def test_mix_gives_each_emitter_its_own_key():
     archive = filled_archive()
     emitter = mix(gaussian(4, 0.1), gaussian(4, 0.1))
-    out = emitter.emit(jax.random.key(0), archive, emitter.init(jax.random.key(1), archive))
+    out, _ = emitter.emit(jax.random.key(0), archive, emitter.init(jax.random.key(1), archive))
     assert not np.allclose(out[:4], out[4:])
 
 

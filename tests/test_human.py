@@ -19,8 +19,9 @@ SCRIPT = """
 import sys
 import numpy as np
 import feedback
+from qdkit.tasks.arm import draw_arm
 items = np.linspace(-1, 1, 36, dtype=np.float32).reshape(3, 3, 4)  # 3 triplets of 4-joint arms
-judge = feedback.HumanJudge(sys.argv[1], draw=feedback.draw_arm, image_dir=sys.argv[2])
+judge = feedback.HumanJudge(sys.argv[1], draw=draw_arm, image_dir=sys.argv[2])
 try:
     print("CHOICES", judge(items[:, 0], items[:, 1], items[:, 2]).tolist())
 except feedback.JudgingStopped as e:

@@ -263,7 +263,7 @@ def test_llm_judge_shows_a_vision_model_images(faulty):
     """With ``draw``, each request carries the anchor and candidates as three PNG images."""
     import base64
 
-    from feedback import draw_arm
+    from qdkit.tasks.arm import draw_arm
 
     faulty.script = ["A", "B"]
     judge = LLMJudge(client_for(faulty, concurrency=1), draw=draw_arm, top_logprobs=0, image_size=96)

@@ -118,15 +118,17 @@ def test_similarity_scaled_reward_by_hand():
 
 
 def test_buffer_keeps_only_valid_rows_and_wraps():
-    buffer = rl.buffer_init(5, 1, 1, 1)
-    rows = {k: jnp.arange(4, dtype=jnp.float32).reshape(4, 1) if k in ("obs", "action", "next_obs", "desc", "aim", "state_desc")
-            else jnp.arange(4, dtype=jnp.float32) for k in ("obs", "action", "reward", "next_obs", "done", "desc", "aim",
-                                                          "state_desc")}  # fmt: skip
+    buffer = rl.buffer_init(5, 1, 1, 1, state_descs=True)
+    column, scalar = jnp.arange(4, dtype=jnp.float32).reshape(4, 1), jnp.arange(4, dtype=jnp.float32)
+    rows = rl.Replay(obs=column, action=column, reward=scalar, next_obs=column, done=scalar, desc=column, aim=column,
+                     state_desc=column)  # fmt: skip
     buffer = rl.buffer_add(buffer, rows, jnp.asarray([True, False, True, True]))
-    assert int(buffer["size"]) == 3 and np.asarray(buffer["data"]["reward"]).tolist() == [0, 2, 3, 0, 0]
+    assert int(buffer.size) == 3 and np.asarray(buffer.data.reward).tolist() == [0, 2, 3, 0, 0]
     buffer = rl.buffer_add(buffer, rows, jnp.asarray([True, True, True, False]))
-    assert int(buffer["size"]) == 5 and int(buffer["position"]) == 1
-    assert np.asarray(buffer["data"]["reward"]).tolist() == [2, 2, 3, 0, 1]  # the oldest row was overwritten
+    assert int(buffer.size) == 5 and int(buffer.position) == 1
+    assert np.asarray(buffer.data.reward).tolist() == [2, 2, 3, 0, 1]  # the oldest row was overwritten
+    with pytest.raises(ValueError):  # a buffer that keeps state descriptors needs them in every batch
+        rl.buffer_add(buffer, rows._replace(state_desc=None), jnp.ones((4,), bool))
 
 
 def _maze_buffer(n_policies=32, length=40):
@@ -177,7 +179,7 @@ def test_aimed_returns_by_hand():
 
 def test_return_bound_lifts_the_critic_for_rows_replayed_for_their_aim_only():
     task, buffer, desc = _maze_buffer(16, 20)
-    buffer = {**buffer, "data": {**buffer["data"], "aim_return": jnp.full_like(buffer["data"]["reward"], 20.0)}}
+    buffer = buffer._replace(data=buffer.data._replace(aim_return=jnp.full_like(buffer.data.reward, 20.0)))
     config = SMALL._replace(critic_steps=300, discount=0.0, critic_lr=1e-3)
     nets = rl.make_networks(task.policy, 2, config)
     rows = rl.buffer_sample(buffer, jax.random.key(5), 256)
@@ -187,7 +189,7 @@ def test_return_bound_lifts_the_critic_for_rows_replayed_for_their_aim_only():
         learner, _ = jax.jit(lambda lr: rl.td3_train(lr, buffer, jax.random.key(3), nets, config, target_descs=desc,
                                                      reward_min=task.reward_min, archive_replay=archive_replay,
                                                      return_bound=True))(learner)  # fmt: skip
-        return float(jnp.mean(nets.q_values(learner["critic"], rows["obs"], rows["action"], rows["aim"])[0]))
+        return float(jnp.mean(nets.q_values(learner.critic, rows.obs, rows.action, rows.aim)[0]))
 
     assert trained_q(0.0) > 15.0  # every row replayed for its aim: the bound (20) is the target
     assert trained_q(1.0) < 3.0  # every target from the archive: the bound does not hold, rewards are <= 1.5
@@ -210,10 +212,10 @@ def test_conditioned_actor_learns_to_act_by_target(archive_replay, similarity_on
     sign = jnp.where(jnp.arange(n) % 2 == 0, 1.0, -1.0)
     obs = jax.random.normal(jax.random.key(0), (n, 3))
     aim = jnp.where(jnp.arange(n) % 4 < 2, sign, -sign)
-    rows = {"obs": obs, "action": sign[:, None], "reward": jnp.ones((n,)), "next_obs": obs, "done": jnp.ones((n,)),
-            "aim": aim[:, None]}  # fmt: skip
     informative, blank = sign[:, None], jnp.zeros((n, 1))
-    rows["desc"], rows["state_desc"] = (blank, informative) if similarity_on == "state" else (informative, blank)
+    desc, state_desc = (blank, informative) if similarity_on == "state" else (informative, blank)
+    rows = rl.Replay(obs=obs, action=sign[:, None], reward=jnp.ones((n,)), next_obs=obs, done=jnp.ones((n,)),
+                     desc=desc, aim=aim[:, None], state_desc=state_desc)  # fmt: skip
     buffer = rl.buffer_add(rl.buffer_init(n, 3, 1, 1, state_descs=True), rows, jnp.ones((n,), bool))
     policy = MLP((3, 16, 1))
     nets = rl.make_networks(policy, 1, config)
@@ -222,11 +224,11 @@ def test_conditioned_actor_learns_to_act_by_target(archive_replay, similarity_on
     learner, _ = jax.jit(lambda lr: rl.td3_train(lr, buffer, jax.random.key(2), nets, config, target_descs=targets,
                                                  length_scale=0.2, archive_replay=archive_replay,
                                                  similarity_on=similarity_on))(learner)  # fmt: skip
-    up = nets.act(learner["actor"], obs[:64], jnp.ones((64, 1)))
-    down = nets.act(learner["actor"], obs[:64], -jnp.ones((64, 1)))
+    up = nets.act(learner.actor, obs[:64], jnp.ones((64, 1)))
+    down = nets.act(learner.actor, obs[:64], -jnp.ones((64, 1)))
     assert float(jnp.mean(up)) > 0.5 and float(jnp.mean(down)) < -0.5
     # the same through the specialised plain policy (the descriptor folded into the bias)
-    folded = rl.specialise(learner["actor"], 3, jnp.asarray([1.0]))
+    folded = rl.specialise(learner.actor, 3, jnp.asarray([1.0]))
     np.testing.assert_allclose(np.asarray(policy.apply(folded, obs[:64])), np.asarray(up), rtol=1e-5, atol=1e-6)
 
 
@@ -236,36 +238,37 @@ def test_dcg_buffer_rows_carry_what_each_offspring_was_aimed_at():
     archive = qdkit.GridArchive.create(shape=(8, 8), lower=task.lower, upper=task.upper,
                                        example_genotype=task.example_genotype)  # fmt: skip
     state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
-    # the initial population's transitions are in the buffer, aimed at their own descriptors
-    first = state.emitter_state["buffer"]
-    assert int(first["size"]) == 16 * 20
-    desc = np.asarray(first["data"]["desc"][: 16 * 20]).reshape(16, 20, 2)
-    np.testing.assert_array_equal(np.asarray(first["data"]["aim"][: 16 * 20]).reshape(16, 20, 2), desc)
+    assert isinstance(state.emitter_state, rl.GradientState)
+    # the initial population's transitions are in the buffer, aimed at their own descriptors (raw task units:
+    # training normalises them with the archive's bounds)
+    first = state.emitter_state.buffer
+    assert int(first.size) == 16 * 20
+    desc = np.asarray(first.data.desc[: 16 * 20]).reshape(16, 20, 2)
+    np.testing.assert_array_equal(np.asarray(first.data.aim[: 16 * 20]).reshape(16, 20, 2), desc)
     assert np.all(desc == desc[:, :1]) and len(np.unique(desc[:, 0], axis=0)) > 1
-    normalised = np.asarray(rl.normalise(state.archive.descriptors, task.lower, task.upper))
-    elites = normalised[np.asarray(state.archive.occupied)]
+    elites = np.asarray(state.archive.descriptors)[np.asarray(state.archive.occupied)]
     assert all(np.isclose(desc[:, 0], e, atol=1e-6).all(axis=1).any() for e in elites)  # the elites came from them
-    plan = state.emitter_state["plan"]
-    occupied = np.asarray(state.archive.occupied)
-    assert plan["aims"].shape == (12, 2) and occupied[np.asarray(plan["parents"])].all()
-    np.testing.assert_allclose(plan["aims"][:8], rl.normalise(state.archive.descriptors[plan["parents"]],
-                                                               task.lower, task.upper))  # fmt: skip
-    genotypes = emitter.emit(jax.random.key(1), state.archive, state.emitter_state)
+    # emit draws the PG parents and injected targets from the archive it sees, and keeps their aims in the state
+    genotypes, emitted = emitter.emit(jax.random.key(1), state.archive, state.emitter_state)
+    aims = np.asarray(emitted.aims)
+    assert aims.shape == (12, 2)
+    assert all(np.isclose(elites, a, atol=1e-6).all(axis=1).any() for a in aims)  # each aim is an elite's descriptor
+    _, other = emitter.emit(jax.random.key(2), state.archive, state.emitter_state)
+    assert not np.array_equal(np.asarray(other.aims), aims)  # another key, other parents
     evaluation = task.score(jax.random.key(2), genotypes)
     archive, info = state.archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
-    new = emitter.update(state.emitter_state, archive, genotypes, evaluation, info)
-    assert int(new["buffer"]["size"]) == 2 * 16 * 20
-    aims = np.asarray(new["buffer"]["data"]["aim"][16 * 20 : 2 * 16 * 20]).reshape(16, 20, 2)
-    achieved = np.asarray(rl.normalise(evaluation.descriptors, task.lower, task.upper))
-    np.testing.assert_allclose(aims[:4], np.repeat(achieved[:4, None], 20, 1))  # Iso+LineDD: their own
-    np.testing.assert_allclose(aims[4:], np.repeat(np.asarray(plan["aims"])[:, None], 20, 1))  # PG and injected
-    assert not np.array_equal(np.asarray(new["plan"]["parents"]), np.asarray(plan["parents"]))  # a fresh plan
+    new = emitter.update(emitted, archive, genotypes, evaluation, info)
+    assert int(new.buffer.size) == 2 * 16 * 20
+    stored = np.asarray(new.buffer.data.aim[16 * 20 : 2 * 16 * 20]).reshape(16, 20, 2)
+    achieved = np.asarray(evaluation.descriptors)
+    np.testing.assert_allclose(stored[:4], np.repeat(achieved[:4, None], 20, 1))  # Iso+LineDD: their own
+    np.testing.assert_allclose(stored[4:], np.repeat(aims[:, None], 20, 1))  # PG and injected: what emit aimed at
     with pytest.raises(ValueError, match="archive_replay"):
         emitters.dcg(task, 16, archive_replay=1.5)
-    assert "state_desc" not in new["buffer"]["data"]  # kept only for similarity_on="state"
+    assert new.buffer.data.state_desc is None  # kept only for similarity_on="state"
     nets = rl.make_networks(task.policy, 2, SMALL)
     with pytest.raises(ValueError, match="keeps state descriptors"):
-        rl.td3_train(new["learner"], new["buffer"], jax.random.key(3), nets, SMALL, similarity_on="state")
+        rl.td3_train(new.learner, new.buffer, jax.random.key(3), nets, SMALL, similarity_on="state")
 
 
 def test_dcg_return_bound_stores_each_steps_return_for_its_aim():
@@ -276,16 +279,17 @@ def test_dcg_return_bound_stores_each_steps_return_for_its_aim():
     archive = qdkit.GridArchive.create(shape=(8, 8), lower=task.lower, upper=task.upper,
                                        example_genotype=task.example_genotype)  # fmt: skip
     state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
-    assert int(state.emitter_state["buffer"]["size"]) == 16 * 20
-    genotypes = emitter.emit(jax.random.key(1), state.archive, state.emitter_state)
+    assert int(state.emitter_state.buffer.size) == 16 * 20
+    genotypes, emitted = emitter.emit(jax.random.key(1), state.archive, state.emitter_state)
     evaluation = task.score(jax.random.key(2), genotypes)
     archive, info = state.archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
-    new = emitter.update(state.emitter_state, archive, genotypes, evaluation, info)
-    stored = np.asarray(new["buffer"]["data"]["aim_return"][16 * 20 : 2 * 16 * 20]).reshape(16, 20)
+    new = emitter.update(emitted, archive, genotypes, evaluation, info)
+    stored = np.asarray(new.buffer.data.aim_return[16 * 20 : 2 * 16 * 20]).reshape(16, 20)
     t = evaluation.extras["transitions"]
-    aims = np.asarray(new["buffer"]["data"]["aim"][16 * 20 : 2 * 16 * 20]).reshape(16, 20, 2)[:, 0]
+    aims = np.asarray(new.buffer.data.aim[16 * 20 : 2 * 16 * 20]).reshape(16, 20, 2)[:, 0]
     per_step = rl.normalise(t.next_state_desc, task.lower, task.upper)
-    want = rl.aimed_returns(t, per_step, jnp.asarray(aims), config, 0.05, task.reward_min)
+    want = rl.aimed_returns(t, per_step, rl.normalise(jnp.asarray(aims), task.lower, task.upper), config, 0.05,
+                            task.reward_min)  # fmt: skip
     np.testing.assert_allclose(stored, np.asarray(want), rtol=1e-5)
     assert (stored[:, :-1] >= stored[:, 1:] * config.discount - 1e-6).all() and stored.max() > 0
 
@@ -298,12 +302,12 @@ def test_pg_variation_raises_the_critics_value():
     learner, _ = rl.td3_train(learner, buffer, jax.random.key(3), nets, config, target_descs=desc,
                               reward_min=task.reward_min)  # fmt: skip
     parents = task.initial_genotypes(jax.random.key(4), 4)
-    children = rl.pg_variation(parents, task.policy, learner["critic"], buffer, jax.random.key(5), nets, config,
+    children = rl.pg_variation(parents, task.policy, learner.critic, buffer, jax.random.key(5), nets, config,
                                desc[:4])  # fmt: skip
     rows = rl.buffer_sample(buffer, jax.random.key(6), 256)
 
     def value(params, d):
-        q1, _ = nets.q_values(learner["critic"], rows["obs"], task.policy.apply(params, rows["obs"]),
+        q1, _ = nets.q_values(learner.critic, rows.obs, task.policy.apply(params, rows.obs),
                               jnp.broadcast_to(d, (256, 2)))  # fmt: skip
         return float(jnp.mean(q1))
 
@@ -320,11 +324,11 @@ def _cli(*args):
 
 
 RUN = ["run", "--task", "maze", "-t", "episode_length=40", "--batch-size", "16", "--shape", "8x8", "--no-progress",
-       "-e", "critic_width=32", "-e", "critic_steps=20", "-e", "pg_steps=4", "-e", "pg_batch_size=32",
+       "-e", "critic_hidden=32,32", "-e", "critic_steps=20", "-e", "pg_steps=4", "-e", "pg_batch_size=32",
        "-e", "train_batch_size=32", "-e", "buffer_size=5000"]  # fmt: skip
 
 
-@pytest.mark.parametrize("emitter", ["pga", "dcg"])
+@pytest.mark.parametrize("emitter", ["dcg"])  # PGA's state is the same GradientState (less the aims)
 def test_resume_of_a_run_with_a_replay_buffer_is_bit_identical(tmp_path, emitter):
     extra = ["-e", "num_injected=2"] if emitter == "dcg" else []
     whole, part = tmp_path / "whole", tmp_path / "part"
@@ -337,7 +341,7 @@ def test_resume_of_a_run_with_a_replay_buffer_is_bit_identical(tmp_path, emitter
         if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
             x, y = jax.random.key_data(x), jax.random.key_data(y)
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert int(a.emitter_state["buffer"]["size"]) == 7 * 16 * 40  # every transition: initial population and 6 batches
+    assert int(a.emitter_state.buffer.size) == 7 * 16 * 40  # every transition: initial population and 6 batches
 
 
 def test_dcg_run_distill_save_load_and_run_for_a_target(tmp_path):
@@ -396,7 +400,7 @@ def test_policy_emitters_refuse_other_tasks_and_pga_runs_cannot_distill(tmp_path
 
 
 def test_cell_size_is_the_distance_to_the_nearest_other_centre():
-    from emitters.dcg import _cell_size
+    from emitters.distill.evaluate import _cell_size
 
     grid = qdkit.GridArchive.create(shape=(4, 2), lower=[0.0, 0.0], upper=[1.0, 1.0], example_genotype=jnp.zeros(1))
     np.testing.assert_allclose(_cell_size(np.asarray(grid.cell_centers()), chunk=3), np.full(8, 0.25))

@@ -11,6 +11,7 @@ import emitters
 import feedback
 from feedback import CANT_TELL, A, B
 from qdkit import GridArchive, checkpoint, map_elites, tasks
+from qdkit.tasks.arm import draw_arm
 
 ARM = tasks.get("arm", dof=4)
 
@@ -102,33 +103,44 @@ def learned_archive(seed=0, shape=(8, 8)):
 
 def test_learned_archive_projects_features_and_keeps_them():
     archive = learned_archive()
-    ftask = feedback.features_task(ARM, "joint_positions")
+    assert archive.learned and archive.kind == "grid" and archive.features.shape == (64, 8)
     g = ARM.initial_genotypes(jax.random.key(0), 64)
-    ev = ftask.score(None, g)
-    assert ev.descriptors.shape == (64, 8)
+    ev = ARM.score(None, g)
+    features = ARM.features(ev)
+    assert features.shape == (64, 8)
     fitness = ev.fitness.at[0].set(jnp.nan)
-    archive, info = archive.add(g, fitness, ev.descriptors)
+    # add means the same for every archive: descriptors (here the learned ones) and, apart, the features
+    described, feats = map_elites.describe(archive, ARM, ev)
+    np.testing.assert_array_equal(feats, features)
+    np.testing.assert_allclose(described.descriptors, archive.describe(features), rtol=1e-6)
+    archive, info = archive.add(g, fitness, described.descriptors, feats)
     assert int(info.status[0]) == 0
+    with pytest.raises(ValueError, match="needs the rows' features"):
+        archive.add(g, fitness, described.descriptors)
+    with pytest.raises(ValueError, match="features are kept by archives over learned descriptors only"):
+        GridArchive.create(shape=(4, 4), lower=-1, upper=1, example_genotype=ARM.example_genotype).add(
+            g, fitness, ev.descriptors, features
+        )
     occupied = np.asarray(archive.occupied)
     stored = np.asarray(archive.features)[occupied]
     np.testing.assert_allclose(
         archive.describe(jnp.asarray(stored)), np.asarray(archive.descriptors)[occupied], rtol=1e-6
     )
     # each stored feature row is the feature row of the stored genotype
-    again = ftask.score(None, jnp.asarray(np.asarray(archive.genotypes)[occupied])).descriptors
+    again = ARM.features(ARM.score(None, jnp.asarray(np.asarray(archive.genotypes)[occupied])))
     np.testing.assert_allclose(stored, again, rtol=1e-6)
 
 
 def test_redescribe_reinserts_every_elite_under_new_params():
     archive = learned_archive(shape=(16, 16))
-    ftask = feedback.features_task(ARM, "joint_positions")
     g = ARM.initial_genotypes(jax.random.key(0), 400)
-    ev = ftask.score(None, g)
-    archive, _ = archive.add(g, ev.fitness, ev.descriptors)
-    new_params = archive.projection.init(jax.random.key(5))
-    fresh = jax.jit(lambda a, p: a.redescribe(p))(archive, new_params)
+    ev, features = map_elites.describe(archive, ARM, ARM.score(None, g))
+    archive, _ = archive.add(g, ev.fitness, ev.descriptors, features)
+    new_params = archive.indexer.projection.init(jax.random.key(5))
+    fresh = jax.jit(lambda a, p: feedback.redescribe(a, p))(archive, new_params)
     occupied = np.asarray(fresh.occupied)
-    latents = np.asarray(fresh.describe(jnp.asarray(np.asarray(archive.elite_features()))))
+    elite_features = np.asarray(archive.features)[np.asarray(archive.occupied)]
+    latents = np.asarray(fresh.describe(jnp.asarray(elite_features)))
     assert np.all(latents >= np.asarray(fresh.lower)) and np.all(latents <= np.asarray(fresh.upper))
     np.testing.assert_allclose(
         fresh.describe(jnp.asarray(np.asarray(fresh.features)[occupied])), np.asarray(fresh.descriptors)[occupied],
@@ -143,18 +155,33 @@ def test_redescribe_reinserts_every_elite_under_new_params():
 
 def test_learned_archive_checkpoints(tmp_path):
     archive = learned_archive()
-    ftask = feedback.features_task(ARM, "joint_positions")
     g = ARM.initial_genotypes(jax.random.key(0), 32)
-    archive, _ = archive.add(g, *ftask.score(None, g)[:2])
+    ev, features = map_elites.describe(archive, ARM, ARM.score(None, g))
+    archive, _ = archive.add(g, ev.fitness, ev.descriptors, features)
     checkpoint.save(tmp_path / "c.npz", archive, {"note": "learned"})
     loaded = checkpoint.load(tmp_path / "c.npz", archive)
     for x, y in zip(jax.tree.leaves(loaded), jax.tree.leaves(archive)):
         np.testing.assert_array_equal(x, y)
 
 
-def test_features_task_names_a_missing_extra():
-    with pytest.raises(KeyError, match="joint_positions"):
-        feedback.features_task(ARM, "knees")
+def test_learned_descriptors_need_a_task_with_matching_features():
+    sphere = tasks.get("sphere")
+    archive = feedback.LearnedArchive.create(
+        shape=(4, 4), projection=feedback.Projection(8, 2), params=feedback.Projection(8, 2).init(jax.random.key(0)),
+        example_genotype=sphere.example_genotype,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="no features to learn descriptors from"):
+        map_elites.init(jax.random.key(0), sphere, archive, emitters.gaussian(4, 0.1))
+    arm = tasks.get("arm", dof=5)  # 10 features, not 8
+    archive = learned_archive()
+    with pytest.raises(ValueError, match="another shape"):
+        map_elites.init(jax.random.key(0), arm, archive, emitters.gaussian(4, 0.1))
+    wide = feedback.LearnedArchive.create(
+        shape=(4, 4), projection=feedback.Projection(8, 2), params=feedback.Projection(8, 2).init(jax.random.key(0)),
+        example_genotype=arm.example_genotype,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"gives \(10,\) features per row but the archive's projection takes \(8,\)"):
+        map_elites.init(jax.random.key(0), arm, wide, emitters.gaussian(4, 0.1))
 
 
 # ----------------------------------------------------------------- the schedule
@@ -203,7 +230,6 @@ def ground_truth_coverage(archive) -> float:
 
 def test_qdhf_beats_a_random_projection_on_the_arm():
     """The paper's finding in miniature: judged descriptors cover the ground truth better."""
-    ftask = feedback.features_task(ARM, "joint_positions")
     emitter = emitters.iso_line(64, 0.01, 0.1, lower=ARM.genotype_lower, upper=ARM.genotype_upper)
     coverage = {}
     for method in ("qdhf", "random"):
@@ -211,8 +237,8 @@ def test_qdhf_beats_a_random_projection_on_the_arm():
         refitter = feedback.Refitter(
             feedback.SimulatedJudge.from_task(ARM), iterations=200, judgments=400, method=method, steps=300
         )
-        state = refitter.start(map_elites.init(jax.random.key(0), ftask, archive, emitter))
-        state, _ = map_elites.run(state, ftask, emitter, 200, chunk_size=10, callbacks=[refitter])
+        state = refitter.start(map_elites.init(jax.random.key(0), ARM, archive, emitter))
+        state, _ = map_elites.run(state, ARM, emitter, 200, chunk_size=10, callbacks=[refitter])
         assert [entry["iteration"] for entry in refitter.log] == [0, 20, 50, 100]
         coverage[method] = ground_truth_coverage(state.archive)
     assert refitter.judgments_so_far() == 0  # the random baseline asks nothing
@@ -229,7 +255,6 @@ def test_maze_trajectory_features_and_learned_metric_on_the_maze():
     np.testing.assert_allclose(path[:, -1], 2 * np.asarray(ev.descriptors) - 1, atol=1e-6)  # ends at the descriptor
     assert np.all(np.abs(path) <= 1)
 
-    ftask = feedback.features_task(maze, "trajectory")
     emitter = emitters.iso_line(64, 0.005, 0.05)
     projection = feedback.Projection(20, 2)
     archive = feedback.LearnedArchive.create(
@@ -237,14 +262,14 @@ def test_maze_trajectory_features_and_learned_metric_on_the_maze():
         example_genotype=maze.example_genotype,
     )  # fmt: skip
     refitter = feedback.Refitter(feedback.SimulatedJudge.from_task(maze), iterations=40, judgments=400, steps=300)
-    state = refitter.start(map_elites.init(jax.random.key(0), ftask, archive, emitter))
-    state, _ = map_elites.run(state, ftask, emitter, 40, chunk_size=4, callbacks=[refitter])
+    state = refitter.start(map_elites.init(jax.random.key(0), maze, archive, emitter))
+    state, _ = map_elites.run(state, maze, emitter, 40, chunk_size=4, callbacks=[refitter])
     assert refitter.judgments_so_far() == 400
 
     occupied = np.asarray(state.archive.occupied)
     assert occupied.sum() > 30
     feats = np.asarray(state.archive.features)[occupied]
-    latent = np.asarray(projection.apply(state.archive.params, jnp.asarray(feats)))
+    latent = np.asarray(projection.apply(state.archive.indexer.params, jnp.asarray(feats)))
     truth = (feats[:, -2:] + 1) / 2  # the final position, from the path's last point
     rng = np.random.default_rng(0)
     i, j, k = rng.integers(0, len(feats), (3, 2000))
@@ -266,16 +291,13 @@ def test_a_person_sees_maze_items_drawn(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from qdkit import registry
-
     maze = tasks.get("maze", episode_length=30)
-    draw = registry.drawer(maze)
     fig, ax = plt.subplots()
-    draw(ax, jax.tree.map(lambda x: x[0], maze.initial_genotypes(jax.random.key(0), 1)))
+    maze.draw(ax, jax.tree.map(lambda x: x[0], maze.initial_genotypes(jax.random.key(0), 1)))
     assert len(ax.lines) > 10  # the walls and the robot's path
     plt.close(fig)
-    assert registry.drawer(tasks.get("arm")) is feedback.draw_arm
-    assert registry.drawer(tasks.get("sphere")) is None
+    assert tasks.get("arm").draw is draw_arm
+    assert tasks.get("sphere").draw is None
 
 
 # ------------------------------------------------------------ runs and the CLI

@@ -75,3 +75,28 @@ def test_random_genotypes_respect_bounds_and_offset(name):
     for corner in (lo, hi):
         ev = task.score(None, jnp.full((1, task.example_genotype.shape[0]), corner, jnp.float32))
         assert float(ev.fitness[0]) >= task.qd_offset - 1e-4 * max(1.0, abs(task.qd_offset))  # float round-off
+
+
+def test_the_registry_builds_every_task_and_holds_only_names_and_factories():
+    """``tasks.get`` builds the text task without the caller importing feedback (or the
+    CLI's registry) first: a fresh interpreter, and no model configured."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, qdkit\n"
+        "assert 'feedback' not in sys.modules\n"
+        "task = qdkit.tasks.get('text', domain='stories')\n"
+        "print(task.name, task.descriptor_dim, type(task.client).__name__, 'feedback' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["text", "2", "EnvironmentClient", "True"]
+    assert tasks.options("text") == {"domain": "opinions"}  # the client is wiring, not an option
+    # task facts live on the task: features for learned descriptors, a drawing for a person
+    arm, sphere = tasks.get("arm", dof=3), tasks.get("sphere")
+    ev = arm.score(None, jnp.zeros((2, 3)))
+    assert arm.features(ev).shape == (2, 6) and arm.draw is not None
+    assert sphere.features is None and sphere.draw is None

@@ -19,6 +19,7 @@ import pytest
 import feedback
 from feedback import CANT_TELL, A, B
 from feedback.web import WebJudge
+from qdkit.tasks.arm import draw_arm
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
@@ -133,7 +134,7 @@ def test_web_page_clicks_keys_undo_stop_resume_and_screenshot(tmp_path):
         browser.wait_text("Stopped: 2 of 3 answered")
 
     on_serve, errors = drive(first_session)
-    judge = WebJudge(str(path), draw=feedback.draw_arm, on_serve=on_serve)
+    judge = WebJudge(str(path), draw=draw_arm, on_serve=on_serve)
     with pytest.raises(feedback.JudgingStopped):
         judge(items[:, 0], items[:, 1], items[:, 2])
     time.sleep(1.0)

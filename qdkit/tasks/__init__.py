@@ -1,25 +1,35 @@
 """Task registry: ``qdkit.tasks.get(name, **options)``.
 
-Each entry is a factory returning a :class:`Task`. Other packages (or users) add
-their own with :func:`register`.
+Each entry is a name and a factory returning a :class:`Task`, nothing more: whatever
+else other parts need to know about a task is on the task itself (its ``features``,
+``draw``, ``teacher``, ``descriptor_of``, ...). Other packages (or users) add their own
+with :func:`register`. A factory may be given as ``"module:function"``, imported on first
+use: the text task lives in ``feedback`` (which imports ``qdkit``, never the reverse), and
+``get("text")`` works without importing anything first.
+
+A factory's positional-or-keyword parameters are its options (listed by
+:func:`options`, set with ``-t KEY=VALUE`` on the command line); keyword-only
+parameters are wiring passed by code (the text task's model ``client``).
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 
 from qdkit.tasks.arm import arm, forward_kinematics
-from qdkit.tasks.base import Evaluation, PolicyTask, Task, clip_to
+from qdkit.tasks.base import Evaluation, PolicyTask, Task, clip_to, features_from_extra
 from qdkit.tasks.functions import rastrigin, rastrigin_proj, sphere, sphere_proj
 from qdkit.tasks.locomotion import ant_omni, ant_uni, halfcheetah_uni, hopper_uni, walker2d_uni
 from qdkit.tasks.maze import maze
 
-_REGISTRY: dict[str, Callable[..., Task]] = {}
+_REGISTRY: dict[str, Callable[..., Task] | str] = {}
 
 
-def register(name: str, factory: Callable[..., Task]) -> None:
-    """Make ``factory`` available as ``get(name, **options)``.
+def register(name: str, factory: Callable[..., Task] | str) -> None:
+    """Make ``factory`` (a callable, or ``"module:function"`` imported on first use)
+    available as ``get(name, **options)``.
 
     The first line of the factory's docstring is its one-line description.
     """
@@ -38,19 +48,24 @@ def describe(name: str) -> str:
 
 
 def options(name: str) -> dict[str, object]:
-    """The options a task accepts, with their defaults."""
+    """The options a task accepts, with their defaults (keyword-only wiring excluded)."""
     sig = inspect.signature(_factory(name))
-    return {p.name: p.default for p in sig.parameters.values()}
+    return {p.name: p.default for p in sig.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD}
 
 
 def _factory(name: str) -> Callable[..., Task]:
     if name not in _REGISTRY:
         raise KeyError(f"unknown task {name!r}; valid tasks: {', '.join(names())}")
-    return _REGISTRY[name]
+    factory = _REGISTRY[name]
+    if isinstance(factory, str):  # "module:function", imported on first use
+        module, _, attribute = factory.partition(":")
+        factory = _REGISTRY[name] = getattr(importlib.import_module(module), attribute)
+    return factory
 
 
 def get(name: str, **task_options: object) -> Task:
-    """Build the task ``name`` with ``task_options``.
+    """Build the task ``name`` with ``task_options`` (and any keyword-only wiring the
+    factory takes).
 
     Raises:
         KeyError: unknown name (the message lists the valid ones).
@@ -59,7 +74,8 @@ def get(name: str, **task_options: object) -> Task:
     """
     factory = _factory(name)
     valid = options(name)
-    unknown = sorted(set(task_options) - set(valid))
+    wiring = {p.name for p in inspect.signature(factory).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    unknown = sorted(set(task_options) - set(valid) - wiring)
     if unknown:
         raise TypeError(
             f"task {name!r} has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(valid) or 'none'}"
@@ -81,6 +97,7 @@ for _factory_fn in (
     hopper_uni,
 ):
     register(_factory_fn.__name__, _factory_fn)
+register("text", "feedback.text_task:text")
 
 __all__ = [
     "Evaluation",
@@ -88,6 +105,7 @@ __all__ = [
     "Task",
     "arm",
     "clip_to",
+    "features_from_extra",
     "describe",
     "forward_kinematics",
     "get",

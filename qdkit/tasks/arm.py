@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from qdkit.tasks.base import Evaluation, Task
+from qdkit.tasks.base import Evaluation, Task, features_from_extra
 
 
 def forward_kinematics(angles):
@@ -20,13 +20,27 @@ def forward_kinematics(angles):
     return jnp.cumsum(steps, axis=1)
 
 
+def draw_arm(ax, genotype) -> None:
+    """Draw a planar arm (joint angles ``(dof,)``) on a matplotlib axis."""
+    joints = np.asarray(forward_kinematics(np.asarray(genotype, np.float32)[None, :]))[0]
+    points = np.concatenate([np.zeros((1, 2)), joints])
+    ax.plot(points[:, 0], points[:, 1], "-o", ms=3)
+    ax.plot(*points[-1], "r*", ms=10)
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def arm(dof: int = 8) -> Task:
     """Planar arm with ``dof`` joints.
 
     Genotype: ``(dof,)`` joint angles in ``[-pi, pi]``. Fitness: minus the variance of
     the angles (``0`` is best: all joints bent alike). Descriptor: the end-effector
     position ``(x, y)`` in ``[-1, 1]^2``. Extras: ``joint_positions (B, dof, 2)``,
-    the position of every joint (the features that learned descriptors use).
+    the position of every joint: the features that learned descriptors use
+    (``features``, flattened to ``2 * dof`` values). ``draw`` shows one arm.
     """
     dof = int(dof)
     if dof < 1:
@@ -50,4 +64,6 @@ def arm(dof: int = 8) -> Task:
         descriptor_names=("end-effector x", "end-effector y"),
         options={"dof": dof},
         differentiable=True,
+        features=features_from_extra("joint_positions"),
+        draw=draw_arm,
     )

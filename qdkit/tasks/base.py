@@ -60,6 +60,12 @@ class Task:
             metrics row of a host run (e.g. language-model usage).
         edges: optional per-descriptor cell boundaries that a grid archive for this task
             should use by default (non-uniform cells).
+        features: optional ``features(evaluation) -> (B, F)``: what learned descriptors
+            (QDHF, AURORA) are fitted on, computed from a batch's
+            :class:`Evaluation` (e.g. the arm's joint positions, flattened). Tasks
+            without it cannot learn their descriptors.
+        draw: optional ``draw(ax, genotype)`` drawing one item on a matplotlib axis, to
+            show it to a person or a vision model (the arm's links, the maze's path).
     """
 
     name: str
@@ -78,10 +84,24 @@ class Task:
     decode: Callable[[Any], list[str]] | None = None
     stats: Callable[[], Mapping[str, float]] | None = None
     edges: tuple[tuple[float, ...], ...] | None = None
+    features: Callable[[Evaluation], jax.Array] | None = None
+    draw: Callable[[Any, Any], None] | None = None
 
     @property
     def descriptor_dim(self) -> int:
         return int(np.shape(self.lower)[0])
+
+    @property
+    def feature_dim(self) -> int | None:
+        """The number of features per row (``None`` without ``features``); traced
+        with ``jax.eval_shape``, nothing is run or compiled. Not for host tasks."""
+        if self.features is None:
+            return None
+        batch = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct((1, *jnp.shape(x)), jnp.asarray(x).dtype), self.example_genotype
+        )
+        shape = jax.eval_shape(lambda k, g: self.features(self.score(k, g)), jax.random.key(0), batch).shape
+        return int(np.prod(shape[1:]))
 
     def initial_genotypes(self, key: jax.Array, n: int) -> Any:
         """``n`` starting genotypes: ``init`` if given, else uniform in the bounds."""
@@ -163,6 +183,18 @@ class PolicyTask(Task):
     render: Callable[..., Any] | None = None
     descriptor_of: Callable[..., Any] | None = None
     teacher: Callable[..., Any] | None = None
+
+
+def features_from_extra(name: str) -> Callable[[Evaluation], jax.Array]:
+    """``Task.features`` that reads ``extras[name]`` and flattens it per row to
+    ``(B, F)`` float32."""
+
+    def features(evaluation: Evaluation) -> jax.Array:
+        value = jnp.asarray(evaluation.extras[name], jnp.float32)
+        return value.reshape(value.shape[0], -1)
+
+    features.__qualname__ = f"features_from_extra({name!r})"
+    return features
 
 
 def _broadcast_like(bound: Any, example: Any) -> Any:

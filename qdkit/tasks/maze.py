@@ -33,7 +33,7 @@ import numpy as np
 
 from qdkit.policy import MLP
 from qdkit.rollout import batch_rollout, episode_return, final_state_descriptor
-from qdkit.tasks.base import Evaluation, PolicyTask, Task
+from qdkit.tasks.base import Evaluation, PolicyTask, Task, features_from_extra
 
 BORDERS = ((0.0, 0.0, 1.0, 0.0), (1.0, 0.0, 1.0, 1.0), (1.0, 1.0, 0.0, 1.0), (0.0, 1.0, 0.0, 0.0))
 MAPS = {
@@ -279,7 +279,11 @@ TRAJECTORY_POINTS = 10
 def maze(
     episode_length: int = 250, hidden: int = 8, map: str = "standard", observe_position: bool = False
 ) -> PolicyTask:
-    """Maze navigation (Kheperax-like): an MLP drives a robot; descriptor = final (x, y)."""
+    """Maze navigation (Kheperax-like): an MLP drives a robot; descriptor = final (x, y).
+
+    Features for learned descriptors: the path at 10 evenly spaced steps
+    (``extras["trajectory"]``, 20 values in [-1, 1]); ``draw`` shows one robot's path.
+    """
     episode_length, hidden = int(episode_length), int(hidden)
     if episode_length < 1 or hidden < 1:
         raise ValueError("episode_length and hidden must be positive")
@@ -315,6 +319,8 @@ def maze(
         render=render,
         descriptor_of=final_state_descriptor,
         teacher=env.teacher,
+        features=features_from_extra("trajectory"),
+        draw=lambda ax, genotype: _draw(env, policy, episode_length, genotype, ax=ax),
     )
 
 
@@ -329,9 +335,12 @@ def _trajectory(env, policy, params, episode_length):
 def draw(task: Task, params: Any = None, *, ax=None, trajectories: bool = True):
     """Draw the maze (walls, start, goal) and, for ``params`` (one policy or a batch),
     the robot's path(s); returns the axes."""
+    return _draw(task.env, task.policy, task.episode_length, params, ax=ax, trajectories=trajectories)
+
+
+def _draw(env, policy, episode_length: int, params: Any = None, *, ax=None, trajectories: bool = True):
     import matplotlib.pyplot as plt
 
-    env = task.env
     ax = ax or plt.gca()
     for x1, y1, x2, y2 in np.asarray(env.walls):
         ax.plot([x1, x2], [y1, y2], color="black", lw=2)
@@ -342,7 +351,7 @@ def draw(task: Task, params: Any = None, *, ax=None, trajectories: bool = True):
         n = jax.tree.leaves(batch)[0].shape[0]
         for i in range(n):
             one = jax.tree.map(lambda x, i=i: x[i], batch)
-            path, mask = (np.asarray(a) for a in _trajectory(env, task.policy, one, task.episode_length))
+            path, mask = (np.asarray(a) for a in _trajectory(env, policy, one, episode_length))
             path = path[mask > 0]
             ax.plot(path[:, 0], path[:, 1], lw=1, alpha=0.8)
             ax.plot(path[-1, 0], path[-1, 1], "x", color="tab:red")

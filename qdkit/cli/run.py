@@ -1,0 +1,235 @@
+"""``qdkit run`` and ``qdkit resume``: start a run in a directory, or continue one."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+import feedback
+from qdkit import checkpoint, registry, rundir, tasks
+from qdkit.cli.model import model_endpoint
+from qdkit.cli.options import (
+    Devices,
+    KeyValue,
+    Shape,
+    _group,
+    budget_options,
+    check_options,
+    config_option,
+    message,
+    progress_option,
+    read_config,
+    resume_hint,
+    seed_option,
+)
+from qdkit.map_elites import Interrupted, Stopped, StopRun
+
+# ------------------------------------------------------------------ option groups
+
+search_options = _group(
+    click.option("--task", type=click.Choice(tasks.names()), default="arm", show_default=True, help="Task to solve."),
+    click.option("--task-option", "-t", "task_options", multiple=True, type=KeyValue(),
+                 help="Task option KEY=VALUE (repeatable), e.g. -t dof=10."),
+    click.option("--domain", default=None,
+                 help="Text domain of --task text: opinions, stories, or a .toml domain file [default: opinions]."),
+    click.option("--emitter", type=click.Choice(registry.emitter_names()), default=None,
+                 help="Variation operator [default: iso-line; lmx for --task text]."),
+    click.option("--emitter-option", "-e", "emitter_options", multiple=True, type=KeyValue(),
+                 help="Emitter option KEY=VALUE (repeatable), e.g. -e iso_sigma=0.02 or -e critic_hidden=64,64."),
+    click.option("--iterations", type=click.IntRange(min=1), default=1000, show_default=True),
+    click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True),
+    seed_option,
+)  # fmt: skip
+
+archive_options = _group(
+    click.option("--archive", type=click.Choice(registry.ARCHIVES), default="grid", show_default=True),
+    click.option("--shape", type=Shape(), default=None,
+                 help="Grid cells per descriptor, e.g. 32x32 [default: 32 per descriptor]."),
+    click.option("--cells", type=click.IntRange(min=1), default=1024, show_default=True, help="Number of CVT cells."),
+    click.option("--learning-rate", type=click.FloatRange(0.0, 1.0), default=None,
+                 help="CMA-MAE archive learning rate alpha [default: 0.01 for cma-mae and cma-maega, else 1: a plain "
+                      "archive]."),
+    click.option("--threshold-min", type=float, default=None,
+                 help="Initial cell threshold of a CMA-MAE archive [default: the task's QD offset]."),
+    click.option("--replacement", type=click.Choice(("threshold", "best")), default="threshold", show_default=True,
+                 help="In a threshold archive: the best candidate above a cell's threshold replaces the occupant and a "
+                      "result archive keeps the best ever (threshold: the CMA-MAE paper's), or the archive keeps the "
+                      "best candidate ever accepted (best: qdkit's earlier rule)."),
+)  # fmt: skip
+
+descriptor_options = _group(
+    click.option("--descriptors", type=click.Choice(list(registry.DESCRIPTORS)), default="task", show_default=True,
+                 help="The task's own descriptors, or learned from its features: from judgments (QDHF), an "
+                      "autoencoder (AURORA) or a random projection."),
+    click.option("--judge", type=click.Choice(registry.JUDGES), default="simulated", show_default=True,
+                 help="Who answers the similarity questions of --descriptors learned (embedding: cosine similarity "
+                      "of the endpoint's embeddings)."),
+    click.option("--judgments", type=click.IntRange(min=1), default=1000, show_default=True,
+                 help="Judgment budget of --descriptors learned, spread over its refits."),
+    click.option("--judge-noise", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+                 help="Probability that the simulated judge answers wrong."),
+    click.option("--judge-images", is_flag=True, default=False,
+                 help="--judge llm: show a vision model the items as images (tasks that draw them: arm, maze)."),
+)  # fmt: skip
+
+model_options = _group(
+    click.option("--base-url", default=None,
+                 help="OpenAI-compatible endpoint for --task text and --judge llm/embedding [default: "
+                      "$OPENAI_BASE_URL, else the bundled local model when installed]."),
+    click.option("--model", default=None,
+                 help="Model at --base-url [default: $OPENAI_MODEL]. The key: $OPENAI_API_KEY."),
+    click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True,
+                 help="Model requests in flight at once."),
+    budget_options,
+)  # fmt: skip
+
+output_options = _group(
+    click.option("--out", type=click.Path(file_okay=False), default=None,
+                 help="Run directory [default: runs/TASK-DATE-TIME]."),
+    click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True,
+                 help="Iterations between checkpoints."),
+    click.option("--devices", type=Devices(), default="auto", show_default=True,
+                 help="Devices to split each batch over: a number, or auto (as many of this machine's devices as "
+                      "divide the batch)."),
+    click.option("--overwrite", is_flag=True, help="Replace an existing run in --out."),
+    progress_option,
+)  # fmt: skip
+
+
+# ----------------------------------------------------------------------- running
+
+
+def stopped_labelling(directory: str) -> None:
+    click.echo(
+        f"\nLabelling stopped; every answer is saved in {os.path.join(directory, registry.HUMAN_JUDGMENTS)}.\n"
+        f"Continue with: {resume_hint(directory)}  (or `qdkit label {directory}` to only label)"
+    )
+
+
+def execute(run: rundir.Run, iterations: int, progress: bool) -> None:
+    """Run ``run`` to ``iterations`` in total, then write its outputs; Ctrl-C, a spent
+    budget and a person who stops labelling end it cleanly with what to do next."""
+    try:
+        rundir.execute(run, iterations, progress=progress)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    except Stopped as stop:  # e.g. a model budget spent: a clean end, outputs written
+        click.echo(
+            f"\nStopped at iteration {int(stop.state.iteration)}: {stop.reason}. Checkpoint saved in "
+            f"{run.directory}.\nContinue with a larger budget: {resume_hint(run.directory)} --max-requests N",
+            err=True,
+        )
+        run.state = stop.state
+        for path in rundir.write_outputs(run):
+            click.echo(f"wrote {path}")
+        return
+    except Interrupted as stop:
+        click.echo(
+            f"\nInterrupted at iteration {int(stop.state.iteration)}; checkpoint saved in "
+            f"{run.directory}.\nResume with: {resume_hint(run.directory)}",
+            err=True,
+        )
+        sys.exit(130)
+    except feedback.JudgingStopped:
+        stopped_labelling(run.directory)
+        return
+    paths = rundir.write_outputs(run)
+    found = run.state.archive.results()
+    click.echo(
+        f"{int(run.state.iteration)} iterations: {len(found)} elites "
+        f"(coverage {float(found.coverage()):.1%}, QD-score {float(found.qd_score(run.task.qd_offset)):.6g})"
+    )
+    click.echo(
+        "wrote "
+        + ", ".join(os.path.join(run.directory, p) for p in [rundir.CONFIG, rundir.CHECKPOINT, rundir.METRICS])
+        + ", "
+        + ", ".join(paths)
+    )
+
+
+def run_config(options: dict[str, Any]) -> dict[str, Any]:
+    """The run's config from the command's options (unknown task or emitter options
+    refused with the valid ones)."""
+    task = options["task"]
+    task_opts = dict(options["task_options"])
+    if options["domain"] is not None:
+        if task != "text":
+            raise click.UsageError("--domain is an option of --task text")
+        task_opts["domain"] = options["domain"]
+    if task == "text":
+        try:
+            feedback.domains.get(task_opts.get("domain", "opinions"))
+        except (KeyError, feedback.DomainError) as e:
+            raise click.UsageError(message(e)) from e
+    emitter = options["emitter"] or ("lmx" if task == "text" else "iso-line")
+    emitter_opts = dict(options["emitter_options"])
+    check_options("task", task, task_opts, tasks.options(task))
+    check_options("emitter", emitter, emitter_opts, registry.emitter_options(emitter))
+    config = {k: v for k, v in options.items() if k not in ("domain", "out", "overwrite", "progress")}
+    config.update(task_options=task_opts, emitter=emitter, emitter_options=emitter_opts,
+                  refit_over=options["iterations"])  # fmt: skip
+    return config
+
+
+@click.command()
+@config_option
+@search_options
+@archive_options
+@descriptor_options
+@model_options
+@output_options
+def run(**options: Any) -> None:
+    """Run MAP-Elites and write the archive, metrics and plots to a run directory."""
+    config = run_config(options)
+    out = options["out"] or os.path.join("runs", f"{config['task']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if os.path.exists(os.path.join(out, rundir.CONFIG)) and not options["overwrite"]:
+        raise click.UsageError(f"{out} already holds a run; continue it with `{resume_hint(out)}` or pass --overwrite")
+    with model_endpoint(config) as runtime:
+        try:
+            started = rundir.create(out, config, runtime)
+        except feedback.JudgingStopped:
+            stopped_labelling(out)
+            return
+        except StopRun as e:
+            raise click.ClickException(f"{e} before the initial batch was rated; nothing to resume") from e
+        except (ValueError, TypeError, KeyError) as e:
+            raise click.UsageError(message(e)) from e
+        except KeyboardInterrupt:
+            click.echo(
+                "\nInterrupted while setting up the run, before its first checkpoint; nothing to resume.", err=True
+            )
+            sys.exit(130)
+        execute(started, config["iterations"], options["progress"])
+
+
+@click.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--iterations", type=click.IntRange(min=1), default=None,
+              help="New total number of iterations [default: the run's].")  # fmt: skip
+@click.option("--devices", type=Devices(), default=None, help="Devices to split each batch over [default: the run's].")
+@budget_options
+@progress_option
+def resume(directory, iterations, devices, max_requests, max_tokens, progress):
+    """Continue a run from its last checkpoint."""
+    config = read_config(directory)
+    changes = {k: v for k, v in [("iterations", iterations), ("max_requests", max_requests),
+                                  ("max_tokens", max_tokens)] if v is not None}  # fmt: skip
+    if changes:
+        config.update(changes)
+        rundir.write_json(os.path.join(directory, rundir.CONFIG), config)
+    with model_endpoint(config) as runtime:
+        try:
+            loaded = rundir.load(directory, devices, runtime)
+        except (rundir.RunDirError, checkpoint.CheckpointError, ValueError) as e:
+            raise click.ClickException(str(e)) from e
+        total = int(loaded.config["iterations"])
+        done = int(loaded.state.iteration)
+        if done >= total:
+            click.echo(f"{directory} is complete ({done} of {total} iterations); pass --iterations to go further.")
+            return
+        click.echo(f"resuming {directory} at iteration {done} of {total}")
+        execute(loaded, total, progress)
