@@ -15,6 +15,17 @@ One iteration of :func:`qdkit.map_elites.step` calls::
     archive, info = archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
     state = emitter.update(state, archive, genotypes, evaluation, info)   # like tell
 
+and a whole run, with an emitter of your own (``from emitters import Emitter, clip``;
+``emitters`` is a top-level package beside ``qdkit``)::
+
+    import jax, qdkit
+    task = qdkit.tasks.get("arm")
+    archive = qdkit.GridArchive.create(shape=(32, 32), lower=task.lower, upper=task.upper,
+                                       example_genotype=task.example_genotype)
+    state = qdkit.map_elites.init(jax.random.key(0), task, archive, my_emitter)
+    state, metrics = qdkit.map_elites.run(state, task, my_emitter, iterations=100)
+    state.emitter_state                                          # your state, as update left it
+
 The protocol, in full:
 
 - ``init(key, archive) -> state``: the first state. ``archive`` already holds the
@@ -27,21 +38,26 @@ The protocol, in full:
 - ``update(state, archive, genotypes, evaluation, info) -> state``: called with the
   archive *after* insertion, the batch, its :class:`qdkit.tasks.Evaluation` (with the
   descriptors the archive bins: learned ones for an archive over learned descriptors)
-  and the :class:`qdkit.AddInfo` of each row (status, improvement value, cell).
+  and the :class:`qdkit.AddInfo` of the batch: per row ``status`` (``qdkit.NOT_ADDED``
+  0, ``qdkit.IMPROVED`` 1 replaced a cell's elite, ``qdkit.NEW`` 2 filled an empty
+  cell), ``value`` (the improvement), ``index`` (the cell) and ``rank_status`` (what
+  the row would have done alone, which the CMA rankers use).
 - ``batch_size``: the number of rows ``emit`` makes.
 - Optional: ``host=True`` for emitters whose functions are host code (a language
   model): the loop calls them eagerly, one iteration at a time, and they must still
   return their state rather than keep it; ``stats(state) -> {name: number}``, counters
-  logged with a host run's metrics; ``observe_initial(state, archive, genotypes,
+  logged with the metrics of a host run (the compiled loop does not call it: read
+  ``state.emitter_state`` instead); ``observe_initial(state, archive, genotypes,
   evaluation) -> state``, called once after ``init`` with the evaluated initial
   population (gradient emitters fill their replay buffer with it).
 
 Rules the loop relies on: the functions are pure (no Python-side mutable state; unless
-``host``, jittable); the key comes first and is split into named subkeys, never reused;
-shapes are fixed. Emitters compare by identity of their functions, so an emitter can be
+``host``, jittable); the key comes first (``init`` and ``emit``; ``update`` gets none: keep
+a key in the state if it needs one) and is split into named subkeys, never reused; the
+state's shapes and dtypes are fixed from ``init`` on. Emitters compare by identity of their functions, so an emitter can be
 a static argument of ``jax.jit``: build it once. Combine emitters with
 :func:`emitters.mix` rather than subclassing. ``examples/custom_emitter.py`` is a
-complete emitter written against this page alone.
+complete emitter (curiosity-driven parent selection) that uses nothing but this page.
 """
 
 from __future__ import annotations

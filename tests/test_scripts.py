@@ -30,6 +30,12 @@ def test_custom_task_example(tmp_path):
     assert "QD-score" in result.stdout and "best fitness" in result.stdout
 
 
+def test_custom_emitter_example(tmp_path):
+    result = run_script(os.path.join(ROOT, "examples", "custom_emitter.py"), "--iterations", "20", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "uniform parents" in result.stdout and "curious parents" in result.stdout
+
+
 def test_benchmark_smoke(tmp_path):
     pytest.importorskip("ribs")
     pytest.importorskip("qdax")
