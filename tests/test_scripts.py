@@ -45,6 +45,14 @@ def test_benchmark_smoke(tmp_path):
         assert line in result.stdout
 
 
+def test_step_hlo_benchmark(tmp_path):
+    result = run_script(os.path.join(ROOT, "benchmarks", "step_hlo.py"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if " operations, " in line]
+    assert [line.split(":")[0] for line in lines] == ["fast", "plain (jnp.cos, threefry)"]
+    assert all(int(line.split()[-2]) > 10 for line in lines)  # "<n> fusions"
+
+
 def test_devices_benchmark_smoke(tmp_path):
     result = run_script(
         os.path.join(ROOT, "benchmarks", "devices_throughput.py"),
