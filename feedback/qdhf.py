@@ -178,29 +178,39 @@ class Refitter:
         return int(sum(len(c) for c in self.data["choice"]))
 
     # ------------------------------------------------------------ persistence
-    def save(self, path: str) -> None:
-        """Write the judgments collected so far, the refit count and the random streams
-        (triplet sampling; a simulated judge's noise) atomically, so a resumed run
-        retrains on every answer it has paid for and continues as if uninterrupted."""
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The refitter's host state as named arrays: the judgments collected so far, the
+        refit count and the random streams (triplet sampling; a simulated judge's
+        noise). :func:`qdkit.rundir` writes them into each checkpoint, so the run state
+        and the refits it reflects are committed together."""
         arrays = {k: np.concatenate(v) if v else np.zeros((0,)) for k, v in self.data.items()}
-        tmp = f"{path}.tmp.npz"
         judge_rng = getattr(self.judge, "rng", None)  # a simulated judge's noise stream
         streams = {
             "sampler": self.rng.bit_generator.state,
             "judge": None if judge_rng is None else judge_rng.bit_generator.state,
         }
-        np.savez(tmp, done=np.asarray(self.done), rng=np.asarray(json.dumps(streams)), **arrays)
+        return {"done": np.asarray(self.done), "rng": np.asarray(json.dumps(streams)), **arrays}
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Set the refitter's host state from :meth:`state_arrays`' output."""
+        self.done = int(arrays["done"])
+        streams = json.loads(str(arrays["rng"]))
+        self.rng.bit_generator.state = streams["sampler"]
+        if streams["judge"] is not None and getattr(self.judge, "rng", None) is not None:
+            self.judge.rng.bit_generator.state = streams["judge"]
+        self.data = {k: ([arrays[k]] if arrays[k].shape[0] else []) for k in ("anchor", "a", "b", "choice")}
+
+    def save(self, path: str) -> None:
+        """Write :meth:`state_arrays` to ``path`` atomically, so a resumed run retrains on
+        every answer it has paid for and continues as if uninterrupted."""
+        tmp = f"{path}.tmp.npz"
+        np.savez(tmp, **self.state_arrays())
         os.replace(tmp, path)
 
     def load(self, path: str) -> None:
         """Restore what :meth:`save` wrote; raises ``ValueError`` naming a corrupt file."""
         try:
             with np.load(path) as f:
-                self.done = int(f["done"])
-                streams = json.loads(str(f["rng"]))
-                self.rng.bit_generator.state = streams["sampler"]
-                if streams["judge"] is not None and getattr(self.judge, "rng", None) is not None:
-                    self.judge.rng.bit_generator.state = streams["judge"]
-                self.data = {k: ([f[k]] if f[k].shape[0] else []) for k in ("anchor", "a", "b", "choice")}
+                self.restore({k: f[k] for k in f.files})
         except (OSError, KeyError, ValueError, EOFError) as e:
             raise ValueError(f"{path}: the judgments file is unreadable or corrupt ({e})") from e

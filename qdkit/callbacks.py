@@ -56,14 +56,27 @@ class MetricsLog:
                 f.write(json.dumps(row) + "\n")
 
 
+def _row(line: str) -> dict | None:
+    """One logged row, or ``None`` for a blank line or the cut-off last line of a run
+    that was killed while writing it."""
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) else None
+
+
 def read_metrics(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a ``metrics.jsonl`` file into a dict of arrays (``None`` read as ``nan``)."""
     rows = []
     with open(path, encoding="utf-8") as f:
         for line in f:
-            line = line.strip()
-            if line:
-                rows.append(json.loads(line))
+            row = _row(line)
+            if row is not None:
+                rows.append(row)
     if not rows:
         return {}
     return {k: np.asarray([np.nan if r.get(k) is None else r[k] for r in rows], dtype=float) for k in rows[0]}
@@ -74,7 +87,11 @@ def truncate_metrics(path: str | os.PathLike, iteration: int) -> None:
     if not os.path.exists(path):
         return
     with open(path, encoding="utf-8") as f:
-        kept = [line for line in f if line.strip() and json.loads(line).get("iteration", 0) <= iteration]
+        kept = [
+            line.rstrip("\n") + "\n"
+            for line in f
+            if (row := _row(line)) is not None and row.get("iteration", 0) <= iteration
+        ]
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.writelines(kept)
@@ -83,14 +100,17 @@ def truncate_metrics(path: str | os.PathLike, iteration: int) -> None:
 
 class Checkpointer:
     """Saves the run state every ``every`` iterations (at the first chunk end past each
-    multiple), and on demand with :meth:`save`."""
+    multiple), and on demand with :meth:`save`. ``host``, if given, is called at each
+    save for named arrays of host-side state to write into the same file
+    (:func:`qdkit.checkpoint.save`)."""
 
-    def __init__(self, path: str | os.PathLike, every: int, config: dict | None = None):
+    def __init__(self, path: str | os.PathLike, every: int, config: dict | None = None, host=None):
         if int(every) < 1:
             raise ValueError(f"checkpoint interval must be positive; got {every}")
         self.path = os.fspath(path)
         self.every = int(every)
         self.config = config
+        self.host = host
         self.last_saved: int | None = None
 
     def __call__(self, state, metrics) -> None:
@@ -100,5 +120,5 @@ class Checkpointer:
             self.save(state)
 
     def save(self, state) -> None:
-        checkpoint.save(self.path, state, self.config)
+        checkpoint.save(self.path, state, self.config, host=None if self.host is None else self.host())
         self.last_saved = int(state.iteration)

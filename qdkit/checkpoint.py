@@ -33,6 +33,7 @@ import numpy as np
 FORMAT = "qdkit-checkpoint"
 VERSION = 2
 _META = "__qdkit__"
+_HOST = "host/"
 #: What each earlier format version was written by, for the error message.
 _WRITTEN_BY = {1: "qdkit 0.1"}
 
@@ -51,8 +52,15 @@ def _is_key(leaf: Any) -> bool:
     return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
-def save(path: str | os.PathLike, state: Any, config: dict | None = None) -> None:
+def save(
+    path: str | os.PathLike, state: Any, config: dict | None = None, host: dict[str, np.ndarray] | None = None
+) -> None:
     """Write ``state`` (any pytree, typically a :class:`qdkit.RunState`) to ``path``.
+
+    ``host`` holds named NumPy arrays of host-side state that must stay consistent with
+    ``state`` (a QDHF refitter's judgments, refit count and random streams); they are
+    written into the same file, so one rename commits both (read them with
+    :func:`load_host`).
 
     The write is atomic: a temporary file in the same directory, flushed and synced,
     then renamed over ``path``. A crash leaves either the old or the new checkpoint.
@@ -70,6 +78,8 @@ def save(path: str | os.PathLike, state: Any, config: dict | None = None) -> Non
         entry.update(dtype=array.dtype.str, shape=list(array.shape))
         arrays[f"leaf_{i}"] = array
         described.append(entry)
+    for name, value in (host or {}).items():
+        arrays[_HOST + name] = np.asarray(value)
     iteration = getattr(state, "iteration", None)
     meta = {
         "format": FORMAT,
@@ -79,6 +89,7 @@ def save(path: str | os.PathLike, state: Any, config: dict | None = None) -> Non
         "config": config or {},
         "treedef": str(treedef),
         "leaves": described,
+        "host": sorted(host or {}),
     }
     arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     directory = os.path.dirname(os.path.abspath(path))
@@ -132,6 +143,22 @@ def read_meta(path: str | os.PathLike) -> dict:
     meta, npz = _open(os.fspath(path))
     npz.close()
     return meta
+
+
+def load_host(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The host-side arrays saved with a checkpoint (``save(..., host=)``); empty if it
+    has none (a checkpoint written without them, or by qdkit 0.2.0).
+
+    Raises:
+        CheckpointError: missing, truncated or corrupt file.
+    """
+    path = os.fspath(path)
+    meta, npz = _open(path)
+    with npz:
+        try:
+            return {name: npz[_HOST + name] for name in meta.get("host", [])}
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
+            raise CheckpointError(f"{path} is corrupt (host arrays unreadable): {e}") from e
 
 
 def load(path: str | os.PathLike, like: Any) -> Any:

@@ -8,6 +8,8 @@ Layout of a run directory::
     centroids.npy     CVT archives only: the centroids, so a resume skips k-means
     archive.npz       the final elites (qdkit.export.save_npz)
     judgments.npz     learned-descriptor runs only: the judgments so far and the refit count
+                      (a readable copy: each checkpoint holds the same, committed with the
+                      run state it belongs to)
     heatmap.png, metrics.png
 
 Host-side helpers; none of this is jittable.
@@ -15,6 +17,7 @@ Host-side helpers; none of this is jittable.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -116,12 +119,26 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
         if os.path.exists(os.path.join(directory, name)):
             os.remove(os.path.join(directory, name))
     refitter = registry.build_refitter({**config, **(runtime or {})}, directory)
-    checkpoint.save(os.path.join(directory, CHECKPOINT), state, config)
     run = Run(directory, config, task, emitter, state, refitter=refitter)
-    if refitter is not None:
-        refitter.save(os.path.join(directory, JUDGMENTS))
-        refit_if_due(run)  # the refit at iteration 0 (a person may stop it: resume asks again)
+    save_checkpoint(run)
+    refit_if_due(run)  # the refit at iteration 0 (a person may stop it: resume asks again)
     return run
+
+
+def host_state(run: Run):
+    """What a checkpoint of ``run`` holds besides the run state: the refitter's
+    judgments, refit count and random streams (``None`` without learned descriptors)."""
+    return None if run.refitter is None else run.refitter.state_arrays
+
+
+def save_checkpoint(run: Run) -> None:
+    """Checkpoint the run's state with the refitter's host state in the same file, then
+    refresh the readable copy of the judgments."""
+    host = host_state(run)
+    checkpoint.save(os.path.join(run.directory, CHECKPOINT), run.state, run.config,
+                    host=None if host is None else host())  # fmt: skip
+    if run.refitter is not None:
+        run.refitter.save(os.path.join(run.directory, JUDGMENTS))
 
 
 def refit_if_due(run: Run) -> bool:
@@ -133,9 +150,8 @@ def refit_if_due(run: Run) -> bool:
     due = refitter.refit_iterations()
     if refitter.done >= len(due) or due[refitter.done] > int(run.state.iteration):
         return False
-    run.state = refitter.start(run.state)
-    refitter.save(os.path.join(run.directory, JUDGMENTS))
-    checkpoint.save(os.path.join(run.directory, CHECKPOINT), run.state, run.config)
+    run.state = refitter.start(run.state)  # a person who stops it is asked again on resume
+    save_checkpoint(run)  # the refit and the state it made are committed together
     return True
 
 
@@ -157,13 +173,20 @@ def load(directory: str, devices: int | str | None = None, runtime: dict[str, An
     state = checkpoint.load(os.path.join(directory, CHECKPOINT), template)
     refitter = registry.build_refitter(built, directory)
     if refitter is not None:
+        host = checkpoint.load_host(os.path.join(directory, CHECKPOINT))
         path = os.path.join(directory, JUDGMENTS)
-        if not os.path.isfile(path):
+        if host:  # the refits this checkpoint's state reflects, saved with it
+            try:
+                refitter.restore(host)
+            except (KeyError, ValueError, TypeError) as e:
+                raise RunDirError(f"{directory}: the checkpoint's judgments are corrupt ({e})") from e
+        elif not os.path.isfile(path):  # a checkpoint written before judgments were kept in it
             raise RunDirError(f"{directory}: run with learned descriptors but no {JUDGMENTS}")
-        try:
-            refitter.load(path)
-        except ValueError as e:
-            raise RunDirError(str(e)) from e
+        else:
+            try:
+                refitter.load(path)
+            except ValueError as e:
+                raise RunDirError(str(e)) from e
     return Run(directory, config, task, emitter, state, devices, refitter)
 
 
@@ -177,7 +200,7 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
     mesh = run.mesh()
     refit_if_due(run)
     every = int(run.config.get("checkpoint_every", 100))
-    ckpt = callbacks.Checkpointer(os.path.join(run.directory, CHECKPOINT), every, run.config)
+    ckpt = callbacks.Checkpointer(os.path.join(run.directory, CHECKPOINT), every, run.config, host=host_state(run))
     metrics_path = os.path.join(run.directory, METRICS)
     start = int(run.state.iteration)
     callbacks.truncate_metrics(metrics_path, start)
@@ -186,7 +209,7 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
     hooks = [log, ckpt, bar]
     chunk = min(100, every)
     if run.refitter is not None:  # refit first, so the checkpoint after it holds the new archive
-        hooks.insert(0, _saving(run.refitter, os.path.join(run.directory, JUDGMENTS), ckpt))
+        hooks.insert(0, _saving(run, ckpt))
         chunk = math.gcd(chunk, *[i for i in run.refitter.refit_iterations() if i > 0])
     try:
         state, _ = map_elites.run(
@@ -208,26 +231,53 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
     return state
 
 
-def _saving(refitter, path: str, ckpt):
-    """The refitter as a callback that also saves the judgments after each refit, and
-    a checkpoint before passing on a person's stop (the refit is asked again on resume)."""
+def _saving(run: Run, ckpt):
+    """The refitter as a callback that checkpoints the refitted state at once, with the
+    judgments in the same file (a kill can never resume into a state that disagrees
+    with the refits done), and checkpoints before passing on a person's stop (the refit
+    is asked again on resume)."""
+    path = os.path.join(run.directory, JUDGMENTS)
 
     def hook(state, metrics):
         try:
-            replaced = refitter(state, metrics)
+            replaced = run.refitter(state, metrics)
         except registry.JudgingStopped:
             ckpt.save(state)
             raise
         if replaced is not None:
-            refitter.save(path)
+            ckpt.save(replaced)
+            run.refitter.save(path)  # the readable copy
         return replaced
 
     return hook
 
 
+@contextlib.contextmanager
+def _replacing(path: str):
+    """Yield a temporary path beside ``path`` (same extension); rename it over ``path``
+    once written, so a kill leaves the old file or the new one, never half of one."""
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.partial{ext}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def outputs_current(directory: str) -> bool:
+    """Whether the outputs of the run's last checkpoint have been written: ``archive.npz``
+    (written last, atomically) exists and is newer than ``checkpoint.npz``."""
+    archive, ckpt = os.path.join(directory, ARCHIVE), os.path.join(directory, CHECKPOINT)
+    return os.path.isfile(archive) and os.path.getmtime(archive) >= os.path.getmtime(ckpt)
+
+
 def write_outputs(run: Run) -> list[str]:
     """Final archive export and PNG plots (of the archive's results: a threshold
-    archive's result archive); returns the paths written."""
+    archive's result archive); returns the paths written. Each file is written
+    atomically and ``archive.npz`` last, so :func:`outputs_current` tells whether a
+    killed run got them all."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,7 +287,6 @@ def write_outputs(run: Run) -> list[str]:
 
     archive = run.state.archive.results()
     paths = [os.path.join(run.directory, ARCHIVE)]
-    export.save_npz(archive, paths[0])
     names = list(run.task.descriptor_names)
     if archive.learned:  # latent axes
         names = [f"learned {i}" for i in range(archive.descriptor_dim)]
@@ -249,18 +298,20 @@ def write_outputs(run: Run) -> list[str]:
         plot.archive_heatmap(archive, ax=ax, descriptor_names=names)
     figure.suptitle(f"{run.config['task']} / {run.config['emitter']}: {len(archive)} elites")
     paths.append(os.path.join(run.directory, "heatmap.png"))
-    figure.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    with _replacing(paths[-1]) as tmp:
+        figure.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close("all")
 
     if getattr(run.task, "decode", None) is not None:  # texts: a readable page of the elites
         from qdkit import report
 
         paths.append(os.path.join(run.directory, REPORT))
-        report.elites_html(
-            archive, run.task.decode, paths[-1], descriptor_names=names, qd_offset=run.task.qd_offset,
-            title=f"{run.config['task']} ({run.config.get('task_options', {}).get('domain', '')}) / "
-            f"{run.config['emitter']}",
-        )  # fmt: skip
+        with _replacing(paths[-1]) as tmp:
+            report.elites_html(
+                archive, run.task.decode, tmp, descriptor_names=names, qd_offset=run.task.qd_offset,
+                title=f"{run.config['task']} ({run.config.get('task_options', {}).get('domain', '')}) / "
+                f"{run.config['emitter']}",
+            )  # fmt: skip
 
     metrics_path = os.path.join(run.directory, METRICS)
     if os.path.exists(metrics_path):
@@ -269,6 +320,9 @@ def write_outputs(run: Run) -> list[str]:
             axes = plot.metric_curves(logged)
             paths.append(os.path.join(run.directory, "metrics.png"))
             axes[0].figure.tight_layout()
-            axes[0].figure.savefig(paths[-1], dpi=110)
+            with _replacing(paths[-1]) as tmp:
+                axes[0].figure.savefig(tmp, dpi=110)
             plt.close("all")
+    with _replacing(paths[0]) as tmp:
+        export.save_npz(archive, tmp)
     return paths

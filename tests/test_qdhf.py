@@ -325,14 +325,24 @@ def test_interrupted_qdhf_run_resumes_exactly(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
-def test_corrupt_judgments_file_is_reported(tmp_path):
-    from qdkit import rundir
+def test_judgments_live_in_the_checkpoint_and_corrupt_ones_are_reported(tmp_path):
+    from qdkit import checkpoint, rundir
 
     run = rundir.create(str(tmp_path / "r"), qdhf_config())
+    path = str(tmp_path / "r" / "checkpoint.npz")
+    host = checkpoint.load_host(path)
+    assert int(host["done"]) == 1 and host["choice"].shape == (10,)  # the refit at 0, committed with its state
+    # judgments.npz is a readable copy: the checkpoint's own are what a resume uses
     (tmp_path / "r" / "judgments.npz").write_bytes(b"not a zip")
+    loaded = rundir.load(str(tmp_path / "r"))
+    assert loaded.refitter.done == 1 and loaded.refitter.judgments_so_far() == 10
+    # a checkpoint without them (qdkit 0.2.0) falls back on the copy, whose corruption is named
+    checkpoint.save(path, run.state, run.config)
     with pytest.raises(rundir.RunDirError, match="judgments file is unreadable or corrupt"):
         rundir.load(str(tmp_path / "r"))
-    del run
+    checkpoint.save(path, run.state, run.config, host={"done": np.asarray(1)})
+    with pytest.raises(rundir.RunDirError, match="the checkpoint's judgments are corrupt"):
+        rundir.load(str(tmp_path / "r"))
 
 
 def test_cli_learned_descriptors(tmp_path):

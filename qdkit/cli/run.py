@@ -229,6 +229,10 @@ def resume(directory, iterations, devices, max_requests, max_tokens, progress):
         total = int(loaded.config["iterations"])
         done = int(loaded.state.iteration)
         if done >= total:
+            if not rundir.outputs_current(directory):  # stopped after its last checkpoint, before its outputs
+                paths = rundir.write_outputs(loaded)
+                click.echo(f"{directory} had run all {total} iterations; wrote its outputs: {', '.join(paths)}")
+                return
             click.echo(f"{directory} is complete ({done} of {total} iterations); pass --iterations to go further.")
             return
         click.echo(f"resuming {directory} at iteration {done} of {total}")
