@@ -53,7 +53,7 @@ class FakeState:
 
 def test_checkpointer_saves_when_crossing_a_multiple(tmp_path, monkeypatch):
     saved = []
-    monkeypatch.setattr(checkpoint, "save", lambda path, state, config: saved.append(int(state.iteration)))
+    monkeypatch.setattr(checkpoint, "save", lambda path, state, config, host=None: saved.append(int(state.iteration)))
     ckpt = callbacks.Checkpointer(tmp_path / "c.npz", every=10)
     for start, n in [(0, 7), (7, 7), (14, 5), (19, 1), (20, 15)]:
         ckpt(FakeState(start + n), chunk(start, n))
