@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed ... first-seed + seeds - 1")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=32, help="policy hidden width")
     parser.add_argument("--critic-steps", type=int, default=200)
@@ -138,7 +139,7 @@ def main() -> None:
         task = tasks.get("maze", map=map_name, observe_position=True, hidden=args.hidden)
         for variant in variants:
             rows = []
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 qd, report, seconds, policy, archive, elites = run(
                     task, VARIANTS[variant], seed, args.iterations, args.batch, config
                 )

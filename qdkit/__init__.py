@@ -13,7 +13,20 @@ The flat public API::
     state, metrics = qdkit.map_elites.run(state, task, emitter, iterations=1000)
 """
 
-from qdkit import callbacks, checkpoint, cvt, export, indexers, map_elites, metrics, plot, tasks, text
+from qdkit import (
+    callbacks,
+    checkpoint,
+    cvt,
+    distributed,
+    export,
+    indexers,
+    map_elites,
+    metrics,
+    plot,
+    sharding,
+    tasks,
+    text,
+)
 from qdkit.archive import IMPROVED, NEW, NOT_ADDED, AddInfo, Archive, Elites, Thresholds
 from qdkit.cvt_archive import CVTArchive
 from qdkit.grid_archive import GridArchive
@@ -45,11 +58,13 @@ __all__ = [
     "callbacks",
     "checkpoint",
     "cvt",
+    "distributed",
     "export",
     "indexers",
     "map_elites",
     "metrics",
     "plot",
+    "sharding",
     "tasks",
     "text",
 ]

@@ -1,6 +1,8 @@
 """Host-side callbacks for :func:`qdkit.map_elites.run` (not jittable).
 
-Each is called after every compiled chunk as ``callback(state, metrics)``.
+Each is called after every compiled chunk as ``callback(state, metrics)``. In a run of
+several processes (:mod:`qdkit.distributed`) the ones that write or show something
+do so in process 0 only: every process can pass the same callbacks.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from qdkit import checkpoint
+from qdkit import checkpoint, distributed
 
 
 class ProgressBar:
@@ -21,6 +23,8 @@ class ProgressBar:
     def __init__(self, total: int, *, initial: int = 0, disable: bool | None = None, **tqdm_kwargs: Any):
         from tqdm.auto import tqdm
 
+        if not distributed.is_writer():
+            disable = True
         self._bar = tqdm(total=total, initial=initial, unit="it", disable=disable, **tqdm_kwargs)
 
     def __call__(self, state, metrics) -> None:
@@ -49,6 +53,8 @@ class MetricsLog:
         self.path = os.fspath(path)
 
     def __call__(self, state, metrics) -> None:
+        if not distributed.is_writer():
+            return
         names = list(metrics)
         with open(self.path, "a", encoding="utf-8") as f:
             for i in range(len(metrics["iteration"])):
@@ -84,7 +90,7 @@ def read_metrics(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def truncate_metrics(path: str | os.PathLike, iteration: int) -> None:
     """Drop logged rows after ``iteration`` (used on resume, so no row appears twice)."""
-    if not os.path.exists(path):
+    if not distributed.is_writer() or not os.path.exists(path):
         return
     with open(path, encoding="utf-8") as f:
         kept = [
@@ -120,5 +126,7 @@ class Checkpointer:
             self.save(state)
 
     def save(self, state) -> None:
+        if not distributed.is_writer():
+            return
         checkpoint.save(self.path, state, self.config, host=None if self.host is None else self.host())
-        self.last_saved = int(state.iteration)
+        self.last_saved = int(distributed.to_host(state.iteration))

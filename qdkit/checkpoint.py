@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qdkit import distributed
+
 FORMAT = "qdkit-checkpoint"
 VERSION = 2
 _META = "__qdkit__"
@@ -64,9 +66,12 @@ def save(
 
     The write is atomic: a temporary file in the same directory, flushed and synced,
     then renamed over ``path``. A crash leaves either the old or the new checkpoint.
+    The file holds plain arrays, whatever devices or processes ``state`` lay on (an
+    array split over processes is gathered, a collective), so it loads on any layout.
     """
     path = os.fspath(path)
     leaves, treedef = jax.tree.flatten(state)
+    leaves = distributed.to_host(leaves)
     arrays: dict[str, np.ndarray] = {}
     described = []
     for i, leaf in enumerate(leaves):
@@ -81,6 +86,7 @@ def save(
     for name, value in (host or {}).items():
         arrays[_HOST + name] = np.asarray(value)
     iteration = getattr(state, "iteration", None)
+    iteration = None if iteration is None else distributed.to_host(iteration)
     meta = {
         "format": FORMAT,
         "version": VERSION,

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from qdkit import distributed, sharding
 from qdkit import metrics as metrics_lib
-from qdkit import sharding
 from qdkit.archive import Archive
 
 Metrics = dict[str, np.ndarray]
@@ -146,8 +146,9 @@ def _init(key, task, archive, emitter, num_initial, mesh):
     evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
     evaluation, features = describe(archive, task, evaluation)
     archive, _ = archive.add(genotypes, evaluation.fitness, evaluation.descriptors, features)
-    return RunState(archive, _start_emitter(emitter, k_emitter, archive, genotypes, evaluation), k_next,
-                    jnp.zeros((), jnp.int32))  # fmt: skip
+    state = RunState(archive, _start_emitter(emitter, k_emitter, archive, genotypes, evaluation), k_next,
+                     jnp.zeros((), jnp.int32))  # fmt: skip
+    return sharding.replicated(state, mesh)
 
 
 def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | None = None, mesh=None) -> RunState:
@@ -306,7 +307,8 @@ def _run_chunk(state, num, task, emitter, chunk_size, mesh):
         buffers = {k: buffers[k].at[i].set(m[k]) for k in buffers}
         return state, buffers
 
-    return lax.fori_loop(0, num, body, (state, _metric_buffers(chunk_size)))
+    state, buffers = lax.fori_loop(0, num, body, (state, _metric_buffers(chunk_size)))
+    return sharding.replicated((state, buffers), mesh)  # readable by every process
 
 
 @contextlib.contextmanager
@@ -386,9 +388,9 @@ def run(
     with _sigint_flag(catch_interrupt) as interrupted:
         while done < iterations:
             num = min(chunk_size, iterations - done)
-            start = int(state.iteration)
+            start = int(distributed.to_host(state.iteration))
             state, buffers = _run_chunk(state, jnp.int32(num), task, emitter, chunk_size, mesh)
-            chunk = {k: np.asarray(v[:num]) for k, v in buffers.items()}
+            chunk = {k: v[:num] for k, v in distributed.to_host(buffers).items()}
             chunk["iteration"] = np.arange(start + 1, start + num + 1, dtype=np.int64)
             collected.append(chunk)
             done += num

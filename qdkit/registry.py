@@ -459,7 +459,8 @@ def check(config: dict[str, Any]) -> Task:
         task, config["emitter"], archive=config.get("archive", "grid"), descriptors=config.get("descriptors") or "task",
         options=config.get("emitter_options", {}),
     )  # fmt: skip
-    build_emitter(config["emitter"], task, int(config["batch_size"]), **config.get("emitter_options", {}))
+    emitter = build_emitter(config["emitter"], task, int(config["batch_size"]), **config.get("emitter_options", {}))
+    check_processes(task, emitter, config.get("descriptors") or "task")
     shape = config.get("shape")
     if shape and config.get("archive", "grid") == "grid" and (config.get("descriptors") or "task") == "task":
         if len(shape) != task.descriptor_dim:
@@ -470,6 +471,27 @@ def check(config: dict[str, Any]) -> Task:
     if config.get("replacement", "threshold") not in ("threshold", "best"):
         raise ValueError(f"unknown replacement rule {config['replacement']!r}; valid: threshold, best")
     return task
+
+
+def check_processes(task: Task, emitter: emitters.Emitter, descriptors: str = "task") -> None:
+    """In a run of several processes (:mod:`qdkit.distributed`), refuse what runs on
+    the host between compiled steps: host tasks and emitters (language models, people)
+    and the refits of learned descriptors. Each process would call the model or ask the
+    person again, and nothing makes their answers agree."""
+    count = jax.process_count()
+    if count == 1:
+        return
+    if getattr(task, "host", False) or getattr(emitter, "host", False):
+        what = f"task {task.name!r}" if getattr(task, "host", False) else "this emitter"
+        raise ValueError(
+            f"{what} runs on the host (a language model or a person); a run of {count} processes supports compiled "
+            "tasks and emitters only: run it in one process"
+        )
+    if descriptors != "task":
+        raise ValueError(
+            f"--descriptors {descriptors} refits on the host between steps; a run of {count} processes supports the "
+            "task's own descriptors only: run it in one process"
+        )
 
 
 def build(

@@ -12,7 +12,10 @@ Layout of a run directory::
                       run state it belongs to)
     heatmap.png, metrics.png
 
-Host-side helpers; none of this is jittable.
+Host-side helpers; none of this is jittable. In a run of several processes
+(:mod:`qdkit.distributed`) every process calls the same functions and only process 0
+(the writer) writes the directory; all must see the same directory (a shared
+filesystem) to resume.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from qdkit import callbacks, checkpoint, export, map_elites, registry, sharding
+from qdkit import callbacks, checkpoint, distributed, export, map_elites, registry, sharding
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.npz"
@@ -62,8 +65,12 @@ class Run:
 
 
 def _mesh(config: dict[str, Any], batch_size: int, devices: int | str | None = None):
-    """The mesh for the run's recorded device choice, or for ``devices`` when given."""
-    return sharding.resolve(config.get("devices", "auto") if devices is None else devices, batch_size)
+    """The mesh for the run's recorded device choice, or for ``devices`` when given (a
+    run of several processes uses all their devices unless told otherwise: the recorded
+    choice may come from another layout)."""
+    if devices is None:
+        devices = "auto" if jax.process_count() > 1 else config.get("devices", "auto")
+    return sharding.resolve(devices, batch_size)
 
 
 def read_config(directory: str) -> dict[str, Any]:
@@ -78,6 +85,9 @@ def read_config(directory: str) -> dict[str, Any]:
 
 
 def write_json(path: str, value: Any) -> None:
+    """Write ``value`` as JSON atomically (the writer process only)."""
+    if not distributed.is_writer():
+        return
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(value, f, indent=2, sort_keys=True)
@@ -95,28 +105,33 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
 
     ``runtime`` holds settings used to build the run but not recorded in its config
     (the base URL of a local model server started for this process). A config that
-    cannot work is refused (:func:`qdkit.registry.check`) before anything is written."""
+    cannot work is refused (:func:`qdkit.registry.check`) before anything is written.
+    With several processes, only the writer writes."""
     registry.check({**config, **(runtime or {})})
-    os.makedirs(directory, exist_ok=True)
+    writer = distributed.is_writer()
+    if writer:
+        os.makedirs(directory, exist_ok=True)
     domain = config.get("task_options", {}).get("domain")
     if config.get("task") == "text" and domain and os.path.isfile(str(domain)):
         shutil.copyfile(domain, os.path.join(directory, DOMAIN))  # so the run resumes without the original
         config = {**config, "domain_copy": DOMAIN}
     usage = os.path.join(directory, registry.LLM_USAGE)
-    if os.path.exists(usage):  # a fresh run starts a fresh budget; the reply cache is kept
+    if writer and os.path.exists(usage):  # a fresh run starts a fresh budget; the reply cache is kept
         os.remove(usage)
     task, archive, emitter = registry.build({**config, **(runtime or {})}, directory=directory)
     centroids = registry.cvt_centroids(archive)
-    if centroids is not None:
+    if writer and centroids is not None:
         np.save(os.path.join(directory, CENTROIDS), centroids)
     write_json(os.path.join(directory, CONFIG), config)
     metrics_path = os.path.join(directory, METRICS)
-    if os.path.exists(metrics_path):
+    if writer and os.path.exists(metrics_path):
         os.remove(metrics_path)
-    mesh = None if map_elites.is_host(task, emitter) else _mesh(config, emitter.batch_size)
+    mesh = (
+        None if map_elites.is_host(task, emitter) else _mesh(config, emitter.batch_size, config.get("devices", "auto"))
+    )
     state = map_elites.init(jax.random.key(int(config["seed"])), task, archive, emitter, mesh=mesh)
     for name in (JUDGMENTS, registry.HUMAN_JUDGMENTS):
-        if os.path.exists(os.path.join(directory, name)):
+        if writer and os.path.exists(os.path.join(directory, name)):
             os.remove(os.path.join(directory, name))
     refitter = registry.build_refitter({**config, **(runtime or {})}, directory)
     run = Run(directory, config, task, emitter, state, refitter=refitter)
@@ -134,6 +149,8 @@ def host_state(run: Run):
 def save_checkpoint(run: Run) -> None:
     """Checkpoint the run's state with the refitter's host state in the same file, then
     refresh the readable copy of the judgments."""
+    if not distributed.is_writer():
+        return
     host = host_state(run)
     checkpoint.save(os.path.join(run.directory, CHECKPOINT), run.state, run.config,
                     host=None if host is None else host())  # fmt: skip
@@ -155,12 +172,18 @@ def refit_if_due(run: Run) -> bool:
     return True
 
 
-def load(directory: str, devices: int | str | None = None, runtime: dict[str, Any] | None = None) -> Run:
+def load(
+    directory: str,
+    devices: int | str | None = None,
+    runtime: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+) -> Run:
     """Rebuild a run from its directory and its latest checkpoint.
 
     ``devices`` (a number or ``"auto"``) overrides the run's recorded choice;
-    ``runtime`` as for :func:`create`."""
-    config = read_config(directory)
+    ``runtime`` as for :func:`create`; ``config`` replaces the directory's (e.g. with a
+    new iteration total that the writer is writing at the same time)."""
+    config = read_config(directory) if config is None else config
     built = {**config, **(runtime or {})}
     centroids = None
     if config.get("archive") == "cvt":
@@ -169,6 +192,7 @@ def load(directory: str, devices: int | str | None = None, runtime: dict[str, An
             raise RunDirError(f"{directory}: CVT run without {CENTROIDS}")
         centroids = np.load(path)
     task, archive, emitter = registry.build(built, centroids, directory)
+    registry.check_processes(task, emitter, config.get("descriptors") or "task")
     template = map_elites.state_template(task, archive, emitter)
     state = checkpoint.load(os.path.join(directory, CHECKPOINT), template)
     refitter = registry.build_refitter(built, directory)
@@ -202,11 +226,13 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
     every = int(run.config.get("checkpoint_every", 100))
     ckpt = callbacks.Checkpointer(os.path.join(run.directory, CHECKPOINT), every, run.config, host=host_state(run))
     metrics_path = os.path.join(run.directory, METRICS)
-    start = int(run.state.iteration)
-    callbacks.truncate_metrics(metrics_path, start)
+    start = int(distributed.to_host(run.state.iteration))
+    writer = distributed.is_writer()
+    if writer:
+        callbacks.truncate_metrics(metrics_path, start)
     log = callbacks.MetricsLog(metrics_path)
-    bar = callbacks.ProgressBar(iterations, initial=start, disable=not progress, desc=run.config["task"])
-    hooks = [log, ckpt, bar]
+    bar = callbacks.ProgressBar(iterations, initial=start, disable=not (progress and writer), desc=run.config["task"])
+    hooks = [log, ckpt, bar] if writer else []  # the other processes compute only
     chunk = min(100, every)
     if run.refitter is not None:  # refit first, so the checkpoint after it holds the new archive
         hooks.insert(0, _saving(run, ckpt))
@@ -222,11 +248,13 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
             mesh=mesh,
         )
     except map_elites.Interrupted as interrupted:
-        ckpt.save(interrupted.state)
+        if writer:
+            ckpt.save(interrupted.state)
         raise
     finally:
         bar.close()
-    ckpt.save(state)
+    if writer:
+        ckpt.save(state)
     run.state = state
     return state
 
@@ -277,7 +305,10 @@ def write_outputs(run: Run) -> list[str]:
     """Final archive export and PNG plots (of the archive's results: a threshold
     archive's result archive); returns the paths written. Each file is written
     atomically and ``archive.npz`` last, so :func:`outputs_current` tells whether a
-    killed run got them all."""
+    killed run got them all. With several processes only the writer writes (the others
+    return no paths)."""
+    if not distributed.is_writer():
+        return []
     import matplotlib
 
     matplotlib.use("Agg")

@@ -10,10 +10,13 @@ with one caveat: XLA may vectorise a reduction inside a row (a sum over genes, s
 differently for a different number of rows per device, so fitness and descriptors
 can differ in their last bit (relative 1e-7), which could, rarely, flip a near-tie.
 
-Several hosts: start one process per host with the same code after
-``jax.distributed.initialize(coordinator_address="host0:1234", num_processes=N,
-process_id=i)``; ``jax.devices()`` then lists every host's devices and
-:func:`batch_mesh` spans them all.
+Several processes (hosts): start one process per host with the same code and call
+:func:`qdkit.distributed.initialize` first; ``jax.devices()`` then lists every
+process's devices and :func:`batch_mesh` spans them all. A mesh of such a run must hold
+devices of every process (each scores its share of the batch). :func:`replicate`
+builds the replicated copies from each process's identical host values (a PRNG key
+through its key data), and the compiled steps return the run state and metrics
+replicated, so any process can read them without a collective.
 """
 
 from __future__ import annotations
@@ -54,9 +57,32 @@ def usable_devices(batch_size: int, available: int | None = None) -> int:
     return max(n for n in range(1, available + 1) if batch_size % n == 0)
 
 
+def spans_processes(mesh: Mesh | None) -> bool:
+    """Whether ``mesh`` holds devices of other processes than this one."""
+    if mesh is None:
+        return False
+    here = jax.process_index()
+    return any(d.process_index != here for d in mesh.devices.flat)
+
+
 def resolve(devices: int | str | None, batch_size: int) -> Mesh | None:
-    """The mesh for a CLI ``--devices`` value: ``"auto"`` takes as many local devices as
-    divide the batch, a number takes that many; one device means no mesh."""
+    """The mesh for a CLI ``--devices`` value: ``"auto"`` takes as many devices as divide
+    the batch (in a run of several processes: all of them, every process's), a number
+    takes that many; one device means no mesh."""
+    total = len(jax.devices())
+    if jax.process_count() > 1:  # every process must take part: the mesh spans all devices
+        if devices not in (None, "auto") and int(devices) != total:
+            raise ValueError(
+                f"devices must be auto or {total} (every device of the {jax.process_count()} processes) in a run of "
+                f"several processes; got {devices}"
+            )
+        mesh = batch_mesh(total)
+        if batch_size % total:
+            raise ValueError(
+                f"batch size {batch_size} does not split evenly over the {total} devices of the "
+                f"{jax.process_count()} processes"
+            )
+        return mesh
     if devices in (None, "auto"):
         count = usable_devices(batch_size)
         return None if count == 1 else batch_mesh(count)
@@ -78,8 +104,35 @@ def shard_batch(tree: Any, mesh: Mesh | None) -> Any:
     return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, P(AXIS)))
 
 
-def replicate(tree: Any, mesh: Mesh | None) -> Any:
-    """Outside ``jit``: a copy of ``tree`` on every device of the mesh."""
+def replicated(tree: Any, mesh: Mesh | None) -> Any:
+    """Inside ``jit``: keep every leaf of ``tree`` whole on every device of the mesh
+    (so each process can read it locally)."""
     if mesh is None:
         return tree
-    return jax.device_put(tree, NamedSharding(mesh, P()))
+    return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, P()))
+
+
+def replicate(tree: Any, mesh: Mesh | None) -> Any:
+    """Outside ``jit``: a copy of ``tree`` on every device of the mesh.
+
+    On a mesh that spans processes every process must call it with the same values
+    (the same seed, the same checkpoint): each builds its own devices' copies from its
+    host values. Arrays already replicated over the mesh are returned as they are."""
+    if mesh is None:
+        return tree
+    target = NamedSharding(mesh, P())
+    if not spans_processes(mesh):
+        return jax.device_put(tree, target)
+
+    def one(leaf):
+        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            impl = jax.random.key_impl(leaf)
+            return jax.random.wrap_key_data(one(jax.random.key_data(leaf)), impl=impl)
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            if leaf.sharding.is_equivalent_to(target, leaf.ndim):
+                return leaf
+            return jax.jit(lambda x: x, out_shardings=target)(leaf)
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(host.shape, target, lambda index: host[index])
+
+    return jax.tree.map(one, tree)

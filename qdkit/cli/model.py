@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 import click
+import jax
 
 import feedback
 from qdkit import registry
@@ -17,7 +18,13 @@ from qdkit import registry
 def model_endpoint(config: dict[str, Any]):
     """Yields the runtime settings of a run that calls a language model: when no
     endpoint is given (option or ``OPENAI_BASE_URL``), the bundled local model server,
-    started here and stopped at exit. Runs that call no model get ``{}``."""
+    started here and stopped at exit. Runs that call no model get ``{}``; a run of
+    several processes that would call one is refused here, before a server starts."""
+    if registry.needs_model(config) and jax.process_count() > 1:
+        raise click.UsageError(
+            f"this run calls a language model on the host; a run of {jax.process_count()} processes supports "
+            "compiled tasks and emitters only: run it in one process"
+        )
     if not registry.needs_model(config) or config.get("base_url") or os.environ.get("OPENAI_BASE_URL"):
         if config.get("local_model"):
             raise click.UsageError("this run used the bundled local model; unset OPENAI_BASE_URL to resume it")

@@ -8,9 +8,10 @@ import time
 from typing import Any
 
 import click
+import jax
 
 import feedback
-from qdkit import checkpoint, registry, rundir, tasks
+from qdkit import checkpoint, distributed, registry, rundir, tasks
 from qdkit.cli.model import model_endpoint
 from qdkit.cli.options import (
     Devices,
@@ -93,11 +94,38 @@ output_options = _group(
     click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True,
                  help="Iterations between checkpoints."),
     click.option("--devices", type=Devices(), default="auto", show_default=True,
-                 help="Devices to split each batch over: a number, or auto (as many of this machine's devices as "
-                      "divide the batch)."),
+                 help="Devices to split each batch over: a number, or auto (as many devices as divide the batch; with "
+                      "several processes, every process's devices)."),
     click.option("--overwrite", is_flag=True, help="Replace an existing run in --out."),
     progress_option,
 )  # fmt: skip
+
+
+process_options = _group(
+    click.option("--coordinator", default=None, metavar="HOST:PORT",
+                 help="Several processes (hosts) on one search: process 0's address, the same in every process "
+                      "[default: $QDKIT_COORDINATOR]. Every process gets the same command line and --out (a directory "
+                      "all of them see); process 0 writes it."),
+    click.option("--num-processes", type=click.IntRange(min=1), default=None,
+                 help="Processes in the run [default: $QDKIT_NUM_PROCESSES, else 1]."),
+    click.option("--process-id", type=click.IntRange(min=0), default=None,
+                 help="This process's rank, 0 .. N-1 [default: $QDKIT_PROCESS_ID]."),
+)  # fmt: skip
+
+
+def join_processes(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    """``jax.distributed.initialize`` for the process options (or their environment
+    variables), before anything touches a device; bad settings are a usage error."""
+    try:
+        distributed.initialize(coordinator, num_processes, process_id)
+    except distributed.DistributedError as e:
+        raise click.UsageError(str(e)) from e
+
+
+def echo(text: str, **kwargs: Any) -> None:
+    """``click.echo`` in the writer process only."""
+    if distributed.is_writer():
+        click.echo(text, **kwargs)
 
 
 # ----------------------------------------------------------------------- running
@@ -110,6 +138,21 @@ def stopped_labelling(directory: str) -> None:
     )
 
 
+def lost_process(directory: str, error: Exception) -> None:
+    """End this process of a multi-process run whose peer stopped (a collective failed):
+    one clear message and exit status 1, without waiting for the peer at shutdown."""
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    click.echo(
+        f"Error: process {jax.process_index()} of {jax.process_count()}: another process of this run stopped "
+        f"({detail}).\nThe last checkpoint is in {directory}; start every process again with `qdkit resume "
+        f"{directory}` and the same --coordinator, --num-processes and --process-id.",
+        err=True,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)  # jax.distributed's shutdown would wait for the lost process, then abort
+
+
 def execute(run: rundir.Run, iterations: int, progress: bool) -> None:
     """Run ``run`` to ``iterations`` in total, then write its outputs; Ctrl-C, a spent
     budget and a person who stops labelling end it cleanly with what to do next."""
@@ -117,18 +160,22 @@ def execute(run: rundir.Run, iterations: int, progress: bool) -> None:
         rundir.execute(run, iterations, progress=progress)
     except ValueError as e:
         raise click.UsageError(str(e)) from e
+    except jax.errors.JaxRuntimeError as e:
+        if jax.process_count() == 1:
+            raise
+        lost_process(run.directory, e)
     except Stopped as stop:  # e.g. a model budget spent: a clean end, outputs written
-        click.echo(
+        echo(
             f"\nStopped at iteration {int(stop.state.iteration)}: {stop.reason}. Checkpoint saved in "
             f"{run.directory}.\nContinue with a larger budget: {resume_hint(run.directory)} --max-requests N",
             err=True,
         )
         run.state = stop.state
         for path in rundir.write_outputs(run):
-            click.echo(f"wrote {path}")
+            echo(f"wrote {path}")
         return
     except Interrupted as stop:
-        click.echo(
+        echo(
             f"\nInterrupted at iteration {int(stop.state.iteration)}; checkpoint saved in "
             f"{run.directory}.\nResume with: {resume_hint(run.directory)}",
             err=True,
@@ -139,11 +186,11 @@ def execute(run: rundir.Run, iterations: int, progress: bool) -> None:
         return
     paths = rundir.write_outputs(run)
     found = run.state.archive.results()
-    click.echo(
+    echo(
         f"{int(run.state.iteration)} iterations: {len(found)} elites "
         f"(coverage {float(found.coverage()):.1%}, QD-score {float(found.qd_score(run.task.qd_offset)):.6g})"
     )
-    click.echo(
+    echo(
         "wrote "
         + ", ".join(os.path.join(run.directory, p) for p in [rundir.CONFIG, rundir.CHECKPOINT, rundir.METRICS])
         + ", "
@@ -182,11 +229,18 @@ def run_config(options: dict[str, Any]) -> dict[str, Any]:
 @descriptor_options
 @model_options
 @output_options
+@process_options
 def run(**options: Any) -> None:
     """Run MAP-Elites and write the archive, metrics and plots to a run directory."""
+    join_processes(options.pop("coordinator"), options.pop("num_processes"), options.pop("process_id"))
     config = run_config(options)
-    out = options["out"] or os.path.join("runs", f"{config['task']}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if os.path.exists(os.path.join(out, rundir.CONFIG)) and not options["overwrite"]:
+    out = options["out"]
+    if out is None:
+        if jax.process_count() > 1:
+            raise click.UsageError("--out is needed in a run of several processes (the same directory in each)")
+        out = os.path.join("runs", f"{config['task']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    taken = distributed.agree(os.path.exists(os.path.join(out, rundir.CONFIG)))  # the writer's view
+    if taken and not options["overwrite"]:
         raise click.UsageError(f"{out} already holds a run; continue it with `{resume_hint(out)}` or pass --overwrite")
     with model_endpoint(config) as runtime:
         try:
@@ -213,27 +267,30 @@ def run(**options: Any) -> None:
 @click.option("--devices", type=Devices(), default=None, help="Devices to split each batch over [default: the run's].")
 @budget_options
 @progress_option
-def resume(directory, iterations, devices, max_requests, max_tokens, progress):
+@process_options
+def resume(directory, iterations, devices, max_requests, max_tokens, progress, coordinator, num_processes,
+           process_id):  # fmt: skip
     """Continue a run from its last checkpoint."""
+    join_processes(coordinator, num_processes, process_id)
     config = read_config(directory)
     changes = {k: v for k, v in [("iterations", iterations), ("max_requests", max_requests),
                                   ("max_tokens", max_tokens)] if v is not None}  # fmt: skip
     if changes:
         config.update(changes)
-        rundir.write_json(os.path.join(directory, rundir.CONFIG), config)
+        rundir.write_json(os.path.join(directory, rundir.CONFIG), config)  # the writer's
     with model_endpoint(config) as runtime:
         try:
-            loaded = rundir.load(directory, devices, runtime)
+            loaded = rundir.load(directory, devices, runtime, config=config)
         except (rundir.RunDirError, checkpoint.CheckpointError, ValueError) as e:
             raise click.ClickException(str(e)) from e
         total = int(loaded.config["iterations"])
-        done = int(loaded.state.iteration)
+        done = int(distributed.to_host(loaded.state.iteration))
         if done >= total:
             if not rundir.outputs_current(directory):  # stopped after its last checkpoint, before its outputs
                 paths = rundir.write_outputs(loaded)
-                click.echo(f"{directory} had run all {total} iterations; wrote its outputs: {', '.join(paths)}")
+                echo(f"{directory} had run all {total} iterations; wrote its outputs: {', '.join(paths)}")
                 return
-            click.echo(f"{directory} is complete ({done} of {total} iterations); pass --iterations to go further.")
+            echo(f"{directory} is complete ({done} of {total} iterations); pass --iterations to go further.")
             return
-        click.echo(f"resuming {directory} at iteration {done} of {total}")
+        echo(f"resuming {directory} at iteration {done} of {total}")
         execute(loaded, total, progress)
