@@ -10,6 +10,16 @@ with one caveat: XLA may vectorise a reduction inside a row (a sum over genes, s
 differently for a different number of rows per device, so fitness and descriptors
 can differ in their last bit (relative 1e-7), which could, rarely, flip a near-tie.
 
+What the replicated archive costs: every device receives the rows scored on the
+others, ``(n - 1) / n * batch * row`` bytes per iteration (``row``: genotype, fitness and
+descriptors), while its share of the scoring shrinks to ``batch / n``; the gather
+dominates when ``(n - 1) * row / bandwidth`` exceeds the time to score one candidate.
+For a brax ant policy (MLP 128x128, 84.5 kB per row, 250-step episodes) that needs a
+link slower than about 3.5 GB/s at 8 devices even if an episode took only 0.17 ms, so
+the batch split pays; for cheap functions (rastrigin, 412 B per row scored in well
+under a microsecond) the gather dominates from 2 devices and one device is faster
+(``benchmarks/devices_throughput.py``, figures in ``benchmarks/RESULTS.md``).
+
 Several processes (hosts): start one process per host with the same code and call
 :func:`qdkit.distributed.initialize` first; ``jax.devices()`` then lists every
 process's devices and :func:`batch_mesh` spans them all. A mesh of such a run must hold

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -102,7 +103,12 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path):
     assert rows == _metrics(ref)
     assert not [f for f in os.listdir(two) if "tmp" in f or "partial" in f]
 
-    # the 2-process checkpoint resumes in one process (same layout: bit for bit)
+    # the 2-process checkpoint resumes on one device (another layout: it runs, scores may
+    # differ in their last bit), and in one process of 4 devices (same layout: bit for bit)
+    single = str(tmp_path / "single")
+    shutil.copytree(two, single)
+    _one(tmp_path, "resume", single, "--iterations", "40", "--devices", "1")
+    assert [r["iteration"] for r in _metrics(single)] == list(range(1, 41))
     _one(tmp_path, "resume", two, "--iterations", "50")
     _one(tmp_path, "resume", ref, "--iterations", "50")
     _same_archive(two, ref)
