@@ -6,11 +6,20 @@ it serves one page showing the anchor and the two candidates side by side (their
 drawings when a ``draw`` function is given, and their text), with buttons and keyboard
 shortcuts — ``a``, ``b``, ``s`` (can't tell), ``u`` (undo), ``q`` (stop) — and the
 progress. Each answer is appended to the file the moment the browser sends it.
+
+The page changes state (answers, undo, stop), so it is guarded as Jupyter guards its
+server: the URL printed carries a random token, which the first visit turns into a
+``SameSite=Strict`` cookie; every other request needs that cookie (or the token), a
+``Host`` of ``127.0.0.1`` or ``localhost`` on the page's port (no DNS rebinding), no
+foreign ``Origin``, and a JSON body for the requests that change state. Anything else
+is refused with 403 and records nothing.
 """
 
 from __future__ import annotations
 
+import hmac
 import io
+import secrets
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -143,10 +152,32 @@ class WebJudge:
             return {"current": current, "answered": done, "total": n, "images": self.draw is not None}
 
         app = Flask("qdkit-label")
+        token = secrets.token_urlsafe(24)
+        guard: dict[str, Any] = {}  # the port, once the server listens
+
+        def refused(reason: str):
+            return Response(f"refused: {reason}\n", status=403, mimetype="text/plain")
+
+        @app.before_request
+        def check_request():
+            port = guard["port"]
+            if request.host not in (f"127.0.0.1:{port}", f"localhost:{port}"):
+                return refused("this page answers on 127.0.0.1 and localhost only")
+            origin = request.headers.get("Origin")
+            if origin is not None and origin not in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
+                return refused("a request from another site")
+            given = request.args.get("token") or request.cookies.get(guard["cookie"]) or ""
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return refused("open the URL printed in the terminal (it carries the page's token)")
+            if request.method == "POST" and not request.is_json:
+                return refused("changes need a JSON body")
+            return None
 
         @app.get("/")
         def page():
-            return Response(PAGE, mimetype="text/html")
+            response = Response(PAGE, mimetype="text/html")
+            response.set_cookie(guard["cookie"], token, httponly=True, samesite="Strict")
+            return response
 
         @app.get("/api/state")
         def get_state():
@@ -155,7 +186,9 @@ class WebJudge:
 
         @app.post("/api/answer")
         def post_answer():
-            body = request.get_json(force=True, silent=True) or {}
+            body = request.get_json(silent=True) or {}
+            if not isinstance(body, dict):
+                body = {}
             with lock:
                 tid, key = body.get("id"), str(body.get("key", ""))
                 if tid in ids and tid not in answers and key in KEYS and not outcome["stopped"]:
@@ -192,7 +225,8 @@ class WebJudge:
             if all(t in answers for t in ids):
                 return np.asarray([answers[t] for t in ids], np.int8)
         server = make_server("127.0.0.1", self.port, app, threaded=True)
-        self.url = f"http://127.0.0.1:{server.server_port}/"
+        guard.update(port=server.server_port, cookie=f"qdkit-label-{server.server_port}")
+        self.url = f"http://127.0.0.1:{server.server_port}/?token={token}"
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         click.echo(f"Label in your browser: {self.url}  ({sum(t in answers for t in ids)} of {n} answered)")

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -176,16 +177,16 @@ def test_cli_label_web(tmp_path):
     proc = subprocess.Popen([qdkit, "label", str(out), "--web", "--port", str(port)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
     try:
-        deadline = time.time() + 120
-        while True:  # wait for the page
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/state", timeout=2).close()
+        url = None
+        for line in proc.stdout:  # the page's URL, with its token, is printed once it listens
+            if "Label in your browser:" in line:
+                url = line.split("Label in your browser:", 1)[1].split()[0]
                 break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise AssertionError(proc.stdout.read() if proc.poll() is not None else "no page") from None
-                time.sleep(0.3)
-        browser = Browser(f"http://127.0.0.1:{port}/")
+        assert url is not None and url.startswith(f"http://127.0.0.1:{port}/?token="), "no page"
+        with pytest.raises(urllib.error.HTTPError) as refused:  # without the token: refused
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/state", timeout=10)
+        assert refused.value.code == 403
+        browser = Browser(url)
         try:
             browser.wait_text("Question 1 of 2")
             browser.key("a")
@@ -198,5 +199,5 @@ def test_cli_label_web(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 0, output
-    assert f"http://127.0.0.1:{port}/" in output and "Labelled and refitted" in output
+    assert "Labelled and refitted" in output
     assert list(feedback.read_answers(str(out / "judgments-human.jsonl")).values()) == [A, B]

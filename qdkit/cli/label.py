@@ -12,7 +12,12 @@ from qdkit.cli.run import stopped_labelling
 
 @click.command()
 @run_directory
-@click.option("--web", is_flag=True, help="Answer in a browser page on 127.0.0.1 instead of the terminal.")
+@click.option(
+    "--web",
+    is_flag=True,
+    help="Answer in a browser page on 127.0.0.1 instead of the terminal (open the URL it prints: it carries "
+    "the page's token).",
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port of the page.")
 def label(directory, web, port):
     """Answer the pending similarity questions of a run with --judge human."""
