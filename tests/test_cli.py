@@ -361,3 +361,23 @@ def test_a_checkpoint_of_the_earlier_format_names_its_version_and_what_to_do(tmp
     assert result.exit_code == 1
     assert "checkpoint format 1, written by qdkit 0.1; this qdkit reads format 2" in result.output
     assert "start it again" in result.output
+
+
+@pytest.mark.parametrize("task, args, batch", [("arm", [], 256), ("text", [], 8), ("text", ["--batch-size", "3"], 3)])
+def test_the_batch_size_defaults_to_the_tasks(tmp_path, monkeypatch, task, args, batch):
+    """A text run without --batch-size asks for a handful of candidates per iteration
+    (each is a model call), not the 256 of the other tasks."""
+    import sys
+
+    run_module = sys.modules["qdkit.cli.run"]  # (qdkit.cli.run is also the command's name)
+    seen = {}
+
+    def create(directory, config, runtime=None):
+        seen.update(config)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(run_module.rundir, "create", create)
+    result = CliRunner().invoke(main, ["run", "--task", task, "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+                                       "--out", str(tmp_path / "r"), *args])  # fmt: skip
+    assert "stop here" in result.output
+    assert seen["batch_size"] == batch

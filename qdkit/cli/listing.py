@@ -14,6 +14,8 @@ def tasks_cmd():
     for name in tasks.names():
         click.echo(f"{name:16s} {tasks.describe(name)}")
         click.echo(f"{'':16s} options: {options_text(tasks.options(name))}")
+        if tasks.default_batch_size(name) != tasks.DEFAULT_BATCH_SIZE:
+            click.echo(f"{'':16s} default --batch-size: {tasks.default_batch_size(name)}")
 
 
 @click.command("emitters")

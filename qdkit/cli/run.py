@@ -42,7 +42,8 @@ search_options = _group(
     click.option("--emitter-option", "-e", "emitter_options", multiple=True, type=KeyValue(),
                  help="Emitter option KEY=VALUE (repeatable), e.g. -e iso_sigma=0.02 or -e critic_hidden=64,64."),
     click.option("--iterations", type=click.IntRange(min=1), default=1000, show_default=True),
-    click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True),
+    click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                 help="Candidates per iteration [default: the task's: 256; 8 for text, where each is a model call]."),
     seed_option,
 )  # fmt: skip
 
@@ -218,7 +219,8 @@ def run_config(options: dict[str, Any]) -> dict[str, Any]:
     check_options("emitter", emitter, emitter_opts, registry.emitter_options(emitter))
     config = {k: v for k, v in options.items() if k not in ("domain", "out", "overwrite", "progress")}
     config.update(task_options=task_opts, emitter=emitter, emitter_options=emitter_opts,
-                  refit_over=options["iterations"])  # fmt: skip
+                  refit_over=options["iterations"],
+                  batch_size=options["batch_size"] or tasks.default_batch_size(task))  # fmt: skip
     return config
 
 

@@ -9,7 +9,10 @@ use: the text task lives in ``feedback`` (which imports ``qdkit``, never the rev
 
 A factory's positional-or-keyword parameters are its options (listed by
 :func:`options`, set with ``-t KEY=VALUE`` on the command line); keyword-only
-parameters are wiring passed by code (the text task's model ``client``).
+parameters are wiring passed by code (the text task's model ``client``). A factory may
+carry a ``default_batch_size`` attribute: the batch a run takes when none is given
+(:func:`default_batch_size`; the text task's is a handful, since each candidate is a
+model call).
 """
 
 from __future__ import annotations
@@ -51,6 +54,15 @@ def options(name: str) -> dict[str, object]:
     """The options a task accepts, with their defaults (keyword-only wiring excluded)."""
     sig = inspect.signature(_factory(name))
     return {p.name: p.default for p in sig.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD}
+
+
+#: The batch size of a run whose task's factory names none.
+DEFAULT_BATCH_SIZE = 256
+
+
+def default_batch_size(name: str) -> int:
+    """The batch size a run of task ``name`` takes when none is given."""
+    return int(getattr(_factory(name), "default_batch_size", DEFAULT_BATCH_SIZE))
 
 
 def _factory(name: str) -> Callable[..., Task]:
@@ -111,6 +123,8 @@ __all__ = [
     "get",
     "maze",
     "names",
+    "default_batch_size",
+    "DEFAULT_BATCH_SIZE",
     "options",
     "rastrigin",
     "rastrigin_proj",
