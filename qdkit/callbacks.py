@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,25 +20,67 @@ from qdkit import checkpoint, distributed
 
 
 class ProgressBar:
-    """A tqdm progress bar over iterations with live QD-score and coverage."""
+    """A tqdm progress bar over iterations with live QD-score and coverage.
 
-    def __init__(self, total: int, *, initial: int = 0, disable: bool | None = None, **tqdm_kwargs: Any):
+    ``live``, if given, returns counters that grow *during* an iteration (a host
+    task's model requests, tokens, texts rated: ``task.stats``); every ``interval``
+    seconds a thread shows how far each has grown since the last finished iteration,
+    so a slow host iteration shows progress before it ends."""
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        initial: int = 0,
+        disable: bool | None = None,
+        live: Callable[[], dict[str, float]] | None = None,
+        interval: float = 2.0,
+        **tqdm_kwargs: Any,
+    ):
         from tqdm.auto import tqdm
 
         if not distributed.is_writer():
             disable = True
         self._bar = tqdm(total=total, initial=initial, unit="it", disable=disable, **tqdm_kwargs)
+        self._postfix: dict[str, str] = {}
+        self._live, self._base = live, None
+        self._stop = threading.Event()
+        self._thread = None
+        if live is not None and not self._bar.disable:
+            self._base = dict(live())
+            self._thread = threading.Thread(target=self._poll, args=(float(interval),), daemon=True)
+            self._thread.start()
+
+    def _poll(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self._show_live()
+
+    def _show_live(self) -> None:
+        now, base = dict(self._live()), self._base or {}
+        grown = {k: v - base.get(k, 0) for k, v in now.items() if v - base.get(k, 0)}
+        shown = {LIVE_NAMES.get(k, k): f"{v:g}" for k, v in grown.items() if k in LIVE_NAMES}
+        self._bar.set_postfix({**self._postfix, **shown}, refresh=True)
 
     def __call__(self, state, metrics) -> None:
         self._bar.update(len(metrics["iteration"]))
-        self._bar.set_postfix(
-            qd_score=f"{float(metrics['qd_score'][-1]):.4g}",
-            coverage=f"{float(metrics['coverage'][-1]):.1%}",
-            refresh=False,
-        )
+        self._postfix = {
+            "qd_score": f"{float(metrics['qd_score'][-1]):.4g}",
+            "coverage": f"{float(metrics['coverage'][-1]):.1%}",
+        }
+        if self._live is not None:
+            self._base = dict(self._live())
+        self._bar.set_postfix(self._postfix, refresh=False)
 
     def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
         self._bar.close()
+
+
+#: The live counters a :class:`ProgressBar` shows, and their short names: growth since
+#: the last finished iteration.
+LIVE_NAMES = {"llm_requests": "requests", "llm_completion_tokens": "tokens out", "rate_rated": "rated"}
 
 
 def _jsonable(value: Any) -> Any:

@@ -231,7 +231,10 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
     if writer:
         callbacks.truncate_metrics(metrics_path, start)
     log = callbacks.MetricsLog(metrics_path)
-    bar = callbacks.ProgressBar(iterations, initial=start, disable=not (progress and writer), desc=run.config["task"])
+    live = getattr(run.task, "stats", None) if map_elites.is_host(run.task, run.emitter) else None
+    bar = callbacks.ProgressBar(
+        iterations, initial=start, disable=not (progress and writer), desc=run.config["task"], live=live
+    )
     hooks = [log, ckpt, bar] if writer else []  # the other processes compute only
     chunk = min(100, every)
     if run.refitter is not None:  # refit first, so the checkpoint after it holds the new archive

@@ -61,3 +61,29 @@ def test_checkpointer_saves_when_crossing_a_multiple(tmp_path, monkeypatch):
     assert ckpt.last_saved == 35
     with pytest.raises(ValueError, match="positive"):
         callbacks.Checkpointer(tmp_path / "c.npz", every=0)
+
+
+def test_progress_bar_shows_live_counters_during_a_slow_iteration():
+    """A host iteration that takes a while shows its model requests, tokens and texts
+    rated as they grow, before the iteration ends."""
+    import io
+    import time
+
+    from qdkit.callbacks import ProgressBar
+
+    counters = {"llm_requests": 3, "llm_completion_tokens": 100, "rate_rated": 0, "llm_failures": 0}
+    out = io.StringIO()
+    bar = ProgressBar(2, disable=False, live=lambda: dict(counters), interval=0.05, file=out)
+    counters.update(llm_requests=5, llm_completion_tokens=160, rate_rated=2)  # during iteration 1
+    deadline = time.monotonic() + 10
+    while "requests=2" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    shown = out.getvalue()
+    assert "requests=2" in shown and "tokens out=60" in shown and "rated=2" in shown, shown
+    assert "failures" not in shown
+    bar(None, {"iteration": np.asarray([1]), "qd_score": np.asarray([1.5]), "coverage": np.asarray([0.25])})
+    counters.update(llm_requests=6)  # iteration 2: counted from the end of iteration 1
+    time.sleep(0.3)
+    bar.close()
+    last = out.getvalue().rsplit("\r", 1)[-1]
+    assert "requests=1" in last and "qd_score=1.5" in last, last
