@@ -1,14 +1,12 @@
-"""The web labelling page, driven in headless Chromium (Debian's package) over the
-DevTools protocol: clicks, keyboard shortcuts, undo, stop, resume and a screenshot."""
+"""The web labelling page, driven in headless Chromium (Debian's package) with
+Playwright: clicks, keyboard shortcuts, undo, stop, resume and a screenshot."""
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.error
@@ -24,7 +22,7 @@ from qdkit.tasks.arm import draw_arm
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
-websockets_sync = pytest.importorskip("websockets.sync.client")
+sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
 
 def free_port() -> int:
@@ -34,63 +32,49 @@ def free_port() -> int:
 
 
 class Browser:
-    """Headless Chromium on one page, driven with DevTools protocol commands."""
+    """Headless Chromium (Debian's, not a browser Playwright downloads) on one page,
+    driven with Playwright."""
 
     def __init__(self, url: str):
-        self.profile = tempfile.mkdtemp()
-        port = free_port()
-        self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--remote-debugging-port={port}",
-             f"--user-data-dir={self.profile}", "--window-size=1100,700", url],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as r:
-                    pages = [t for t in json.load(r) if t["type"] == "page"]
-                if pages:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError("chromium did not start")
-            time.sleep(0.2)
-        self.connection = websockets_sync.connect(pages[0]["webSocketDebuggerUrl"], max_size=None)
-        self.ws = self.connection.__enter__()
-        self.next_id = 0
-
-    def send(self, method: str, **params):
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            message = json.loads(self.ws.recv(timeout=60))
-            if message.get("id") == self.next_id:
-                return message.get("result", {})
+        self.playwright = sync_playwright().start()
+        try:
+            self.browser = self.playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            self.page = self.browser.new_page(viewport={"width": 1100, "height": 700})
+            self.page.goto(url)
+        except BaseException:
+            self.playwright.stop()
+            raise
 
     def js(self, expression: str):
-        return self.send("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+        return self.page.evaluate(expression)
 
     def wait_text(self, text: str, timeout: float = 30):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if text in (self.js("document.body ? document.body.innerText : ''") or ""):
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"page never showed {text!r}: {self.js('document.body.innerText')!r}")
+        try:
+            self.page.wait_for_function(
+                "text => document.body && document.body.innerText.includes(text)", arg=text, timeout=timeout * 1000
+            )
+        except Exception:
+            raise AssertionError(f"page never showed {text!r}: {self.js('document.body.innerText')!r}") from None
+
+    def wait_images(self, timeout: float = 60):
+        """Until every image of the page has loaded and has a size."""
+        self.page.wait_for_function(
+            "[...document.images].length > 0 && [...document.images].every(i => i.complete && i.naturalWidth > 0)",
+            timeout=timeout * 1000,
+        )
 
     def click(self, element_id: str):
-        self.js(f"document.getElementById({element_id!r}).click()")
+        self.page.click(f"#{element_id}")
 
     def key(self, key: str):
-        for kind in ("keyDown", "keyUp"):
-            self.send("Input.dispatchKeyEvent", type=kind, key=key, text=key if kind == "keyDown" else "")
+        self.page.keyboard.press(key)
+
+    def screenshot(self) -> bytes:
+        return self.page.screenshot()
 
     def close(self):
-        self.connection.__exit__(None, None, None)
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        shutil.rmtree(self.profile, ignore_errors=True)
+        self.browser.close()
+        self.playwright.stop()
 
 
 def drive(steps):
@@ -128,9 +112,8 @@ def test_web_page_clicks_keys_undo_stop_resume_and_screenshot(tmp_path):
         browser.wait_text("Question 2 of 3")
         browser.click("s")
         browser.wait_text("Question 3 of 3")
-        time.sleep(0.5)  # let the images load
-        data = browser.send("Page.captureScreenshot", format="png")["data"]
-        shot.write_bytes(base64.b64decode(data))
+        browser.wait_images()  # the drawings, not empty frames, in the screenshot
+        shot.write_bytes(browser.screenshot())
         browser.key("q")
         browser.wait_text("Stopped: 2 of 3 answered")
 
