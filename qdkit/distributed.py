@@ -57,7 +57,10 @@ def settings(
     if coordinator is None and num is None and pid is None:
         return None
     if num is None:
-        raise DistributedError(f"num_processes (--num-processes or ${ENV_NUM_PROCESSES}) is needed with a coordinator")
+        given = "coordinator" if coordinator is not None else "process_id"
+        raise DistributedError(
+            f"num_processes (--num-processes or ${ENV_NUM_PROCESSES}) is needed when {given} is given"
+        )
     if num < 1:
         raise DistributedError(f"num_processes must be positive; got {num}")
     if num == 1 and pid in (None, 0):

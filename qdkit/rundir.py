@@ -119,6 +119,10 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
     if writer and os.path.exists(usage):  # a fresh run starts a fresh budget; the reply cache is kept
         os.remove(usage)
     task, archive, emitter = registry.build({**config, **(runtime or {})}, directory=directory)
+    # the device count is checked before anything is written
+    mesh = (
+        None if map_elites.is_host(task, emitter) else _mesh(config, emitter.batch_size, config.get("devices", "auto"))
+    )
     centroids = registry.cvt_centroids(archive)
     if writer and centroids is not None:
         np.save(os.path.join(directory, CENTROIDS), centroids)
@@ -126,9 +130,6 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
     metrics_path = os.path.join(directory, METRICS)
     if writer and os.path.exists(metrics_path):
         os.remove(metrics_path)
-    mesh = (
-        None if map_elites.is_host(task, emitter) else _mesh(config, emitter.batch_size, config.get("devices", "auto"))
-    )
     state = map_elites.init(jax.random.key(int(config["seed"])), task, archive, emitter, mesh=mesh)
     for name in (JUDGMENTS, registry.HUMAN_JUDGMENTS):
         if writer and os.path.exists(os.path.join(directory, name)):

@@ -150,6 +150,8 @@ def test_settings_are_checked_before_anything_starts(tmp_path, monkeypatch):
     assert distributed.settings() is None
     assert distributed.settings(num_processes=1) is None
     assert distributed.settings("h:1", 2, 1) == ("h:1", 2, 1)
+    with pytest.raises(distributed.DistributedError, match="is needed when process_id is given"):
+        distributed.settings(process_id=1)
     monkeypatch.setenv(distributed.ENV_COORDINATOR, "host0:1234")
     monkeypatch.setenv(distributed.ENV_NUM_PROCESSES, "3")
     monkeypatch.setenv(distributed.ENV_PROCESS_ID, "2")
@@ -182,4 +184,10 @@ def test_host_work_is_refused_in_several_processes(tmp_path):
     for rc, _, err in results:
         assert rc == 2, err[-2000:]
         assert "run it in one process" in err
+    assert not os.path.exists(os.path.join(out, "config.json"))
+    # a device count that leaves out a process's devices: refused in both, nothing written
+    out = str(tmp_path / "devices")
+    results = _finish(_start(tmp_path, ["run", *ARM, "--devices", "2", "--batch-size", "64", "--out", out]))
+    for rc, _, err in results:
+        assert rc == 2 and "devices must be auto or 4" in err, err[-2000:]
     assert not os.path.exists(os.path.join(out, "config.json"))
