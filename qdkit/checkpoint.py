@@ -101,6 +101,9 @@ def save(
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=directory)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as other files (mkstemp makes it private to its owner)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)

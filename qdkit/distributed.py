@@ -3,6 +3,7 @@
 Start one process per host (or per group of devices) with the same code and the same
 settings, and call :func:`initialize` in each before JAX touches a device::
 
+    import qdkit
     from qdkit import distributed, map_elites, sharding
     distributed.initialize("host0:1234", num_processes=2, process_id=i)
     mesh = sharding.batch_mesh()          # every process's devices
@@ -28,7 +29,9 @@ and abort (JAX prints "another task died" or similar) after at most
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 from typing import Any
 
 import jax
@@ -39,6 +42,8 @@ ENV_NUM_PROCESSES = "QDKIT_NUM_PROCESSES"
 ENV_PROCESS_ID = "QDKIT_PROCESS_ID"
 ENV_HEARTBEAT = "QDKIT_HEARTBEAT_TIMEOUT"
 DEFAULT_HEARTBEAT = 30
+ENV_INIT_TIMEOUT = "QDKIT_INIT_TIMEOUT"
+DEFAULT_INIT_TIMEOUT = 120
 
 
 class DistributedError(ValueError):
@@ -63,7 +68,9 @@ def settings(
         )
     if num < 1:
         raise DistributedError(f"num_processes must be positive; got {num}")
-    if num == 1 and pid in (None, 0):
+    if num == 1:
+        if pid not in (None, 0):
+            raise DistributedError(f"process_id must be 0 for 1 process; got {pid}")
         return None
     if coordinator is None:
         raise DistributedError(
@@ -121,7 +128,8 @@ def initialize(
     if chosen is None:
         return False
     if heartbeat_timeout is None:
-        heartbeat_timeout = _integer("heartbeat_timeout", ENV_HEARTBEAT, None) or DEFAULT_HEARTBEAT
+        heartbeat_timeout = _integer("heartbeat_timeout", ENV_HEARTBEAT, None)
+        heartbeat_timeout = DEFAULT_HEARTBEAT if heartbeat_timeout is None else heartbeat_timeout
     if int(heartbeat_timeout) < 1:
         raise DistributedError(f"heartbeat_timeout must be positive; got {heartbeat_timeout}")
     from jax._src import distributed as jax_distributed
@@ -134,10 +142,29 @@ def initialize(
             "distributed.initialize must come before anything touches a device (an array, jax.devices())"
         )
     address, num, pid = chosen
+    wait = _integer("initialization_timeout", ENV_INIT_TIMEOUT, None)
+    wait = DEFAULT_INIT_TIMEOUT if wait is None else wait
+    if wait < 1:
+        raise DistributedError(f"${ENV_INIT_TIMEOUT} must be positive; got {wait}")
+    print(f"process {pid} of {num}: waiting up to {wait} s for all {num} processes at {address}", file=sys.stderr,
+          flush=True)  # fmt: skip
     jax.distributed.initialize(
-        coordinator_address=address, num_processes=num, process_id=pid, heartbeat_timeout_seconds=int(heartbeat_timeout)
-    )
+        coordinator_address=address, num_processes=num, process_id=pid, heartbeat_timeout_seconds=int(heartbeat_timeout),
+        initialization_timeout=int(wait),
+    )  # fmt: skip
     return True
+
+
+def same_everywhere(text: str) -> bool:
+    """Whether every process holds the same ``text`` (e.g. its run settings); a
+    collective, so every process gets the same answer."""
+    if jax.process_count() == 1:
+        return True
+    from jax.experimental import multihost_utils
+
+    digest = np.frombuffer(hashlib.sha256(text.encode()).digest()[:8], np.int32)
+    every = np.asarray(multihost_utils.process_allgather(digest))
+    return bool((every == every[0]).all())
 
 
 def process_index() -> int:

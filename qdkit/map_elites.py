@@ -175,6 +175,7 @@ def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | 
     check(task, archive, emitter)
     if is_host(task, emitter):
         return _host_init(key, task, archive, emitter, n)
+    sharding.check_mesh(mesh)
     sharding.check_batch(mesh, n)
     return _init(sharding.replicate(key, mesh), task, sharding.replicate(archive, mesh), emitter, n, mesh)
 
@@ -185,7 +186,8 @@ def state_template(task, archive: Archive, emitter):
     if is_host(task, emitter):  # nothing to trace: the emitter's own init is cheap host code
         key = jax.random.key(0)
         return RunState(archive, emitter.init(key, archive), key, jnp.zeros((), jnp.int32))
-    return jax.eval_shape(lambda key: init(key, task, archive, emitter), jax.random.key(0))
+    check(task, archive, emitter)
+    return jax.eval_shape(lambda key: _init(key, task, archive, emitter, emitter.batch_size, None), jax.random.key(0))
 
 
 def _step(state: RunState, task, emitter, mesh=None) -> tuple[RunState, dict[str, jax.Array]]:
@@ -380,6 +382,7 @@ def run(
     if is_host(task, emitter):  # one iteration at a time; no device mesh
         with _sigint_flag(catch_interrupt) as interrupted:
             return _host_run(state, task, emitter, iterations, chunk_size, callbacks, interrupted)
+    sharding.check_mesh(mesh)
     sharding.check_batch(mesh, emitter.batch_size)
     collected: list[Metrics] = []
     # A private copy: the chunks donate (reuse) their input buffers.

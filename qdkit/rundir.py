@@ -119,7 +119,7 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
     if writer and os.path.exists(usage):  # a fresh run starts a fresh budget; the reply cache is kept
         os.remove(usage)
     task, archive, emitter = registry.build({**config, **(runtime or {})}, directory=directory)
-    # the device count is checked before anything is written
+    # the device count is checked before any file is written
     mesh = (
         None if map_elites.is_host(task, emitter) else _mesh(config, emitter.batch_size, config.get("devices", "auto"))
     )

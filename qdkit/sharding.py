@@ -101,6 +101,26 @@ def resolve(devices: int | str | None, batch_size: int) -> Mesh | None:
     return None if mesh.size == 1 else mesh
 
 
+def check_mesh(mesh: Mesh | None) -> None:
+    """In a run of several processes, refuse a mesh that leaves out a process's devices
+    (or no mesh: each process would run a search of its own)."""
+    count = jax.process_count()
+    if count == 1:
+        return
+    if mesh is None:
+        raise ValueError(
+            f"a run of {count} processes needs a mesh over every process's devices (sharding.batch_mesh()); "
+            "without one each process would run a search of its own"
+        )
+    held = {d.process_index for d in mesh.devices.flat}
+    if len(held) < count:
+        missing = sorted(set(range(count)) - held)
+        raise ValueError(
+            f"the mesh leaves out the devices of process(es) {missing}; in a run of {count} processes it must hold "
+            "devices of every process (sharding.batch_mesh())"
+        )
+
+
 def check_batch(mesh: Mesh | None, batch_size: int) -> None:
     """Refuse a batch that does not split evenly over the mesh."""
     if mesh is not None and batch_size % mesh.size:

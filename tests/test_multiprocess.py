@@ -115,6 +115,25 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path):
     assert [r["iteration"] for r in _metrics(two)] == list(range(1, 51))
 
 
+def test_ctrl_c_in_one_process_ends_both_at_once(tmp_path):
+    """Ctrl-C in process 0: it checkpoints the finished chunk and leaves at once (no
+    minutes in jax.distributed's shutdown); process 1 stops with the resume message."""
+    out = str(tmp_path / "run")
+    procs = _start(tmp_path, ["run", *ARM, "--iterations", "3000", "--batch-size", "1024", "--checkpoint-every", "20",
+                              "--out", out])  # fmt: skip
+    metrics = os.path.join(out, "metrics.jsonl")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (os.path.exists(metrics) and os.path.getsize(metrics)):
+        assert all(p.poll() is None for p in procs)
+        time.sleep(0.01)
+    procs[0].send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    (rc0, _, err0), (rc1, _, err1) = _finish(procs, timeout=120)
+    assert time.monotonic() - sent < 60
+    assert rc0 == 130 and "checkpoint saved" in err0 and "--process-id" in err0, err0[-2000:]
+    assert rc1 != 0
+
+
 def test_killed_process_ends_the_other_and_the_run_resumes(tmp_path):
     out, ref = str(tmp_path / "run"), str(tmp_path / "ref")
     budget = ["--iterations", "400", "--batch-size", "1024", "--checkpoint-every", "20"]
@@ -185,6 +204,18 @@ def test_host_work_is_refused_in_several_processes(tmp_path):
         assert rc == 2, err[-2000:]
         assert "run it in one process" in err
     assert not os.path.exists(os.path.join(out, "config.json"))
+    # different settings in the two processes (a seed per rank): refused in both, nothing written
+    out = str(tmp_path / "seeds")
+    procs = []
+    port = _port()
+    for i in range(2):
+        command = _cli("run", "--task", "arm", "--seed", str(i), "--no-progress", "--out", out, "--coordinator",
+                       f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i))  # fmt: skip
+        procs.append(subprocess.Popen(command, env=_env(tmp_path, 2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))  # fmt: skip
+    for rc, _, err in _finish(procs):
+        assert rc == 2 and "given different settings" in err, err[-2000:]
+    assert not os.path.exists(out)
     # a device count that leaves out a process's devices: refused in both, nothing written
     out = str(tmp_path / "devices")
     results = _finish(_start(tmp_path, ["run", *ARM, "--devices", "2", "--batch-size", "64", "--out", out]))

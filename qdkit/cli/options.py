@@ -202,7 +202,14 @@ def check_options(kind: str, name: str, given: dict[str, Any], valid: dict[str, 
 
 
 def resume_hint(directory: str) -> str:
-    return f"qdkit resume {shlex.quote(directory)}"
+    """The command that continues the run in ``directory`` (in a run of several
+    processes, with the process flags every process must be given again)."""
+    import jax
+
+    hint = f"qdkit resume {shlex.quote(directory)}"
+    if jax.process_count() > 1:
+        hint += " --coordinator HOST:PORT --num-processes N --process-id I (in every process, as before)"
+    return hint
 
 
 def message(e: Exception) -> str:

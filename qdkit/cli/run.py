@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -118,9 +120,20 @@ def join_processes(coordinator: str | None, num_processes: int | None, process_i
     """``jax.distributed.initialize`` for the process options (or their environment
     variables), before anything touches a device; bad settings are a usage error."""
     try:
-        distributed.initialize(coordinator, num_processes, process_id)
+        several = distributed.initialize(coordinator, num_processes, process_id)
     except distributed.DistributedError as e:
         raise click.UsageError(str(e)) from e
+    if several:  # a launcher's SIGTERM (SLURM, Kubernetes) ends this process; jax.distributed would ignore it
+        signal.signal(signal.SIGTERM, lambda signum, frame: leave(143))
+
+
+def same_in_every_process(config: dict[str, Any]) -> None:
+    """Refuse, in every process, a run whose processes were given different settings."""
+    if not distributed.same_everywhere(json.dumps(config, sort_keys=True, default=str)):
+        raise click.UsageError(
+            "the processes of this run were given different settings (seed, batch size, ...): give every process "
+            "the same command line and options"
+        )
 
 
 def echo(text: str, **kwargs: Any) -> None:
@@ -137,6 +150,16 @@ def stopped_labelling(directory: str) -> None:
         f"\nLabelling stopped; every answer is saved in {os.path.join(directory, registry.HUMAN_JUDGMENTS)}.\n"
         f"Continue with: {resume_hint(directory)}  (or `qdkit label {directory}` to only label)"
     )
+
+
+def leave(status: int) -> None:
+    """Exit with ``status``; in a run of several processes without jax.distributed's
+    shutdown, which would wait minutes for peers still inside a collective."""
+    if jax.process_count() == 1:
+        sys.exit(status)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def lost_process(directory: str, error: Exception) -> None:
@@ -181,7 +204,7 @@ def execute(run: rundir.Run, iterations: int, progress: bool) -> None:
             f"{run.directory}.\nResume with: {resume_hint(run.directory)}",
             err=True,
         )
-        sys.exit(130)
+        leave(130)
     except feedback.JudgingStopped:
         stopped_labelling(run.directory)
         return
@@ -236,6 +259,7 @@ def run(**options: Any) -> None:
     """Run MAP-Elites and write the archive, metrics and plots to a run directory."""
     join_processes(options.pop("coordinator"), options.pop("num_processes"), options.pop("process_id"))
     config = run_config(options)
+    same_in_every_process({**config, "out": options["out"]})
     out = options["out"]
     if out is None:
         if jax.process_count() > 1:
@@ -258,7 +282,7 @@ def run(**options: Any) -> None:
             click.echo(
                 "\nInterrupted while setting up the run, before its first checkpoint; nothing to resume.", err=True
             )
-            sys.exit(130)
+            leave(130)
         execute(started, config["iterations"], options["progress"])
 
 
@@ -279,6 +303,8 @@ def resume(directory, iterations, devices, max_requests, max_tokens, progress, c
                                   ("max_tokens", max_tokens)] if v is not None}  # fmt: skip
     if changes:
         config.update(changes)
+    same_in_every_process({**config, "devices_given": devices})
+    if changes:
         rundir.write_json(os.path.join(directory, rundir.CONFIG), config)  # the writer's
     with model_endpoint(config) as runtime:
         try:
