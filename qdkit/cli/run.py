@@ -172,9 +172,7 @@ def lost_process(directory: str, error: Exception) -> None:
         f"{directory}` and the same --coordinator, --num-processes and --process-id.",
         err=True,
     )
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(1)  # jax.distributed's shutdown would wait for the lost process, then abort
+    leave(1)  # without jax.distributed's shutdown, which would wait for the lost process, then abort
 
 
 def execute(run: rundir.Run, iterations: int, progress: bool) -> None:
