@@ -28,6 +28,7 @@ from qdkit import (
     text,
 )
 from qdkit.archive import IMPROVED, NEW, NOT_ADDED, AddInfo, Archive, Elites, Thresholds
+from qdkit.ask_tell import Scheduler
 from qdkit.cvt_archive import CVTArchive
 from qdkit.grid_archive import GridArchive
 from qdkit.indexers import CVTIndexer, GridIndexer, LearnedIndexer
@@ -51,6 +52,7 @@ __all__ = [
     "LearnedIndexer",
     "Interrupted",
     "RunState",
+    "Scheduler",
     "StopRun",
     "Stopped",
     "Task",

@@ -16,9 +16,10 @@ NAMES = (
     "num_elites",
     "num_added",
     "num_new",
+    "num_invalid",
 )
 
-INT_METRICS = frozenset({"num_elites", "num_added", "num_new"})
+INT_METRICS = frozenset({"num_elites", "num_added", "num_new", "num_invalid"})
 
 
 def compute(archive: Archive, info: AddInfo, qd_offset: float) -> dict[str, jax.Array]:
@@ -33,7 +34,9 @@ def compute(archive: Archive, info: AddInfo, qd_offset: float) -> dict[str, jax.
     Returns:
         dict of scalars: ``qd_score``, ``coverage`` (in ``[0, 1]``), ``max_fitness`` and
         ``mean_fitness`` over elites (``-inf`` / ``nan`` when empty), ``num_elites``,
-        ``num_added`` (rows with status 1 or 2) and ``num_new`` (status 2).
+        ``num_added`` (rows with status 1 or 2), ``num_new`` (status 2) and
+        ``num_invalid`` (rows dropped for a NaN or infinite fitness, descriptor or
+        feature).
     """
     archive = archive.results()
     occupied = archive.occupied
@@ -47,4 +50,5 @@ def compute(archive: Archive, info: AddInfo, qd_offset: float) -> dict[str, jax.
         "num_elites": count,
         "num_added": jnp.sum(info.status != NOT_ADDED, dtype=jnp.int32),
         "num_new": jnp.sum(info.status == NEW, dtype=jnp.int32),
+        "num_invalid": jnp.sum(info.index >= archive.num_cells, dtype=jnp.int32),
     }

@@ -224,6 +224,32 @@ def archive_heatmap(archive: Archive, *, ax=None, **kwargs: Any):
     )
 
 
+def archive_figure(archive: Archive, *, descriptor_names: Sequence[str] | None = None, title: str | None = None):
+    """A new figure of the archive: its heatmap (one or two descriptors) or the pairs of
+    descriptors (more); ``title`` on top. What ``heatmap.png`` and the experiment
+    trackers show."""
+    plt = _plt()
+    if archive.descriptor_dim > 2:
+        figure = archive_pairs(archive, descriptor_names=descriptor_names)
+    else:
+        figure, ax = plt.subplots(figsize=(6, 5))
+        archive_heatmap(archive, ax=ax, descriptor_names=descriptor_names)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def figure_rgb(figure, dpi: int = 80) -> np.ndarray:
+    """The figure rendered as an ``(H, W, 3)`` uint8 image (Agg)."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    buffer.seek(0)
+    image = _plt().imread(buffer, format="png")
+    return (np.asarray(image)[..., :3] * 255).round().astype(np.uint8)
+
+
 _TITLES = {
     "qd_score": "QD-score",
     "coverage": "coverage",
@@ -232,6 +258,7 @@ _TITLES = {
     "num_elites": "elites",
     "num_added": "added per iteration",
     "num_new": "new cells per iteration",
+    "num_invalid": "invalid rows per iteration",
 }
 
 

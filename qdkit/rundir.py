@@ -31,7 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from qdkit import callbacks, checkpoint, distributed, export, map_elites, registry, sharding
+from qdkit import callbacks, checkpoint, distributed, export, map_elites, registry, sharding, trackers
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.npz"
@@ -39,6 +39,7 @@ METRICS = "metrics.jsonl"
 CENTROIDS = "centroids.npy"
 ARCHIVE = "archive.npz"
 JUDGMENTS = "judgments.npz"
+TRACKERS = "trackers.json"  # the experiment-tracker runs a resume continues
 
 
 class RunDirError(Exception):
@@ -131,7 +132,7 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
     if writer and os.path.exists(metrics_path):
         os.remove(metrics_path)
     state = map_elites.init(jax.random.key(int(config["seed"])), task, archive, emitter, mesh=mesh)
-    for name in (JUDGMENTS, registry.HUMAN_JUDGMENTS):
+    for name in (JUDGMENTS, registry.HUMAN_JUDGMENTS, TRACKERS):
         if writer and os.path.exists(os.path.join(directory, name)):
             os.remove(os.path.join(directory, name))
     refitter = registry.build_refitter({**config, **(runtime or {})}, directory)
@@ -236,7 +237,8 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
     bar = callbacks.ProgressBar(
         iterations, initial=start, disable=not (progress and writer), desc=run.config["task"], live=live
     )
-    hooks = [log, ckpt, bar] if writer else []  # the other processes compute only
+    logging = open_trackers(run, start, every) if writer else []
+    hooks = [log, ckpt, bar, *logging] if writer else []  # the other processes compute only
     chunk = min(100, every)
     if run.refitter is not None:  # refit first, so the checkpoint after it holds the new archive
         hooks.insert(0, _saving(run, ckpt))
@@ -251,16 +253,54 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
             callbacks=hooks,
             mesh=mesh,
         )
-    except map_elites.Interrupted as interrupted:
+    except map_elites.Interrupted as interrupted:  # also Stopped (a spent budget)
         if writer:
             ckpt.save(interrupted.state)
+        close_trackers(logging, interrupted.state)
+        raise
+    except BaseException:
+        close_trackers(logging, None)
         raise
     finally:
         bar.close()
     if writer:
         ckpt.save(state)
+    close_trackers(logging, state)
     run.state = state
     return state
+
+
+def open_trackers(run: Run, start: int, every: int) -> list:
+    """The experiment trackers of the run's ``log`` setting (:mod:`qdkit.trackers`),
+    continuing the tracker runs recorded in ``trackers.json`` if there are any (a
+    resume), and recording the new ones."""
+    names = run.config.get("log") or []
+    if not names:
+        return []
+    path = os.path.join(run.directory, TRACKERS)
+    previous = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            previous = json.load(f)
+    archive = run.state.archive
+    labels = ([f"learned {i}" for i in range(archive.descriptor_dim)] if archive.learned
+              else list(run.task.descriptor_names))  # fmt: skip
+    opened = []
+    for name in names:
+        opened.append(trackers.build(
+            name, run.directory, run.config, every=every, previous=previous.get(name),
+            resume_from=start if name in previous else None, descriptor_names=labels,
+            title=f"{run.config['task']} / {run.config['emitter']}",
+        ))  # fmt: skip
+        previous[name] = opened[-1].ids()
+    write_json(path, previous)
+    return opened
+
+
+def close_trackers(opened: list, state) -> None:
+    """Log the last heatmap (of ``state``, if given) and close each tracker."""
+    for tracker in opened:
+        tracker.close(state)
 
 
 def _saving(run: Run, ckpt):
@@ -326,12 +366,9 @@ def write_outputs(run: Run) -> list[str]:
     if archive.learned:  # latent axes
         names = [f"learned {i}" for i in range(archive.descriptor_dim)]
 
-    if archive.descriptor_dim > 2:
-        figure = plot.archive_pairs(archive, descriptor_names=names)
-    else:
-        figure, ax = plt.subplots(figsize=(6, 5))
-        plot.archive_heatmap(archive, ax=ax, descriptor_names=names)
-    figure.suptitle(f"{run.config['task']} / {run.config['emitter']}: {len(archive)} elites")
+    figure = plot.archive_figure(
+        archive, descriptor_names=names, title=f"{run.config['task']} / {run.config['emitter']}: {len(archive)} elites"
+    )
     paths.append(os.path.join(run.directory, "heatmap.png"))
     with _replacing(paths[-1]) as tmp:
         figure.savefig(tmp, dpi=110, bbox_inches="tight")

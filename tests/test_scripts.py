@@ -36,6 +36,34 @@ def test_custom_emitter_example(tmp_path):
     assert "uniform parents" in result.stdout and "curious parents" in result.stdout
 
 
+def test_ask_tell_examples_evaluate_in_worker_processes_and_in_another_program(tmp_path):
+    import re
+
+    result = run_script(
+        os.path.join(ROOT, "examples", "ask_tell_pool.py"), "--iterations", "30", "--batch-size", "64", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "with 2 workers" in result.stdout
+    assert float(re.search(r"coverage ([\d.]+)%", result.stdout).group(1)) > 20  # the search moved
+    result = run_script(os.path.join(ROOT, "examples", "ask_tell_program.py"), "--iterations", "30", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert float(re.search(r"coverage ([\d.]+)%", result.stdout).group(1)) > 20
+    assert "0 invalid rows" in result.stdout  # awk answered every line
+
+
+def test_ask_tell_sphere_and_dcg_maze_examples(tmp_path):
+    result = run_script(os.path.join(ROOT, "examples", "ask_tell_sphere.py"), "--iterations", "30", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "elites, coverage" in result.stdout and "best objective" in result.stdout
+    result = run_script(
+        os.path.join(ROOT, "examples", "dcg_maze.py"), "--iterations", "3", "--batch-size", "16",
+        "--critic-steps", "5", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "DCG-ME: QD-score" in result.stdout and "distilled policy on 256 targets" in result.stdout
+    assert (tmp_path / "distilled.npz").stat().st_size > 1000
+
+
 def test_benchmark_smoke(tmp_path):
     pytest.importorskip("ribs")
     pytest.importorskip("qdax")

@@ -13,7 +13,7 @@ import click
 import jax
 
 import feedback
-from qdkit import checkpoint, distributed, registry, rundir, tasks
+from qdkit import checkpoint, distributed, registry, rundir, tasks, trackers
 from qdkit.cli.model import model_endpoint
 from qdkit.cli.options import (
     Devices,
@@ -100,6 +100,9 @@ output_options = _group(
                  help="Devices to split each batch over: a number, or auto (as many devices as divide the batch; with "
                       "several processes, every process's devices)."),
     click.option("--overwrite", is_flag=True, help="Replace an existing run in --out."),
+    click.option("--log", "log", multiple=True, type=click.Choice(("tensorboard", "mlflow", "wandb")),
+                 help="Also log to an experiment tracker (repeatable): metrics rows, the config as parameters, the "
+                      "heatmap at each checkpoint. Needs the extra of the same name."),
     progress_option,
 )  # fmt: skip
 
@@ -238,7 +241,13 @@ def run_config(options: dict[str, Any]) -> dict[str, Any]:
     emitter_opts = dict(options["emitter_options"])
     check_options("task", task, task_opts, tasks.options(task))
     check_options("emitter", emitter, emitter_opts, registry.emitter_options(emitter))
-    config = {k: v for k, v in options.items() if k not in ("domain", "out", "overwrite", "progress")}
+    try:
+        trackers.check(options["log"])
+    except ImportError as e:
+        raise click.UsageError(str(e)) from e
+    config = {k: v for k, v in options.items() if k not in ("domain", "out", "overwrite", "progress", "log")}
+    if options["log"]:
+        config["log"] = sorted(set(options["log"]))
     config.update(task_options=task_opts, emitter=emitter, emitter_options=emitter_opts,
                   refit_over=options["iterations"],
                   batch_size=options["batch_size"] or tasks.default_batch_size(task))  # fmt: skip
@@ -318,5 +327,9 @@ def resume(directory, iterations, devices, max_requests, max_tokens, progress, c
                 return
             echo(f"{directory} is complete ({done} of {total} iterations); pass --iterations to go further.")
             return
+        try:
+            trackers.check(config.get("log", []))
+        except ImportError as e:
+            raise click.ClickException(f"{directory} logs to {', '.join(config['log'])}: {e}") from e
         echo(f"resuming {directory} at iteration {done} of {total}")
         execute(loaded, total, progress)
