@@ -40,7 +40,7 @@ emitter = iso_line(batch_size=36, iso_sigma=0.1, line_sigma=0.2)
 # pyribs: scheduler = Scheduler(archive, emitters)
 scheduler = qdkit.Scheduler(archive, emitter, initial=np.zeros((36, dim), np.float32))
 
-for _ in range(args.iterations + 1):  # qdkit's first ask is the initial population
+for _ in range(args.iterations):  # the same loop: the first ask is the initial population
     solutions = scheduler.ask()
     objective, measures = sphere(solutions)
     scheduler.tell(objective, measures)
