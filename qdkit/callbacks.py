@@ -63,9 +63,10 @@ class ProgressBar:
 
     def __call__(self, state, metrics) -> None:
         self._bar.update(len(metrics["iteration"]))
+        # several seeds: their mean
         self._postfix = {
-            "qd_score": f"{float(metrics['qd_score'][-1]):.4g}",
-            "coverage": f"{float(metrics['coverage'][-1]):.1%}",
+            "qd_score": f"{float(np.mean(metrics['qd_score'][-1])):.4g}",
+            "coverage": f"{float(np.mean(metrics['coverage'][-1])):.1%}",
         }
         if self._live is not None:
             self._base = dict(self._live())
@@ -88,6 +89,27 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no inf/nan
     return value
+
+
+class PerSeed:
+    """Hands each seed of a run of several seeds (:func:`qdkit.map_elites.init` with a
+    vector of keys) to a callback of its own: ``callbacks[k](state_k, metrics_k)`` with
+    seed ``k``'s state and its ``(n,)`` metrics, as in a run of one seed (e.g. one
+    :class:`MetricsLog` per seed directory). Replacement states are not supported."""
+
+    def __init__(self, callbacks):
+        self.callbacks = list(callbacks)
+
+    def __call__(self, state, metrics) -> None:
+        from qdkit.map_elites import num_seeds, seed_state
+
+        seeds = num_seeds(state)
+        if seeds != len(self.callbacks):
+            raise ValueError(f"PerSeed has {len(self.callbacks)} callbacks for a state of {seeds} seeds")
+        for k, callback in enumerate(self.callbacks):
+            rows = {name: (v if name == "iteration" else v[:, k]) for name, v in metrics.items()}
+            if callback(seed_state(state, k), rows) is not None:
+                raise ValueError("a callback under PerSeed cannot replace the state")
 
 
 class MetricsLog:
@@ -173,4 +195,4 @@ class Checkpointer:
         if not distributed.is_writer():
             return
         checkpoint.save(self.path, state, self.config, host=None if self.host is None else self.host())
-        self.last_saved = int(distributed.to_host(state.iteration))
+        self.last_saved = int(np.max(distributed.to_host(state.iteration)))  # (every seed alike)

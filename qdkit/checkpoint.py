@@ -91,7 +91,7 @@ def save(
         "format": FORMAT,
         "version": VERSION,
         "qdkit": _qdkit_version(),
-        "iteration": None if iteration is None else int(iteration),
+        "iteration": None if iteration is None else int(np.max(iteration)),  # (every seed alike)
         "config": config or {},
         "treedef": str(treedef),
         "leaves": described,

@@ -156,7 +156,11 @@ def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | 
     observes that population, if it has ``observe_initial``).
 
     Args:
-        key: PRNG key (``jax.random.key(seed)``).
+        key: PRNG key (``jax.random.key(seed)``), or a vector of ``S`` keys
+            (``jnp.stack([jax.random.key(s) for s in seeds])``): ``S`` independent runs
+            as one computation (``vmap``), their state with a leading seed axis
+            (:func:`seed_state` takes one out). Seeds need a compiled task and emitter
+            and one device.
         task: a :class:`qdkit.tasks.Task`.
         archive: an empty (or pre-filled) archive.
         emitter: an :class:`emitters.Emitter`.
@@ -173,6 +177,11 @@ def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | 
     if n < 1:
         raise ValueError(f"num_initial must be positive; got {n}")
     check(task, archive, emitter)
+    if jnp.ndim(key) == 1:  # several seeds: one computation with a leading seed axis
+        check_seeds(task, emitter, mesh, jnp.shape(key)[0])
+        return _init_seeds(key, task, archive, emitter, n)
+    if jnp.ndim(key) != 0:
+        raise ValueError(f"key must be one PRNG key or a vector of them (one per seed); got shape {jnp.shape(key)}")
     if is_host(task, emitter):
         return _host_init(key, task, archive, emitter, n)
     sharding.check_mesh(mesh)
@@ -180,9 +189,40 @@ def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | 
     return _init(sharding.replicate(key, mesh), task, sharding.replicate(archive, mesh), emitter, n, mesh)
 
 
-def state_template(task, archive: Archive, emitter):
+def check_seeds(task, emitter, mesh, seeds: int) -> None:
+    """Refuse, up front, a run of several seeds that cannot be one computation."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1; got {seeds}")
+    if is_host(task, emitter):
+        raise ValueError(
+            "several seeds run as one compiled computation; this task or emitter runs host code between steps "
+            "(a language model or a person): run the seeds one after another"
+        )
+    if mesh is not None and mesh.size > 1:
+        raise ValueError("several seeds in one run use one device; give no mesh (--devices 1)")
+
+
+@functools.partial(jax.jit, static_argnames=("task", "emitter", "num_initial"))
+def _init_seeds(keys, task, archive, emitter, num_initial):
+    return jax.vmap(lambda key: _init(key, task, archive, emitter, num_initial, None))(keys)
+
+
+def num_seeds(state: RunState) -> int | None:
+    """The number of seeds of a state with a leading seed axis, ``None`` for one run."""
+    return None if jnp.ndim(state.iteration) == 0 else int(jnp.shape(state.iteration)[0])
+
+
+def seed_state(state: RunState, k: int) -> RunState:
+    """Seed ``k`` of a state with a leading seed axis: a state like one run's."""
+    return jax.tree.map(lambda x: x[k], state)
+
+
+def state_template(task, archive: Archive, emitter, seeds: int | None = None):
     """The shapes and types of a run state (what :func:`qdkit.checkpoint.load` needs),
-    without evaluating anything."""
+    without evaluating anything; with ``seeds``, of a state with that many seeds."""
+    if seeds is not None:
+        keys = jax.random.split(jax.random.key(0), int(seeds))
+        return jax.eval_shape(lambda k: _init_seeds(k, task, archive, emitter, emitter.batch_size), keys)
     if is_host(task, emitter):  # nothing to trace: the emitter's own init is cheap host code
         key = jax.random.key(0)
         return RunState(archive, emitter.init(key, archive), key, jnp.zeros((), jnp.int32))
@@ -313,6 +353,13 @@ def _run_chunk(state, num, task, emitter, chunk_size, mesh):
     return sharding.replicated((state, buffers), mesh)  # readable by every process
 
 
+@functools.partial(jax.jit, static_argnames=("task", "emitter", "chunk_size"), donate_argnums=(0,))
+def _run_chunk_seeds(state, num, task, emitter, chunk_size):
+    """:func:`_run_chunk` for a state with a leading seed axis: metrics ``(chunk, S)``."""
+    state, buffers = jax.vmap(lambda s: _run_chunk.__wrapped__(s, num, task, emitter, chunk_size, None))(state)
+    return state, {k: v.T for k, v in buffers.items()}
+
+
 @contextlib.contextmanager
 def _sigint_flag(enabled: bool) -> Iterator[list[bool]]:
     """While active, the first Ctrl-C sets ``flag[0]``; a second one interrupts at once."""
@@ -369,6 +416,11 @@ def run(
     :class:`StopRun` raised by them ends the run with :class:`Stopped`. Their
     ``stats`` counters join every metrics row.
 
+    A state of several seeds (from :func:`init` with a vector of keys) runs them all
+    as one computation: metrics are ``(iterations, S)`` arrays (``iteration`` stays
+    ``(iterations,)``) and callbacks receive the state with its seed axis
+    (:class:`qdkit.callbacks.PerSeed` hands each seed's slice to a callback of its own).
+
     Returns:
         ``(state, metrics)``: metrics as a dict of ``(iterations,)`` NumPy arrays, plus
         ``iteration`` (the 1-based iteration number of each row).
@@ -379,6 +431,9 @@ def run(
         raise ValueError(f"iterations must be >= 0; got {iterations}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive; got {chunk_size}")
+    seeds = num_seeds(state)
+    if seeds is not None:
+        check_seeds(task, emitter, mesh, seeds)
     if is_host(task, emitter):  # one iteration at a time; no device mesh
         with _sigint_flag(catch_interrupt) as interrupted:
             return _host_run(state, task, emitter, iterations, chunk_size, callbacks, interrupted)
@@ -391,8 +446,11 @@ def run(
     with _sigint_flag(catch_interrupt) as interrupted:
         while done < iterations:
             num = min(chunk_size, iterations - done)
-            start = int(distributed.to_host(state.iteration))
-            state, buffers = _run_chunk(state, jnp.int32(num), task, emitter, chunk_size, mesh)
+            start = int(np.max(distributed.to_host(state.iteration)))
+            if seeds is None:
+                state, buffers = _run_chunk(state, jnp.int32(num), task, emitter, chunk_size, mesh)
+            else:
+                state, buffers = _run_chunk_seeds(state, jnp.int32(num), task, emitter, chunk_size)
             chunk = {k: v[:num] for k, v in distributed.to_host(buffers).items()}
             chunk["iteration"] = np.arange(start + 1, start + num + 1, dtype=np.int64)
             collected.append(chunk)
@@ -407,7 +465,7 @@ def run(
 
 
 def _concat(chunks: list[Metrics]) -> Metrics:
-    if not chunks:
+    if not chunks:  # (a run of several seeds that ran no iteration returns these too)
         out = {k: np.asarray(v) for k, v in _metric_buffers(0).items()}
         out["iteration"] = np.zeros((0,), np.int64)
         return out

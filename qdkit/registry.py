@@ -461,6 +461,18 @@ def check(config: dict[str, Any]) -> Task:
     )  # fmt: skip
     emitter = build_emitter(config["emitter"], task, int(config["batch_size"]), **config.get("emitter_options", {}))
     check_processes(task, emitter, config.get("descriptors") or "task")
+    seeds = int(config.get("seeds") or 1)
+    if seeds > 1:
+        if (config.get("descriptors") or "task") != "task":
+            raise ValueError(
+                f"--descriptors {config['descriptors']} refits on the host between chunks: one seed per run "
+                "(run the seeds one after another)"
+            )
+        if jax.process_count() > 1:
+            raise ValueError("several seeds run in one process: leave out the process options, or --seeds")
+        from qdkit import map_elites
+
+        map_elites.check_seeds(task, emitter, None, seeds)
     shape = config.get("shape")
     if shape and config.get("archive", "grid") == "grid" and (config.get("descriptors") or "task") == "task":
         if len(shape) != task.descriptor_dim:

@@ -58,9 +58,14 @@ class Run:
     devices: int | str | None = None  # a number, "auto", or None for the config's choice
     refitter: Any = None  # the QDHF refit schedule of a run with learned descriptors
 
+    @property
+    def seeds(self) -> int:
+        """Seeds run together (``qdkit run --seeds``); 1 for a run of one."""
+        return seeds_of(self.config)
+
     def mesh(self):
         """The device mesh for this run (``None`` for one device); validates the count."""
-        if map_elites.is_host(self.task, self.emitter):
+        if map_elites.is_host(self.task, self.emitter) or self.seeds > 1:
             return None
         return _mesh(self.config, self.emitter.batch_size, self.devices)
 
@@ -96,6 +101,32 @@ def write_json(path: str, value: Any) -> None:
     os.replace(tmp, path)
 
 
+def seeds_of(config: dict[str, Any]) -> int:
+    """The number of seeds of a run's config (1 when absent)."""
+    return int(config.get("seeds") or 1)
+
+
+def seed_directory(directory: str, k: int) -> str:
+    """Seed ``k``'s run directory inside a run of several seeds."""
+    return os.path.join(directory, f"seed-{k}")
+
+
+def seed_config(config: dict[str, Any], k: int) -> dict[str, Any]:
+    """The config of seed ``k`` of a run of several seeds: the run's, with its own
+    seed, as a run of one (its directory can be plotted, exported or resumed alone)."""
+    one = {k2: v for k2, v in config.items() if k2 not in ("seeds", "log")}
+    one["seed"] = int(config.get("seed", 0)) + k
+    return one
+
+
+def seed_keys(config: dict[str, Any]) -> jax.Array:
+    """The run's PRNG key, or one key per seed (``seed``, ``seed + 1``, ...)."""
+    seed = int(config["seed"])
+    if seeds_of(config) == 1:
+        return jax.random.key(seed)
+    return jax.numpy.stack([jax.random.key(seed + k) for k in range(seeds_of(config))])
+
+
 DOMAIN = "domain.toml"
 REPORT = "elites.html"
 
@@ -121,9 +152,9 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
         os.remove(usage)
     task, archive, emitter = registry.build({**config, **(runtime or {})}, directory=directory)
     # the device count is checked before any file is written
-    mesh = (
-        None if map_elites.is_host(task, emitter) else _mesh(config, emitter.batch_size, config.get("devices", "auto"))
-    )
+    seeds = seeds_of(config)
+    host = map_elites.is_host(task, emitter)
+    mesh = None if host or seeds > 1 else _mesh(config, emitter.batch_size, config.get("devices", "auto"))
     centroids = registry.cvt_centroids(archive)
     if writer and centroids is not None:
         np.save(os.path.join(directory, CENTROIDS), centroids)
@@ -131,7 +162,16 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
     metrics_path = os.path.join(directory, METRICS)
     if writer and os.path.exists(metrics_path):
         os.remove(metrics_path)
-    state = map_elites.init(jax.random.key(int(config["seed"])), task, archive, emitter, mesh=mesh)
+    for k in range(seeds if seeds > 1 else 0):
+        if writer:
+            os.makedirs(seed_directory(directory, k), exist_ok=True)
+            write_json(os.path.join(seed_directory(directory, k), CONFIG), seed_config(config, k))
+            if centroids is not None:
+                np.save(os.path.join(seed_directory(directory, k), CENTROIDS), centroids)
+            seed_metrics = os.path.join(seed_directory(directory, k), METRICS)
+            if os.path.exists(seed_metrics):
+                os.remove(seed_metrics)
+    state = map_elites.init(seed_keys(config), task, archive, emitter, mesh=mesh)
     for name in (JUDGMENTS, registry.HUMAN_JUDGMENTS, TRACKERS):
         if writer and os.path.exists(os.path.join(directory, name)):
             os.remove(os.path.join(directory, name))
@@ -148,14 +188,29 @@ def host_state(run: Run):
     return None if run.refitter is None else run.refitter.state_arrays
 
 
+class RunCheckpointer(callbacks.Checkpointer):
+    """The run's checkpoint (with the refitter's host state), and in a run of several
+    seeds each seed's own, in its directory, after the one of all seeds."""
+
+    def __init__(self, run: Run, every: int):
+        super().__init__(os.path.join(run.directory, CHECKPOINT), every, run.config, host=host_state(run))
+        self.run = run
+
+    def save(self, state) -> None:
+        super().save(state)
+        if self.run.seeds > 1 and distributed.is_writer():
+            for k in range(self.run.seeds):
+                directory, config = seed_directory(self.run.directory, k), seed_config(self.run.config, k)
+                checkpoint.save(os.path.join(directory, CHECKPOINT), map_elites.seed_state(state, k), config)
+                write_json(os.path.join(directory, CONFIG), config)  # e.g. a new iteration total
+
+
 def save_checkpoint(run: Run) -> None:
     """Checkpoint the run's state with the refitter's host state in the same file, then
     refresh the readable copy of the judgments."""
     if not distributed.is_writer():
         return
-    host = host_state(run)
-    checkpoint.save(os.path.join(run.directory, CHECKPOINT), run.state, run.config,
-                    host=None if host is None else host())  # fmt: skip
+    RunCheckpointer(run, 1).save(run.state)
     if run.refitter is not None:
         run.refitter.save(os.path.join(run.directory, JUDGMENTS))
 
@@ -195,7 +250,8 @@ def load(
         centroids = np.load(path)
     task, archive, emitter = registry.build(built, centroids, directory)
     registry.check_processes(task, emitter, config.get("descriptors") or "task")
-    template = map_elites.state_template(task, archive, emitter)
+    seeds = seeds_of(config)
+    template = map_elites.state_template(task, archive, emitter, seeds if seeds > 1 else None)
     state = checkpoint.load(os.path.join(directory, CHECKPOINT), template)
     refitter = registry.build_refitter(built, directory)
     if refitter is not None:
@@ -226,13 +282,18 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
     mesh = run.mesh()
     refit_if_due(run)
     every = int(run.config.get("checkpoint_every", 100))
-    ckpt = callbacks.Checkpointer(os.path.join(run.directory, CHECKPOINT), every, run.config, host=host_state(run))
-    metrics_path = os.path.join(run.directory, METRICS)
-    start = int(distributed.to_host(run.state.iteration))
+    ckpt = RunCheckpointer(run, every)
+    start = int(np.max(distributed.to_host(run.state.iteration)))
     writer = distributed.is_writer()
+    if run.seeds > 1:  # each seed's rows in its own directory
+        paths = [os.path.join(seed_directory(run.directory, k), METRICS) for k in range(run.seeds)]
+    else:
+        paths = [os.path.join(run.directory, METRICS)]
     if writer:
-        callbacks.truncate_metrics(metrics_path, start)
-    log = callbacks.MetricsLog(metrics_path)
+        for path in paths:
+            callbacks.truncate_metrics(path, start)
+    logs = [callbacks.MetricsLog(path) for path in paths]
+    log = logs[0] if run.seeds == 1 else callbacks.PerSeed(logs)
     live = getattr(run.task, "stats", None) if map_elites.is_host(run.task, run.emitter) else None
     bar = callbacks.ProgressBar(
         iterations, initial=start, disable=not (progress and writer), desc=run.config["task"], live=live
@@ -340,8 +401,11 @@ def _replacing(path: str):
 
 def outputs_current(directory: str) -> bool:
     """Whether the outputs of the run's last checkpoint have been written: ``archive.npz``
-    (written last, atomically) exists and is newer than ``checkpoint.npz``."""
-    archive, ckpt = os.path.join(directory, ARCHIVE), os.path.join(directory, CHECKPOINT)
+    (written last, atomically; the last seed's in a run of several) exists and is newer
+    than ``checkpoint.npz``."""
+    seeds = seeds_of(read_config(directory))
+    last = directory if seeds == 1 else seed_directory(directory, seeds - 1)
+    archive, ckpt = os.path.join(last, ARCHIVE), os.path.join(directory, CHECKPOINT)
     return os.path.isfile(archive) and os.path.getmtime(archive) >= os.path.getmtime(ckpt)
 
 
@@ -360,6 +424,8 @@ def write_outputs(run: Run) -> list[str]:
 
     from qdkit import plot
 
+    if run.seeds > 1:
+        return _write_seed_outputs(run)
     archive = run.state.archive.results()
     paths = [os.path.join(run.directory, ARCHIVE)]
     names = list(run.task.descriptor_names)
@@ -397,4 +463,32 @@ def write_outputs(run: Run) -> list[str]:
             plt.close("all")
     with _replacing(paths[0]) as tmp:
         export.save_npz(archive, tmp)
+    return paths
+
+
+def _write_seed_outputs(run: Run) -> list[str]:
+    """A run of several seeds: ``comparison.png`` (QD-score and coverage: the mean over
+    seeds with a 95% band), then each seed's outputs in its directory (the last seed's
+    ``archive.npz`` last: :func:`outputs_current` looks at it)."""
+    import matplotlib.pyplot as plt
+
+    from qdkit import plot
+
+    paths: list[str] = []
+    directories = [seed_directory(run.directory, k) for k in range(run.seeds)]
+    logged = [callbacks.read_metrics(os.path.join(d, METRICS)) if os.path.exists(os.path.join(d, METRICS)) else {}
+              for d in directories]  # fmt: skip
+    if all(logged):
+        figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        label = f"{run.config['task']} / {run.config['emitter']}"
+        for ax, key in zip(axes, ("qd_score", "coverage")):
+            plot.compare_runs({label: logged}, key=key, ax=ax)
+        figure.tight_layout()
+        paths.append(os.path.join(run.directory, "comparison.png"))
+        with _replacing(paths[-1]) as tmp:
+            figure.savefig(tmp, dpi=110)
+        plt.close("all")
+    for k, directory in enumerate(directories):
+        one = Run(directory, seed_config(run.config, k), run.task, run.emitter, map_elites.seed_state(run.state, k))
+        paths += write_outputs(one)
     return paths

@@ -7,6 +7,8 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# no persistent compilation cache in the tests (tests/test_cli.py tests it on its own directory)
+os.environ.setdefault("QDKIT_COMPILE_CACHE", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -381,3 +382,23 @@ def test_the_batch_size_defaults_to_the_tasks(tmp_path, monkeypatch, task, args,
                                        "--out", str(tmp_path / "r"), *args])  # fmt: skip
     assert "stop here" in result.output
     assert seen["batch_size"] == batch
+
+
+def test_the_compile_cache_keeps_programs_and_a_second_start_reuses_them(tmp_path):
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "QDKIT_COMPILE_CACHE")}
+    env["QDKIT_CACHE_DIR"] = str(cache)
+    args = ["--iterations", "3", "--batch-size", "32", "--shape", "8x8", "--no-progress"]
+
+    def start(out, *extra):
+        result = subprocess.run([sys.executable, "-m", "qdkit.cli", "run", "--out", str(tmp_path / out), *args, *extra],
+                                env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return sorted(p.name for p in cache.rglob("*") if p.is_file()) if cache.exists() else []
+
+    first = start("a")
+    assert first, "nothing was kept"
+    assert start("b") == first  # every program came from the cache: nothing new was written
+    assert read_rows(tmp_path / "a") == read_rows(tmp_path / "b")
+    shutil.rmtree(cache)
+    assert start("c", "--no-compile-cache") == [] and not cache.exists()

@@ -3,6 +3,7 @@ error messages and loading a run directory."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import tomllib
 from collections.abc import Callable
@@ -182,6 +183,45 @@ budget_options = _group(
 #: ``--progress/--no-progress``.
 progress_option = click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 
+#: ``--compile-cache/--no-compile-cache``.
+compile_cache_option = click.option(
+    "--compile-cache/--no-compile-cache", default=None,
+    help="Keep compiled programs in JAX's persistent cache ($QDKIT_CACHE_DIR, else ~/.cache/qdkit/jax), so the "
+         "next start of the same configuration compiles less [default: on, unless QDKIT_COMPILE_CACHE=0].",
+)  # fmt: skip
+
+
+def cache_directory() -> str:
+    """Where compiled programs are kept: ``$QDKIT_CACHE_DIR``, else ``qdkit/jax`` in the
+    user's cache directory (``$XDG_CACHE_HOME``, else ``~/.cache``)."""
+    if os.environ.get("QDKIT_CACHE_DIR"):
+        return os.environ["QDKIT_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "qdkit", "jax")
+
+
+def enable_compile_cache(enabled: bool | None) -> str | None:
+    """Turn on JAX's persistent compilation cache for this process unless ``enabled`` is
+    False (``None``: on unless ``QDKIT_COMPILE_CACHE`` is 0/off/false); returns its
+    directory, or ``None``. Programs that compile in under half a second are not kept.
+    A directory that cannot be created leaves the cache off, with a warning."""
+    if enabled is None:
+        enabled = os.environ.get("QDKIT_COMPILE_CACHE", "1").strip().lower() not in ("0", "off", "false", "no")
+    if not enabled:
+        return None
+    import jax
+
+    directory = cache_directory()
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        click.echo(f"warning: no compilation cache ({e})", err=True)
+        return None
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return directory
+
+
 #: ``--seed``.
 seed_option = click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 
@@ -217,9 +257,19 @@ def message(e: Exception) -> str:
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
-def load_run(directory: str, devices: int | str | None = None, runtime: dict[str, Any] | None = None) -> rundir.Run:
-    """A run rebuilt from its directory; an unusable directory or checkpoint is one line."""
+def load_run(
+    directory: str, devices: int | str | None = None, runtime: dict[str, Any] | None = None, *, seeds_ok: bool = False
+) -> rundir.Run:
+    """A run rebuilt from its directory; an unusable directory or checkpoint is one line.
+    A run of several seeds is refused unless ``seeds_ok`` (a command on one archive
+    takes one of its seed directories)."""
     try:
+        if not seeds_ok and rundir.seeds_of(rundir.read_config(directory)) > 1:
+            seeds = rundir.seeds_of(rundir.read_config(directory))
+            raise click.ClickException(
+                f"{directory} holds a run of {seeds} seeds: give one of its seed directories "
+                f"({rundir.seed_directory(directory, 0)} ... {rundir.seed_directory(directory, seeds - 1)})"
+            )
         return rundir.load(directory, devices, runtime)
     except (rundir.RunDirError, checkpoint.CheckpointError) as e:
         raise click.ClickException(str(e)) from e

@@ -30,7 +30,7 @@ def plot(directories, out, metrics):
 
     logged = {}
     for directory in directories:
-        report_paths(rundir.write_outputs(load_run(directory)))
+        report_paths(rundir.write_outputs(load_run(directory, seeds_ok=True)))
         metrics_path = os.path.join(directory, rundir.METRICS)
         if os.path.exists(metrics_path):
             logged[os.path.basename(os.path.normpath(directory))] = callbacks.read_metrics(metrics_path)

@@ -11,9 +11,10 @@ from typing import Any
 
 import click
 import jax
+import numpy as np
 
 import feedback
-from qdkit import checkpoint, distributed, registry, rundir, tasks, trackers
+from qdkit import checkpoint, distributed, map_elites, registry, rundir, tasks, trackers
 from qdkit.cli.model import model_endpoint
 from qdkit.cli.options import (
     Devices,
@@ -22,7 +23,9 @@ from qdkit.cli.options import (
     _group,
     budget_options,
     check_options,
+    compile_cache_option,
     config_option,
+    enable_compile_cache,
     message,
     progress_option,
     read_config,
@@ -47,6 +50,9 @@ search_options = _group(
     click.option("--batch-size", type=click.IntRange(min=1), default=None,
                  help="Candidates per iteration [default: the task's: 256; 8 for text, where each is a model call]."),
     seed_option,
+    click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Independent runs of seeds SEED, SEED+1, ... as one compiled computation, in --out/seed-K "
+                      "directories, with comparison.png of their curves (compiled tasks and emitters, one device)."),
 )  # fmt: skip
 
 archive_options = _group(
@@ -104,6 +110,7 @@ output_options = _group(
                  help="Also log to an experiment tracker (repeatable): metrics rows, the config as parameters, the "
                       "heatmap at each checkpoint. Needs the extra of the same name."),
     progress_option,
+    compile_cache_option,
 )  # fmt: skip
 
 
@@ -191,7 +198,7 @@ def execute(run: rundir.Run, iterations: int, progress: bool) -> None:
         lost_process(run.directory, e)
     except Stopped as stop:  # e.g. a model budget spent: a clean end, outputs written
         echo(
-            f"\nStopped at iteration {int(stop.state.iteration)}: {stop.reason}. Checkpoint saved in "
+            f"\nStopped at iteration {int(np.max(stop.state.iteration))}: {stop.reason}. Checkpoint saved in "
             f"{run.directory}.\nContinue with a larger budget: {resume_hint(run.directory)} --max-requests N",
             err=True,
         )
@@ -201,7 +208,7 @@ def execute(run: rundir.Run, iterations: int, progress: bool) -> None:
         return
     except Interrupted as stop:
         echo(
-            f"\nInterrupted at iteration {int(stop.state.iteration)}; checkpoint saved in "
+            f"\nInterrupted at iteration {int(np.max(stop.state.iteration))}; checkpoint saved in "
             f"{run.directory}.\nResume with: {resume_hint(run.directory)}",
             err=True,
         )
@@ -210,17 +217,24 @@ def execute(run: rundir.Run, iterations: int, progress: bool) -> None:
         stopped_labelling(run.directory)
         return
     paths = rundir.write_outputs(run)
-    found = run.state.archive.results()
-    echo(
-        f"{int(run.state.iteration)} iterations: {len(found)} elites "
-        f"(coverage {float(found.coverage()):.1%}, QD-score {float(found.qd_score(run.task.qd_offset)):.6g})"
-    )
-    echo(
-        "wrote "
-        + ", ".join(os.path.join(run.directory, p) for p in [rundir.CONFIG, rundir.CHECKPOINT, rundir.METRICS])
-        + ", "
-        + ", ".join(paths)
-    )
+    if run.seeds > 1:
+        scores = []
+        for k in range(run.seeds):
+            found = map_elites.seed_state(run.state, k).archive.results()
+            scores.append(float(found.qd_score(run.task.qd_offset)))
+            echo(f"seed {int(run.config['seed']) + k}: {len(found)} elites (coverage {float(found.coverage()):.1%}, "
+                 f"QD-score {scores[-1]:.6g})")  # fmt: skip
+        spread = f" ± {np.std(scores, ddof=1):.4g} (sd)" if len(scores) > 1 else ""
+        echo(f"{int(np.max(run.state.iteration))} iterations, {run.seeds} seeds: mean QD-score {np.mean(scores):.6g}"
+             f"{spread}")  # fmt: skip
+    else:
+        found = run.state.archive.results()
+        echo(
+            f"{int(run.state.iteration)} iterations: {len(found)} elites "
+            f"(coverage {float(found.coverage()):.1%}, QD-score {float(found.qd_score(run.task.qd_offset)):.6g})"
+        )
+    written = [rundir.CONFIG, rundir.CHECKPOINT] + ([rundir.METRICS] if run.seeds == 1 else [])
+    echo("wrote " + ", ".join([os.path.join(run.directory, p) for p in written] + paths))
 
 
 def run_config(options: dict[str, Any]) -> dict[str, Any]:
@@ -245,9 +259,16 @@ def run_config(options: dict[str, Any]) -> dict[str, Any]:
         trackers.check(options["log"])
     except ImportError as e:
         raise click.UsageError(str(e)) from e
-    config = {k: v for k, v in options.items() if k not in ("domain", "out", "overwrite", "progress", "log")}
+    skip = ("domain", "out", "overwrite", "progress", "log", "seeds", "compile_cache")
+    config = {k: v for k, v in options.items() if k not in skip}
     if options["log"]:
         config["log"] = sorted(set(options["log"]))
+    if options["seeds"] > 1:
+        config["seeds"] = options["seeds"]
+        if options["log"]:
+            raise click.UsageError("--log logs one run; a run of several --seeds cannot use it yet")
+        if options["devices"] not in ("auto", 1):
+            raise click.UsageError("several --seeds run on one device: leave --devices out or give --devices 1")
     config.update(task_options=task_opts, emitter=emitter, emitter_options=emitter_opts,
                   refit_over=options["iterations"],
                   batch_size=options["batch_size"] or tasks.default_batch_size(task))  # fmt: skip
@@ -264,6 +285,7 @@ def run_config(options: dict[str, Any]) -> dict[str, Any]:
 @process_options
 def run(**options: Any) -> None:
     """Run MAP-Elites and write the archive, metrics and plots to a run directory."""
+    enable_compile_cache(options["compile_cache"])
     join_processes(options.pop("coordinator"), options.pop("num_processes"), options.pop("process_id"))
     config = run_config(options)
     same_in_every_process({**config, "out": options["out"]})
@@ -300,10 +322,12 @@ def run(**options: Any) -> None:
 @click.option("--devices", type=Devices(), default=None, help="Devices to split each batch over [default: the run's].")
 @budget_options
 @progress_option
+@compile_cache_option
 @process_options
-def resume(directory, iterations, devices, max_requests, max_tokens, progress, coordinator, num_processes,
-           process_id):  # fmt: skip
+def resume(directory, iterations, devices, max_requests, max_tokens, progress, compile_cache, coordinator,
+           num_processes, process_id):  # fmt: skip
     """Continue a run from its last checkpoint."""
+    enable_compile_cache(compile_cache)
     join_processes(coordinator, num_processes, process_id)
     config = read_config(directory)
     changes = {k: v for k, v in [("iterations", iterations), ("max_requests", max_requests),
@@ -319,7 +343,7 @@ def resume(directory, iterations, devices, max_requests, max_tokens, progress, c
         except (rundir.RunDirError, checkpoint.CheckpointError, ValueError) as e:
             raise click.ClickException(str(e)) from e
         total = int(loaded.config["iterations"])
-        done = int(distributed.to_host(loaded.state.iteration))
+        done = int(np.max(distributed.to_host(loaded.state.iteration)))
         if done >= total:
             if not rundir.outputs_current(directory):  # stopped after its last checkpoint, before its outputs
                 paths = rundir.write_outputs(loaded)

@@ -1,0 +1,77 @@
+"""Many seeds in one compiled run against one seed, on the arm default.
+
+The arm default of ``qdkit run`` (8 joints, 32 x 32 grid, Iso+LineDD, batch 256,
+1,000 iterations): one seed, then S seeds as one computation
+(``map_elites.init`` with a vector of keys), then S seeds one after another in the same
+process (compiled once, as ``--seeds`` avoids compiling S times in S processes).
+Times are wall-clock: the first call of each configuration includes its compilation
+("cold"), a second identical call does not ("warm"); the table gives both, and the
+ratio of S vmapped seeds to one seed, warm.
+
+    python benchmarks/seeds.py                      # S = 4, 16 (a few minutes on 2 cores)
+    python benchmarks/seeds.py --seeds 4 --iterations 200    # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import qdkit  # noqa: E402
+from emitters import iso_line  # noqa: E402
+from qdkit import map_elites  # noqa: E402
+
+
+def setup():
+    task = qdkit.tasks.get("arm", dof=8)
+    archive = qdkit.GridArchive.create(
+        shape=(32, 32), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
+    )
+    emitter = iso_line(256, 0.01, 0.1, lower=task.genotype_lower, upper=task.genotype_upper)
+    return task, archive, emitter
+
+
+def timed(task, archive, emitter, key, iterations) -> tuple[float, np.ndarray]:
+    start = time.perf_counter()
+    state = map_elites.init(key, task, archive, emitter)
+    state, metrics = map_elites.run(state, task, emitter, iterations)
+    jax.block_until_ready(state)
+    return time.perf_counter() - start, metrics["qd_score"][-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="4,16", help="comma-separated seed counts")
+    parser.add_argument("--iterations", type=int, default=1000)
+    args = parser.parse_args()
+    task, archive, emitter = setup()
+    print(f"# seeds.py — {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"jax {jax.__version__} ({jax.devices()[0].platform}); arm default, {args.iterations} iterations")  # fmt: skip
+    cold1, _ = timed(task, archive, emitter, jax.random.key(0), args.iterations)
+    warm1, score1 = timed(task, archive, emitter, jax.random.key(0), args.iterations)
+    print("| configuration | seeds | cold s | warm s | warm / one seed | mean final QD-score |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| one seed | 1 | {cold1:.2f} | {warm1:.2f} | 1.00× | {float(score1):.1f} |")
+    for s in (int(x) for x in args.seeds.split(",")):
+        keys = jnp.stack([jax.random.key(k) for k in range(s)])
+        cold, _ = timed(task, archive, emitter, keys, args.iterations)
+        warm, scores = timed(task, archive, emitter, keys, args.iterations)
+        print(f"| {s} seeds, vmapped | {s} | {cold:.2f} | {warm:.2f} | {warm / warm1:.2f}× | "
+              f"{float(np.mean(scores)):.1f} |")  # fmt: skip
+        sequential = [timed(task, archive, emitter, jax.random.key(k), args.iterations) for k in range(s)]
+        total = sum(t for t, _ in sequential)
+        print(f"| {s} seeds, one after another (compiled once) | {s} | — | {total:.2f} | {total / warm1:.2f}× | "
+              f"{float(np.mean([q for _, q in sequential])):.1f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Several seeds as one compiled computation: each seed's search is the run of that seed
+alone; `qdkit run --seeds` writes seed directories that resume together or alone."""
+
+import dataclasses
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from builders import small_archive
+from click.testing import CliRunner
+
+import qdkit
+from emitters import evolution_strategy, iso_line
+from qdkit import map_elites
+from qdkit.cli import main
+
+
+def keys(*seeds):
+    return jnp.stack([jax.random.key(s) for s in seeds])
+
+
+def test_each_seed_of_a_vmapped_run_is_the_run_of_that_seed():
+    task = qdkit.tasks.get("arm", dof=4)
+    archive = small_archive(task, "grid")
+    emitter = iso_line(32, 0.01, 0.1, lower=task.genotype_lower, upper=task.genotype_upper)
+    state = map_elites.init(keys(3, 4, 5), task, archive, emitter)
+    assert map_elites.num_seeds(state) == 3
+    state, metrics = map_elites.run(state, task, emitter, 25, chunk_size=10)
+    assert metrics["qd_score"].shape == (25, 3) and metrics["iteration"].shape == (25,)
+    for k, seed in enumerate((3, 4, 5)):
+        one = map_elites.init(jax.random.key(seed), task, archive, emitter)
+        one, one_metrics = map_elites.run(one, task, emitter, 25, chunk_size=10)
+        mine = map_elites.seed_state(state, k)
+        for a, b in zip(jax.tree.leaves(mine.archive), jax.tree.leaves(one.archive)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_array_equal(metrics["qd_score"][:, k], one_metrics["qd_score"])
+    assert len({float(v) for v in metrics["qd_score"][-1]}) == 3  # three different searches
+
+
+def test_a_stateful_emitter_runs_seeds_and_host_work_is_refused():
+    task = qdkit.tasks.get("sphere", dims=6)
+    archive = small_archive(task, "grid")
+    emitter = evolution_strategy(task.example_genotype, 6, num_emitters=2, sigma0=0.2)
+    state = map_elites.init(keys(0, 1), task, archive, emitter)
+    state, metrics = map_elites.run(state, task, emitter, 15)
+    assert metrics["num_elites"].shape == (15, 2) and np.all(metrics["num_elites"][-1] > 0)
+    one = map_elites.init(jax.random.key(1), task, archive, emitter)
+    one, one_metrics = map_elites.run(one, task, emitter, 15)
+    np.testing.assert_allclose(metrics["qd_score"][:, 1], one_metrics["qd_score"], rtol=1e-4)
+
+    host_task = dataclasses.replace(task, host=True)
+    with pytest.raises(ValueError, match="runs host code between steps"):
+        map_elites.init(keys(0, 1), host_task, archive, emitter)
+    with pytest.raises(ValueError, match="a vector of them"):
+        map_elites.init(jnp.stack([keys(0, 1)] * 2), task, archive, emitter)
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+SMALL = ["--batch-size", 16, "--shape", "6x6", "--checkpoint-every", 10, "--no-progress"]
+
+
+def test_cli_seeds_write_seed_directories_that_resume_together_or_alone(tmp_path):
+    top, single = tmp_path / "three", tmp_path / "single"
+    result = invoke("run", "--seeds", 3, "--seed", 7, "--iterations", 20, "--out", top, *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "3 seeds: mean QD-score" in result.output and (top / "comparison.png").stat().st_size > 1000
+    for k in range(3):
+        config = json.loads((top / f"seed-{k}" / "config.json").read_text())
+        assert config["seed"] == 7 + k and "seeds" not in config
+        for name in ("checkpoint.npz", "metrics.jsonl", "archive.npz", "heatmap.png"):
+            assert (top / f"seed-{k}" / name).exists(), (k, name)
+    assert invoke("run", "--seed", 8, "--iterations", 20, "--out", single, *SMALL).exit_code == 0
+    assert (top / "seed-1" / "metrics.jsonl").read_text() == (single / "metrics.jsonl").read_text()
+
+    # killed after rows 21..30 were logged but before their checkpoint; resumed, all seeds together
+    saved = tmp_path / "at20.npz"
+    shutil.copy(top / "checkpoint.npz", saved)
+    assert invoke("resume", top, "--iterations", 30, "--no-progress").exit_code == 0
+    shutil.copy(saved, top / "checkpoint.npz")
+    assert invoke("resume", top, "--iterations", 40, "--no-progress").exit_code == 0
+    assert invoke("resume", single, "--iterations", 40, "--no-progress").exit_code == 0
+    assert (top / "seed-1" / "metrics.jsonl").read_text() == (single / "metrics.jsonl").read_text()
+    rows = [json.loads(line) for line in (top / "seed-0" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == list(range(1, 41))
+
+    # a seed directory is a run of its own
+    result = invoke("resume", top / "seed-2", "--iterations", 45, "--no-progress")
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["export", str(top)])
+    assert result.exit_code != 0 and "holds a run of 3 seeds" in result.output and "seed-0" in result.output
+    assert not os.path.exists(tmp_path / "refused")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--log", "tensorboard"], "cannot use it yet"),
+        (["--devices", 2], "one device"),
+        (["--descriptors", "learned"], "one seed per run"),
+    ],
+)
+def test_cli_seeds_refuse_what_cannot_work_before_writing(tmp_path, extra, message):
+    out = tmp_path / "refused"
+    result = CliRunner().invoke(main, ["run", "--seeds", "2", "--out", str(out), *map(str, extra), "--no-progress"])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not out.exists()
