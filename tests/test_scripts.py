@@ -69,8 +69,14 @@ def test_benchmark_smoke(tmp_path):
     pytest.importorskip("qdax")
     result = run_script(os.path.join(ROOT, "benchmarks", "core_throughput.py"), "--quick", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    for line in ["ratio qdkit / pyribs (grid)", "ratio qdkit / qdax (cvt)", "evaluation-only ceiling", "first call"]:
-        assert line in result.stdout
+    for line in [
+        "overhead ratio qdax (jnp.cos) / qdkit (jnp.cos), grid",
+        "overhead ratio pyribs (NumPy) / qdkit (fastmath), cvt",
+        "| emit + scoring + insertion |",
+        "| run + metrics log and checkpoints |",
+        "first call",
+    ]:
+        assert line in result.stdout, line
 
 
 def test_step_hlo_benchmark(tmp_path):
