@@ -37,13 +37,14 @@ differ in its last bit.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qdkit import callbacks as callbacks_lib
 from qdkit import checkpoint, distributed
 from qdkit import metrics as metrics_lib
 from qdkit.archive import Archive
@@ -117,7 +118,9 @@ class Scheduler:
         seed: seed of the run's PRNG key (or give ``key``).
         key: the run's PRNG key.
         qd_offset: lower bound on the fitness for the QD-score (as a task's
-            ``qd_offset``).
+            ``qd_offset``): the QD-score sums ``max(fitness - qd_offset, 0)`` over the
+            elites, so with fitness below 0 give an offset below it (pyribs sums
+            ``objective - offset`` unclipped).
         callbacks: called after every :meth:`tell` as ``callback(state, metrics)`` with
             that iteration's metrics row (as :func:`qdkit.map_elites.run` calls them
             after each chunk); a callback may return a replacement state.
@@ -146,6 +149,10 @@ class Scheduler:
                 "a Scheduler takes an archive over given descriptors: learned descriptors need features and a "
                 "refit schedule that come with a task (run them with qdkit.map_elites.run or `qdkit run`)"
             )
+        if key is not None and seed != 0:
+            raise ValueError("give seed or key, not both")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise ValueError(f"seed must be an integer; got {seed!r}")
         if jax.process_count() > 1:
             raise ValueError(
                 "a Scheduler runs in one process: its evaluations come from the caller, which several processes "
@@ -172,7 +179,10 @@ class Scheduler:
         elif initial is not None:
             if num_initial is not None:
                 raise ValueError("num_initial is for a function `initial`; an array gives its own length")
+            if isinstance(initial, (list, tuple)) and jax.tree.structure(archive.genotypes).num_leaves == 1:
+                initial = np.asarray(initial)  # a nested list of numbers, for an archive of arrays
             self._check_genotypes(initial, "initial")
+            initial = self._as_archive_dtypes(initial)
             self._initial = lambda: initial
         elif bool(jnp.any(archive.occupied)):  # a pre-filled archive: start emitting at once
             k_emitter, self._key = jax.random.split(self._key)
@@ -227,8 +237,9 @@ class Scheduler:
                     "the archive is empty: give `initial` (genotypes, or a function (key, n) drawing them) for the "
                     "first ask, or restore() a checkpoint"
                 )
-            genotypes = jax.tree.map(jnp.asarray, self._initial())
+            genotypes = self._initial()
             self._check_genotypes(genotypes, "initial")
+            genotypes = jax.tree.map(jnp.asarray, self._as_archive_dtypes(genotypes))
             pending = None
         elif self.emitter.host:
             genotypes, pending = _emit(self._state, self.emitter)
@@ -302,8 +313,20 @@ class Scheduler:
         """
         if self._pending is not None:
             raise RuntimeError("restore() between ask() and tell(): tell the pending batch first")
-        self._state = checkpoint.load(path, self._template())
+        state = checkpoint.load(path, self._template())
+        for name, mine, theirs in (("lower", self._archive.lower, state.archive.lower),
+                                   ("upper", self._archive.upper, state.archive.upper)):  # fmt: skip
+            if not np.array_equal(np.asarray(mine), np.asarray(theirs)):
+                raise checkpoint.CheckpointError(
+                    f"{path}: a checkpoint of an archive with other bounds ({name} {np.asarray(theirs).tolist()}, "
+                    f"this scheduler's {np.asarray(mine).tolist()})"
+                )
+        self._state = state
         self._rows = []
+        iteration = int(state.iteration)
+        for callback in self.callbacks:  # rows logged after the checkpoint go: they are told again
+            if isinstance(callback, callbacks_lib.MetricsLog):
+                callbacks_lib.truncate_metrics(callback.path, iteration)
 
     def _template(self) -> RunState:
         key = jax.random.key(0)
@@ -325,18 +348,29 @@ class Scheduler:
         if len(sizes) != 1 or 0 in sizes:
             raise ValueError(f"{what}: a non-empty batch with one leading length; got lengths {sorted(sizes)}")
 
+    def _as_archive_dtypes(self, genotypes: Any) -> Any:
+        """Genotypes cast to the archive's dtypes (integers given for a float archive)."""
+        dtypes = [leaf.dtype for leaf in jax.tree.leaves(self._archive.genotypes)]
+        leaves, treedef = jax.tree.flatten(genotypes)
+        return jax.tree.unflatten(treedef, [np.asarray(g).astype(d, copy=False) for g, d in zip(leaves, dtypes)])
+
     def _evaluation(self, fitness, descriptors, extras, n: int) -> Evaluation:
         fitness = np.asarray(fitness)
         descriptors = np.asarray(descriptors)
         dim = self._archive.descriptor_dim
-        if not np.issubdtype(fitness.dtype, np.number) or not np.issubdtype(descriptors.dtype, np.number):
-            raise ValueError("fitness and descriptors must be numbers")
+        numbers = all(np.issubdtype(a.dtype, np.number) for a in (fitness, descriptors))
+        if not numbers or np.iscomplexobj(fitness) or np.iscomplexobj(descriptors):
+            raise ValueError("fitness and descriptors must be real numbers")
+        if descriptors.shape == (n,) and dim == 1:
+            raise ValueError(f"descriptors: expected shape ({n}, 1) for one descriptor; reshape with d[:, None]")
         if fitness.shape != (n,):
             raise ValueError(f"fitness: expected shape ({n},) for the {n} solutions asked for; got {fitness.shape}")
         if descriptors.shape != (n, dim):
             raise ValueError(
                 f"descriptors: expected shape ({n}, {dim}) for the {n} solutions asked for; got {descriptors.shape}"
             )
+        if extras is not None and not isinstance(extras, Mapping):
+            raise ValueError(f"extras must be a dict of per-row arrays; got {type(extras).__name__}")
         extras = {} if extras is None else dict(extras)
         for name, value in extras.items():
             lengths = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(value)}

@@ -317,10 +317,11 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
     except map_elites.Interrupted as interrupted:  # also Stopped (a spent budget)
         if writer:
             ckpt.save(interrupted.state)
-        close_trackers(logging, interrupted.state)
+        stopped = isinstance(interrupted, map_elites.Stopped)  # a spent budget ends the run cleanly
+        close_trackers(logging, interrupted.state, "finished" if stopped else "killed")
         raise
-    except BaseException:
-        close_trackers(logging, None)
+    except BaseException as error:
+        close_trackers(logging, None, "killed" if isinstance(error, KeyboardInterrupt) else "failed")
         raise
     finally:
         bar.close()
@@ -358,10 +359,18 @@ def open_trackers(run: Run, start: int, every: int) -> list:
     return opened
 
 
-def close_trackers(opened: list, state) -> None:
-    """Log the last heatmap (of ``state``, if given) and close each tracker."""
+def close_trackers(opened: list, state, status: str = "finished") -> None:
+    """Log the last heatmap (of ``state``, if given) and close each tracker as
+    ``status``; one that fails to close does not keep the others open (the first error
+    is raised after all were tried)."""
+    errors = []
     for tracker in opened:
-        tracker.close(state)
+        try:
+            tracker.close(state, status)
+        except Exception as e:  # noqa: BLE001 - closing the others comes first
+            errors.append(e)
+    if errors:
+        raise errors[0]
 
 
 def _saving(run: Run, ckpt):

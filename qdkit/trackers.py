@@ -36,6 +36,9 @@ import numpy as np
 
 from qdkit import distributed
 
+#: How a tracker run can end (:meth:`Tracker.close`).
+STATUSES = ("finished", "killed", "failed")
+
 #: ``--log`` names and the extra each needs.
 EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
@@ -55,6 +58,14 @@ def check(names) -> None:
             raise ImportError(f"--log {name} needs the '{EXTRAS[name]}' extra: pip install 'qdkit[{EXTRAS[name]}]'")
 
 
+def preflight(names) -> None:
+    """:func:`check`, and for MLflow a tracking server (``$MLFLOW_TRACKING_URI``) that
+    answers: what a run can know before it writes anything."""
+    check(names)
+    if "mlflow" in names and os.environ.get("MLFLOW_TRACKING_URI"):
+        _reachable(os.environ["MLFLOW_TRACKING_URI"])
+
+
 def _require(module: str, extra: str):
     import importlib
 
@@ -64,15 +75,29 @@ def _require(module: str, extra: str):
         raise ImportError(f"logging to {extra} needs the '{extra}' extra: pip install 'qdkit[{extra}]' ({e})") from e
 
 
+def _plain(value: Any) -> Any:
+    """A JSON-able form of a config value (NumPy scalars and arrays included)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"task_options": {"dof": 8}}`` -> ``{"task_options.dof": 8}``."""
+    """``{"task_options": {"dof": 8}}`` -> ``{"task_options.dof": 8}``, values made
+    JSON-able (NumPy values as numbers and lists, anything else as its ``str``)."""
     out: dict[str, Any] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             out.update(flatten(value, f"{name}."))
         else:
-            out[name] = value
+            out[name] = _plain(value)
     return out
 
 
@@ -96,6 +121,7 @@ class Tracker:
         self.title = title
         self.writer = distributed.is_writer()
         self._config = config
+        self._imaged: int | None = None  # the step of the last heatmap
 
     def _start(self) -> None:
         if self._config is not None:
@@ -118,9 +144,10 @@ class Tracker:
             self.image(state, last)
 
     def image(self, state, step: int) -> None:
-        """Log the heatmap of ``state``'s archive at ``step``."""
-        if self.writer:
+        """Log the heatmap of ``state``'s archive at ``step`` (once per step)."""
+        if self.writer and step != self._imaged:
             self._heatmap(state.archive.results(), step)
+            self._imaged = step
 
     def _heatmap(self, archive, step: int) -> None:
         import matplotlib.pyplot as plt
@@ -133,13 +160,17 @@ class Tracker:
         finally:
             plt.close(figure)
 
-    def close(self, state=None) -> None:
-        """Log the final heatmap (of ``state``, if given) and close."""
+    def close(self, state=None, status: str = "finished") -> None:
+        """Log the final heatmap (of ``state``, if given) and close the tracker run as
+        ``status``: ``"finished"``, ``"killed"`` (interrupted, resumable) or
+        ``"failed"`` (an error)."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
         if not self.writer:
             return
         if state is not None:
-            self._heatmap(state.archive.results(), int(distributed.to_host(state.iteration)))
-        self._finish()
+            self.image(state, int(np.max(distributed.to_host(state.iteration))))
+        self._finish(status)
 
     # to implement
     def _scalars(self, values: dict[str, float], step: int) -> None:
@@ -151,7 +182,7 @@ class Tracker:
     def _image(self, name: str, rgb: np.ndarray, step: int) -> None:
         raise NotImplementedError
 
-    def _finish(self) -> None:
+    def _finish(self, status: str) -> None:
         raise NotImplementedError
 
     def ids(self) -> dict[str, str]:
@@ -185,7 +216,7 @@ class TensorBoard(Tracker):
     def _image(self, name, rgb, step):
         self._writer.add_image(name, rgb, step, dataformats="HWC")
 
-    def _finish(self):
+    def _finish(self, status):
         self._writer.close()
 
 
@@ -212,6 +243,12 @@ class MLflow(Tracker):
         if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative: pin it for resumes
             uri = "sqlite:///" + os.path.abspath(uri[len("sqlite:///") :])
         self.tracking_uri = uri
+        _reachable(uri)
+        import logging
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its table-creation INFO lines
+        params = flatten(self._config or {})  # before a run exists: a bad config leaves nothing behind
+        self._config = params if self._config is not None else None
         self._client = MlflowClient(tracking_uri=self.tracking_uri)
         if run_id is None:
             found = self._client.get_experiment_by_name(experiment)
@@ -240,8 +277,8 @@ class MLflow(Tracker):
     def _image(self, name, rgb, step):
         self._client.log_image(self.run_id, rgb, key=name, step=step)
 
-    def _finish(self):
-        self._client.set_terminated(self.run_id)
+    def _finish(self, status):
+        self._client.set_terminated(self.run_id, status=status.upper())
 
     def ids(self):
         return {"run_id": self.run_id, "tracking_uri": self.tracking_uri}
@@ -286,11 +323,27 @@ class Wandb(Tracker):
     def _image(self, name, rgb, step):
         self._run.log({name: self._wandb.Image(rgb)}, step=step)
 
-    def _finish(self):
-        self._run.finish()
+    def _finish(self, status):
+        self._run.finish(exit_code=0 if status == "finished" else 1)
 
     def ids(self):
         return {"run_id": self.run_id}
+
+
+def _reachable(uri: str, timeout: float = 5.0) -> None:
+    """Refuse at once a tracking server that does not answer (MLflow's client would
+    retry for minutes without a word)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (urllib.error.URLError, OSError) as e:
+        raise ConnectionError(f"no MLflow tracking server answers at {uri} ({e})") from e
 
 
 def _logged_in() -> bool:

@@ -92,6 +92,21 @@ def test_restored_scheduler_continues_bit_for_bit(tmp_path, setup):
     other = qdkit.Scheduler(small_archive(qdkit.tasks.get("rastrigin", dims=3), "grid"), gaussian(8, 0.05))
     with pytest.raises(checkpoint.CheckpointError):
         other.restore(path)
+    wider = qdkit.GridArchive.create(shape=(12, 12), lower=[-1, -1], upper=[2, 2], example_genotype=np.zeros(5))
+    with pytest.raises(checkpoint.CheckpointError, match="other bounds"):
+        qdkit.Scheduler(wider, emitter).restore(path)
+
+
+def test_restore_drops_the_logged_rows_that_will_be_told_again(tmp_path, setup):
+    task, archive, emitter = setup
+    log, path = tmp_path / "metrics.jsonl", tmp_path / "ckpt.npz"
+    first = qdkit.Scheduler(archive, emitter, initial=task.initial_genotypes,
+                            callbacks=[callbacks.MetricsLog(log), callbacks.Checkpointer(path, every=5)])  # fmt: skip
+    drive(first, task, 9)  # rows 1..8 logged, the checkpoint holds 5
+    again = qdkit.Scheduler(archive, emitter, callbacks=[callbacks.MetricsLog(log)])
+    again.restore(path)
+    drive(again, task, 3)
+    assert list(callbacks.read_metrics(log)["iteration"]) == list(range(1, 9))
 
 
 def test_misuse_is_refused_with_a_clear_error(setup):
@@ -101,6 +116,12 @@ def test_misuse_is_refused_with_a_clear_error(setup):
     with pytest.raises(ValueError, match=r"initial: genotypes of shape \(4,\) per row; the archive stores \(5,\)"):
         qdkit.Scheduler(archive, emitter, initial=np.zeros((8, 4), np.float32))
     scheduler = qdkit.Scheduler(archive, emitter, initial=np.full((8, 5), 0.5, np.float32))
+    with pytest.raises(ValueError, match="seed or key, not both"):
+        qdkit.Scheduler(archive, emitter, initial=task.initial_genotypes, seed=1, key=jax.random.key(1))
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        qdkit.Scheduler(archive, emitter, initial=task.initial_genotypes, seed=1.7)
+    as_ints = qdkit.Scheduler(archive, emitter, initial=np.zeros((8, 5), np.int64))
+    assert as_ints.ask().dtype == np.float32  # cast to the archive's genotypes
     with pytest.raises(RuntimeError, match=r"tell\(\) without ask\(\)"):
         scheduler.tell(np.zeros(8), np.zeros((8, 2)))
     with pytest.raises(RuntimeError, match="nothing to save"):
@@ -115,8 +136,12 @@ def test_misuse_is_refused_with_a_clear_error(setup):
         scheduler.tell(np.zeros(8), np.zeros((8, 3)))
     with pytest.raises(ValueError, match=r"extras\['x'\]: expected a leading axis of 8"):
         scheduler.tell(np.zeros(8), np.zeros((8, 2)), extras={"x": np.zeros(3)})
-    with pytest.raises(ValueError, match="must be numbers"):
+    with pytest.raises(ValueError, match="must be real numbers"):
         scheduler.tell(np.array(["a"] * 8), np.zeros((8, 2)))
+    with pytest.raises(ValueError, match="must be real numbers"):
+        scheduler.tell(np.zeros(8, complex), np.zeros((8, 2)))
+    with pytest.raises(ValueError, match="extras must be a dict"):
+        scheduler.tell(np.zeros(8), np.zeros((8, 2)), extras=[1, 2])
 
     # after the refusals the batch is still pending; NaN and infinite rows are dropped and counted
     fitness, descriptors = numpy_rastrigin(task, solutions)

@@ -148,3 +148,38 @@ def test_a_missing_extra_is_named_before_the_run_starts(tmp_path, monkeypatch):
     assert not (tmp_path / "r").exists()
     result = CliRunner().invoke(main, ["run", "--out", str(tmp_path / "r"), "--log", "neptune"])
     assert result.exit_code == 2 and "'tensorboard', 'mlflow', 'wandb'" in result.output
+
+
+def test_trackers_end_as_what_happened_and_take_numpy_settings(tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    import qdkit
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = {"sigma": np.float32(0.5), "lower": np.array([0.0, 1.0]), "name": "x"}
+    task = qdkit.tasks.get("arm", dof=3)
+    archive = qdkit.GridArchive.create(shape=(4, 4), lower=task.lower, upper=task.upper,
+                                       example_genotype=task.example_genotype)  # fmt: skip
+
+    class State:  # what a tracker reads of a run state
+        def __init__(self, iteration):
+            self.archive, self.iteration = archive, np.int32(iteration)
+
+    runs = {}
+    for status in ("failed", "killed", "finished"):
+        tracker = trackers.MLflow(tracking_uri=uri, config=config, every=2, run_name=status)
+        tracker(State(2), {"iteration": np.array([1, 2]), "qd_score": np.array([1.0, 2.0], np.float32)})
+        tracker.close(State(2), status)  # the heatmap of step 2 was logged already: not again
+        runs[status] = tracker.run_id
+    client = MlflowClient(tracking_uri=uri)
+    for status, run_id in runs.items():
+        run = client.get_run(run_id)
+        assert run.info.status == status.upper()
+        assert run.data.params["sigma"] == "0.5" and run.data.params["lower"] == "[0.0, 1.0]"
+        images = [a.path for a in client.list_artifacts(run_id, "images") if a.path.endswith(".png")]
+        assert len(images) == 1 and "+step+2+" in images[0]
+    with pytest.raises(ValueError, match="unknown status"):
+        trackers.MLflow(tracking_uri=uri).close(None, "crashed")
+    with pytest.raises(ConnectionError, match="no MLflow tracking server answers at http://127.0.0.1:9"):
+        trackers.MLflow(tracking_uri="http://127.0.0.1:9")

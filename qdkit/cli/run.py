@@ -235,6 +235,14 @@ def execute(run: rundir.Run, iterations: int, progress: bool) -> None:
         )
     written = [rundir.CONFIG, rundir.CHECKPOINT] + ([rundir.METRICS] if run.seeds == 1 else [])
     echo("wrote " + ", ".join([os.path.join(run.directory, p) for p in written] + paths))
+    logged = os.path.join(run.directory, rundir.TRACKERS)
+    if run.config.get("log") and os.path.isfile(logged):
+        with open(logged, encoding="utf-8") as f:
+            ids = json.load(f)
+        where = {"tensorboard": os.path.join(run.directory, "tensorboard"),
+                 "mlflow": f"{ids.get('mlflow', {}).get('tracking_uri')}, run {ids.get('mlflow', {}).get('run_id')}",
+                 "wandb": f"{os.path.join(run.directory, 'wandb')}, run {ids.get('wandb', {}).get('run_id')}"}  # fmt: skip
+        echo("logged to " + "; ".join(f"{name}: {where[name]}" for name in run.config["log"]))
 
 
 def run_config(options: dict[str, Any]) -> dict[str, Any]:
@@ -256,9 +264,11 @@ def run_config(options: dict[str, Any]) -> dict[str, Any]:
     check_options("task", task, task_opts, tasks.options(task))
     check_options("emitter", emitter, emitter_opts, registry.emitter_options(emitter))
     try:
-        trackers.check(options["log"])
+        trackers.preflight(options["log"])
     except ImportError as e:
         raise click.UsageError(str(e)) from e
+    except ConnectionError as e:
+        raise click.ClickException(str(e)) from e
     skip = ("domain", "out", "overwrite", "progress", "log", "seeds", "compile_cache")
     config = {k: v for k, v in options.items() if k not in skip}
     if options["log"]:
@@ -352,8 +362,8 @@ def resume(directory, iterations, devices, max_requests, max_tokens, progress, c
             echo(f"{directory} is complete ({done} of {total} iterations); pass --iterations to go further.")
             return
         try:
-            trackers.check(config.get("log", []))
-        except ImportError as e:
+            trackers.preflight(config.get("log", []))
+        except (ImportError, ConnectionError) as e:
             raise click.ClickException(f"{directory} logs to {', '.join(config['log'])}: {e}") from e
         echo(f"resuming {directory} at iteration {done} of {total}")
         execute(loaded, total, progress)
