@@ -401,7 +401,7 @@ def main() -> None:
                 if mine and peer in overhead:
                     print(f"overhead ratio {peer} / qdkit ({cos}), {kind}: {overhead[peer] / mine:.1f}x; "
                           f"end-to-end ratio: {medians[f'qdkit ({cos})'] / medians[peer]:.1f}x")  # fmt: skip
-        stages = [k for k in medians if k.startswith("stage: ")]
+        stages = [k for k in runners if k.startswith("stage: ") and k in medians]  # in the order built up
         if stages:
             print(f"\n### {kind}: qdkit's iteration a stage at a time (jnp.cos scoring)")
             print("| stage | evals/s | ns/eval | added by the stage, ns/eval |")

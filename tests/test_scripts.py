@@ -184,3 +184,20 @@ def test_maze_distill_benchmark_smoke(tmp_path):
         assert line in result.stdout
     bad = run_script(os.path.join(ROOT, "benchmarks", "maze_distill.py"), "--variants", "nope", cwd=tmp_path)
     assert bad.returncode != 0 and "valid: paper, state-0.03, state-0.015, state-0.03-bound" in bad.stderr
+
+
+def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
+    pytest.importorskip("ribs")
+    bench = os.path.join(ROOT, "benchmarks")
+    result = run_script(os.path.join(bench, "ask_tell.py"), "--quick", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| gaussian | 36 | qdkit |" in result.stdout and "| iso_line | 36 | pyribs |" in result.stdout
+    result = run_script(os.path.join(bench, "seeds.py"), "--seeds", "2", "--iterations", "20", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| 2 seeds, vmapped | 2 |" in result.stdout
+    result = run_script(os.path.join(bench, "kernels.py"), "--number", "2", "--repeats", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| qdkit.fastmath.cos_2pi(x) |" in result.stdout and "| archive.sample, 36 rows |" in result.stdout
+    result = run_script(os.path.join(bench, "startup.py"), "--configs", "arm", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| arm | `(defaults)` |" in result.stdout
