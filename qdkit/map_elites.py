@@ -177,11 +177,15 @@ def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | 
     if n < 1:
         raise ValueError(f"num_initial must be positive; got {n}")
     check(task, archive, emitter)
-    if jnp.ndim(key) == 1:  # several seeds: one computation with a leading seed axis
+    typed = jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key)
+    if typed and jnp.ndim(key) == 1:  # several seeds: one computation with a leading seed axis
         check_seeds(task, emitter, mesh, jnp.shape(key)[0])
         return _init_seeds(key, task, archive, emitter, n)
-    if jnp.ndim(key) != 0:
-        raise ValueError(f"key must be one PRNG key or a vector of them (one per seed); got shape {jnp.shape(key)}")
+    if jnp.ndim(key) != (0 if typed else 1):
+        raise ValueError(
+            f"key must be one PRNG key or a vector of keys from jax.random.key (one per seed); got shape "
+            f"{jnp.shape(key)}{'' if typed else ' of raw key data'}"
+        )
     if is_host(task, emitter):
         return _host_init(key, task, archive, emitter, n)
     sharding.check_mesh(mesh)

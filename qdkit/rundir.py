@@ -162,6 +162,15 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
     metrics_path = os.path.join(directory, METRICS)
     if writer and os.path.exists(metrics_path):
         os.remove(metrics_path)
+    if writer:  # what an earlier run in this directory (--overwrite) wrote and this one may not
+        for name in os.listdir(directory):
+            path = os.path.join(directory, name)
+            if name.startswith("seed-") and os.path.isdir(path):
+                shutil.rmtree(path)
+            elif name in (ARCHIVE, "heatmap.png", "metrics.png", "comparison.png", REPORT) or (
+                name == CENTROIDS and centroids is None
+            ):
+                os.remove(path)
     for k in range(seeds if seeds > 1 else 0):
         if writer:
             os.makedirs(seed_directory(directory, k), exist_ok=True)
@@ -201,8 +210,48 @@ class RunCheckpointer(callbacks.Checkpointer):
         if self.run.seeds > 1 and distributed.is_writer():
             for k in range(self.run.seeds):
                 directory, config = seed_directory(self.run.directory, k), seed_config(self.run.config, k)
+                os.makedirs(directory, exist_ok=True)
                 checkpoint.save(os.path.join(directory, CHECKPOINT), map_elites.seed_state(state, k), config)
                 write_json(os.path.join(directory, CONFIG), config)  # e.g. a new iteration total
+
+
+def check_seeds_behind(directory: str) -> None:
+    """Refuse to continue a run of several seeds when one of its seed directories was
+    continued on its own past the run's checkpoint: continuing would drop that work.
+    Reads the checkpoints' metadata only (nothing is loaded or written)."""
+    config = read_config(directory)
+    if seeds_of(config) == 1:
+        return
+    top = checkpoint.read_meta(os.path.join(directory, CHECKPOINT)).get("iteration")
+    for k in range(seeds_of(config)):
+        path = os.path.join(seed_directory(directory, k), CHECKPOINT)
+        try:
+            seen = checkpoint.read_meta(path).get("iteration")
+        except checkpoint.CheckpointError:
+            continue  # missing or unreadable: the run writes it again
+        if top is not None and seen is not None and seen > top:
+            raise RunDirError(
+                f"{seed_directory(directory, k)} was continued on its own to iteration {seen}, past the run's "
+                f"checkpoint ({top}): continuing {directory} would drop that. Continue that seed directory alone, "
+                "or remove it to let the run write it again."
+            )
+
+
+def sync_seeds(run: Run) -> None:
+    """Bring the seed checkpoints and configs of a run of several seeds that lag behind
+    the run's (a kill between the run's checkpoint and the seeds', a new iteration
+    total, a removed seed directory) up to it; after :func:`check_seeds_behind`."""
+    top = int(np.max(distributed.to_host(run.state.iteration)))
+    for k in range(run.seeds):
+        directory = seed_directory(run.directory, k)
+        try:
+            seen = checkpoint.read_meta(os.path.join(directory, CHECKPOINT)).get("iteration")
+            stale = read_config(directory) != seed_config(run.config, k)
+        except (checkpoint.CheckpointError, RunDirError):
+            seen, stale = None, True
+        if seen != top or stale:
+            RunCheckpointer(run, 1).save(run.state)
+            return
 
 
 def save_checkpoint(run: Run) -> None:
@@ -251,6 +300,8 @@ def load(
     task, archive, emitter = registry.build(built, centroids, directory)
     registry.check_processes(task, emitter, config.get("descriptors") or "task")
     seeds = seeds_of(config)
+    if seeds > 1 and jax.process_count() > 1:
+        raise RunDirError(f"{directory} holds a run of {seeds} seeds, which runs in one process")
     template = map_elites.state_template(task, archive, emitter, seeds if seeds > 1 else None)
     state = checkpoint.load(os.path.join(directory, CHECKPOINT), template)
     refitter = registry.build_refitter(built, directory)
@@ -413,8 +464,14 @@ def outputs_current(directory: str) -> bool:
     (written last, atomically; the last seed's in a run of several) exists and is newer
     than ``checkpoint.npz``."""
     seeds = seeds_of(read_config(directory))
-    last = directory if seeds == 1 else seed_directory(directory, seeds - 1)
-    archive, ckpt = os.path.join(last, ARCHIVE), os.path.join(directory, CHECKPOINT)
+    if seeds > 1:
+        return all(outputs_current_at(seed_directory(directory, k), directory) for k in range(seeds))
+    return outputs_current_at(directory, directory)
+
+
+def outputs_current_at(where: str, directory: str) -> bool:
+    """Whether ``where``'s ``archive.npz`` is newer than ``directory``'s checkpoint."""
+    archive, ckpt = os.path.join(where, ARCHIVE), os.path.join(directory, CHECKPOINT)
     return os.path.isfile(archive) and os.path.getmtime(archive) >= os.path.getmtime(ckpt)
 
 

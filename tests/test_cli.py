@@ -387,7 +387,7 @@ def test_the_batch_size_defaults_to_the_tasks(tmp_path, monkeypatch, task, args,
 def test_the_compile_cache_keeps_programs_and_a_second_start_reuses_them(tmp_path):
     cache = tmp_path / "cache"
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "QDKIT_COMPILE_CACHE")}
-    env["QDKIT_CACHE_DIR"] = str(cache)
+    env.update(QDKIT_CACHE_DIR=str(cache), QDKIT_CACHE_MIN_COMPILE_SECS="0")  # every program: no timing in the test
     args = ["--iterations", "3", "--batch-size", "32", "--shape", "8x8", "--no-progress"]
 
     def start(out, *extra):

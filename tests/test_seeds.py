@@ -1,9 +1,9 @@
 """Several seeds as one compiled computation: each seed's search is the run of that seed
-alone; `qdkit run --seeds` writes seed directories that resume together or alone."""
+alone (on a CVT, with the first seed's centroids); `qdkit run --seeds` writes seed
+directories that resume together or alone."""
 
 import dataclasses
 import json
-import os
 import shutil
 
 import jax
@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import qdkit
 from emitters import evolution_strategy, iso_line
-from qdkit import map_elites
+from qdkit import checkpoint, map_elites
 from qdkit.cli import main
 
 
@@ -55,8 +55,10 @@ def test_a_stateful_emitter_runs_seeds_and_host_work_is_refused():
     host_task = dataclasses.replace(task, host=True)
     with pytest.raises(ValueError, match="runs host code between steps"):
         map_elites.init(keys(0, 1), host_task, archive, emitter)
-    with pytest.raises(ValueError, match="a vector of them"):
+    with pytest.raises(ValueError, match="a vector of keys from jax.random.key"):
         map_elites.init(jnp.stack([keys(0, 1)] * 2), task, archive, emitter)
+    raw = map_elites.init(jax.random.PRNGKey(0), task, archive, emitter)  # raw key data: one run, as before
+    assert map_elites.num_seeds(raw) is None
 
 
 def invoke(*args):
@@ -80,10 +82,11 @@ def test_cli_seeds_write_seed_directories_that_resume_together_or_alone(tmp_path
     assert (top / "seed-1" / "metrics.jsonl").read_text() == (single / "metrics.jsonl").read_text()
 
     # killed after rows 21..30 were logged but before their checkpoint; resumed, all seeds together
-    saved = tmp_path / "at20.npz"
-    shutil.copy(top / "checkpoint.npz", saved)
+    checkpoints = ["checkpoint.npz", *(f"seed-{k}/checkpoint.npz" for k in range(3))]
+    saved = {name: (top / name).read_bytes() for name in checkpoints}
     assert invoke("resume", top, "--iterations", 30, "--no-progress").exit_code == 0
-    shutil.copy(saved, top / "checkpoint.npz")
+    for name, data in saved.items():
+        (top / name).write_bytes(data)
     assert invoke("resume", top, "--iterations", 40, "--no-progress").exit_code == 0
     assert invoke("resume", single, "--iterations", 40, "--no-progress").exit_code == 0
     assert (top / "seed-1" / "metrics.jsonl").read_text() == (single / "metrics.jsonl").read_text()
@@ -95,7 +98,18 @@ def test_cli_seeds_write_seed_directories_that_resume_together_or_alone(tmp_path
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(main, ["export", str(top)])
     assert result.exit_code != 0 and "holds a run of 3 seeds" in result.output and "seed-0" in result.output
-    assert not os.path.exists(tmp_path / "refused")
+    # seed-2 went on alone to 45: continuing the run would drop that
+    result = CliRunner().invoke(main, ["resume", str(top), "--iterations", "50", "--no-progress"])
+    assert result.exit_code == 1 and "was continued on its own to iteration 45" in result.output
+    shutil.rmtree(top / "seed-2")  # removed: the run writes it again from its own checkpoint
+    assert invoke("resume", top, "--no-progress").exit_code == 0
+    assert checkpoint.read_meta(top / "seed-2" / "checkpoint.npz")["iteration"] == 40
+    assert (top / "seed-2" / "archive.npz").exists()
+    result = invoke("plot", top, single, "--out", tmp_path / "both.png")  # the seeds as one group with a band
+    assert result.exit_code == 0 and (tmp_path / "both.png").stat().st_size > 1000
+    # a run of one over it (--overwrite) leaves no seed directories behind
+    assert invoke("run", "--out", top, "--overwrite", "--iterations", 5, *SMALL).exit_code == 0
+    assert not (top / "seed-0").exists() and not (top / "comparison.png").exists()
 
 
 @pytest.mark.parametrize(
@@ -103,11 +117,12 @@ def test_cli_seeds_write_seed_directories_that_resume_together_or_alone(tmp_path
     [
         (["--log", "tensorboard"], "cannot use it yet"),
         (["--devices", 2], "one device"),
-        (["--descriptors", "learned"], "one seed per run"),
+        (["--descriptors", "learned"], "host work between steps"),
+        (["--task", "text"], "host work between steps"),
     ],
 )
 def test_cli_seeds_refuse_what_cannot_work_before_writing(tmp_path, extra, message):
     out = tmp_path / "refused"
     result = CliRunner().invoke(main, ["run", "--seeds", "2", "--out", str(out), *map(str, extra), "--no-progress"])
     assert result.exit_code == 2 and message in result.output, result.output
-    assert not out.exists()
+    assert not out.exists() and "starting the bundled" not in result.output

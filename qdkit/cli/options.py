@@ -203,7 +203,9 @@ def cache_directory() -> str:
 def enable_compile_cache(enabled: bool | None) -> str | None:
     """Turn on JAX's persistent compilation cache for this process unless ``enabled`` is
     False (``None``: on unless ``QDKIT_COMPILE_CACHE`` is 0/off/false); returns its
-    directory, or ``None``. Programs that compile in under half a second are not kept.
+    directory, or ``None``. Programs that compile in under half a second
+    (``QDKIT_CACHE_MIN_COMPILE_SECS``) are not kept; past 2 GiB the least recently used
+    entries go.
     A directory that cannot be created leaves the cache off, with a warning."""
     if enabled is None:
         enabled = os.environ.get("QDKIT_COMPILE_CACHE", "1").strip().lower() not in ("0", "off", "false", "no")
@@ -217,8 +219,13 @@ def enable_compile_cache(enabled: bool | None) -> str | None:
     except OSError as e:
         click.echo(f"warning: no compilation cache ({e})", err=True)
         return None
+    try:
+        seconds = float(os.environ.get("QDKIT_CACHE_MIN_COMPILE_SECS", "0.5"))
+    except ValueError as e:
+        raise click.UsageError(f"QDKIT_CACHE_MIN_COMPILE_SECS must be a number of seconds ({e})") from e
     jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", seconds)
+    jax.config.update("jax_compilation_cache_max_size", 2 * 1024**3)  # least recently used entries go past 2 GiB
     return directory
 
 

@@ -31,11 +31,20 @@ def plot(directories, out, metrics):
     logged = {}
     for directory in directories:
         report_paths(rundir.write_outputs(load_run(directory, seeds_ok=True)))
+        name = os.path.basename(os.path.normpath(directory))
+        seeds = rundir.seeds_of(rundir.read_config(directory))
+        if seeds > 1:  # one group: the mean of the seeds with a band
+            paths = [os.path.join(rundir.seed_directory(directory, k), rundir.METRICS) for k in range(seeds)]
+            group = [callbacks.read_metrics(p) for p in paths if os.path.exists(p)]
+            if group:
+                logged[name] = group
+            continue
         metrics_path = os.path.join(directory, rundir.METRICS)
         if os.path.exists(metrics_path):
-            logged[os.path.basename(os.path.normpath(directory))] = callbacks.read_metrics(metrics_path)
+            logged[name] = callbacks.read_metrics(metrics_path)
     if len(directories) > 1:
-        known = set.intersection(*(set(m) for m in logged.values())) if logged else set()
+        groups = [m for value in logged.values() for m in ([value] if isinstance(value, dict) else value)]
+        known = set.intersection(*(set(m) for m in groups)) if groups else set()
         bad = [m for m in metrics if m not in known]
         if bad:
             raise click.UsageError(

@@ -51,8 +51,9 @@ search_options = _group(
                  help="Candidates per iteration [default: the task's: 256; 8 for text, where each is a model call]."),
     seed_option,
     click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
-                 help="Independent runs of seeds SEED, SEED+1, ... as one compiled computation, in --out/seed-K "
-                      "directories, with comparison.png of their curves (compiled tasks and emitters, one device)."),
+                 help="Runs of seeds SEED, SEED+1, ... as one compiled computation, in --out/seed-K directories, "
+                      "with comparison.png of their curves (compiled tasks and emitters, one device; a CVT's "
+                      "centroids are SEED's, shared by every seed)."),
 )  # fmt: skip
 
 archive_options = _group(
@@ -279,6 +280,11 @@ def run_config(options: dict[str, Any]) -> dict[str, Any]:
             raise click.UsageError("--log logs one run; a run of several --seeds cannot use it yet")
         if options["devices"] not in ("auto", 1):
             raise click.UsageError("several --seeds run on one device: leave --devices out or give --devices 1")
+        if task == "text" or emitter == "lmx" or options.get("descriptors", "task") != "task":
+            raise click.UsageError(
+                "several --seeds run as one compiled computation: text tasks, the LMX emitter and --descriptors "
+                f"{options.get('descriptors')} run host work between steps (run the seeds one after another)"
+            )
     config.update(task_options=task_opts, emitter=emitter, emitter_options=emitter_opts,
                   refit_over=options["iterations"],
                   batch_size=options["batch_size"] or tasks.default_batch_size(task))  # fmt: skip
@@ -340,6 +346,10 @@ def resume(directory, iterations, devices, max_requests, max_tokens, progress, c
     enable_compile_cache(compile_cache)
     join_processes(coordinator, num_processes, process_id)
     config = read_config(directory)
+    try:
+        rundir.check_seeds_behind(directory)  # before anything is written
+    except (rundir.RunDirError, checkpoint.CheckpointError) as e:
+        raise click.ClickException(str(e)) from e
     changes = {k: v for k, v in [("iterations", iterations), ("max_requests", max_requests),
                                   ("max_tokens", max_tokens)] if v is not None}  # fmt: skip
     if changes:
@@ -352,6 +362,10 @@ def resume(directory, iterations, devices, max_requests, max_tokens, progress, c
             loaded = rundir.load(directory, devices, runtime, config=config)
         except (rundir.RunDirError, checkpoint.CheckpointError, ValueError) as e:
             raise click.ClickException(str(e)) from e
+        if loaded.seeds > 1:
+            if devices not in (None, "auto", 1):
+                raise click.UsageError("a run of several seeds runs on one device: leave --devices out")
+            rundir.sync_seeds(loaded)
         total = int(loaded.config["iterations"])
         done = int(np.max(distributed.to_host(loaded.state.iteration)))
         if done >= total:
