@@ -99,12 +99,13 @@ def make_archive(task, archive_kind: str, centroids):
     )
 
 
-def qdkit_runner(archive_kind: str, centroids, iterations: int, *, cos: str = "jnp.cos", hooks=None):
+def qdkit_runner(archive_kind: str, centroids, iterations: int, *, cos: str = "jnp.cos", noise: str = "fast",
+                 hooks=None):  # fmt: skip
     """qdkit's own loop (``map_elites.run``) with its default variation and RNG;
     ``hooks(tmpdir)`` gives host callbacks to run between chunks."""
     task = scored_task(cos)
     archive = make_archive(task, archive_kind, centroids)
-    emitter = iso_line(BATCH, ISO, LINE, lower=0.0, upper=1.0)
+    emitter = iso_line(BATCH, ISO, LINE, lower=0.0, upper=1.0, noise=noise)
     state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
     callbacks = [] if hooks is None else hooks()
     state, _ = qdkit.map_elites.run(state, task, emitter, 5, callbacks=callbacks)  # compile

@@ -23,7 +23,9 @@ import qdkit  # noqa: E402
 
 
 def counts(plain: bool) -> collections.Counter:
-    _, (task, emitter, get_state) = core_throughput.qdkit_runner("grid", None, 5, plain=plain)
+    _, (task, emitter, get_state) = core_throughput.qdkit_runner(
+        "grid", None, 5, cos="jnp.cos" if plain else "fastmath", noise="threefry" if plain else "fast"
+    )
     text = qdkit.map_elites.step.lower(get_state(), task, emitter).compile().as_text()
     return collections.Counter(re.findall(r"= \S+ (\w[\w-]*)\(", text))
 
