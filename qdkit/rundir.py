@@ -141,6 +141,7 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
     With several processes, only the writer writes."""
     registry.check({**config, **(runtime or {})})
     writer = distributed.is_writer()
+    held_run = os.path.isfile(os.path.join(directory, CONFIG))  # --overwrite: its outputs go
     if writer:
         os.makedirs(directory, exist_ok=True)
     domain = config.get("task_options", {}).get("domain")
@@ -162,7 +163,7 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
     metrics_path = os.path.join(directory, METRICS)
     if writer and os.path.exists(metrics_path):
         os.remove(metrics_path)
-    if writer:  # what an earlier run in this directory (--overwrite) wrote and this one may not
+    if writer and held_run:  # what an earlier run in this directory wrote and this one may not
         for name in os.listdir(directory):
             path = os.path.join(directory, name)
             if name.startswith("seed-") and os.path.isdir(path):
