@@ -48,7 +48,7 @@ from qdkit import callbacks as callbacks_lib
 from qdkit import checkpoint, distributed
 from qdkit import metrics as metrics_lib
 from qdkit.archive import Archive
-from qdkit.map_elites import RunState, _start_emitter
+from qdkit.map_elites import RunState, _as_jax, _start_emitter
 from qdkit.tasks.base import Evaluation
 
 Metrics = dict[str, np.ndarray]
@@ -77,8 +77,7 @@ def _unpacked(floats: np.ndarray, ints: np.ndarray) -> dict[str, np.ndarray]:
 
 def _tell(state: RunState, pending, genotypes, evaluation, emitter, qd_offset):
     key, emitter_state = pending
-    evaluation = Evaluation(jnp.asarray(evaluation.fitness), jnp.asarray(evaluation.descriptors),
-                            jax.tree.map(jnp.asarray, evaluation.extras))  # fmt: skip
+    evaluation = _as_jax(evaluation)
     archive, info = state.archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
     emitter_state = emitter.update(emitter_state, archive, genotypes, evaluation, info)
     new_state = RunState(archive, emitter_state, key, state.iteration + 1)
@@ -87,8 +86,7 @@ def _tell(state: RunState, pending, genotypes, evaluation, emitter, qd_offset):
 
 def _tell_initial(key, archive, genotypes, evaluation, emitter, qd_offset):
     _, _, k_emitter, k_next = jax.random.split(key, 4)  # as map_elites.init splits it
-    evaluation = Evaluation(jnp.asarray(evaluation.fitness), jnp.asarray(evaluation.descriptors),
-                            jax.tree.map(jnp.asarray, evaluation.extras))  # fmt: skip
+    evaluation = _as_jax(evaluation)
     archive, info = archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
     state = RunState(archive, _start_emitter(emitter, k_emitter, archive, genotypes, evaluation), k_next,
                      jnp.zeros((), jnp.int32))  # fmt: skip

@@ -345,8 +345,9 @@ def _metric_buffers(size: int) -> dict[str, jax.Array]:
     }
 
 
-@functools.partial(jax.jit, static_argnames=("task", "emitter", "chunk_size", "mesh"), donate_argnums=(0,))
-def _run_chunk(state, num, task, emitter, chunk_size, mesh):
+def _chunk(state, num, task, emitter, chunk_size, mesh):
+    """Up to ``chunk_size`` iterations (``num`` of them) in one loop; metrics in buffers."""
+
     def body(i, carry):
         state, buffers = carry
         state, m = _step(state, task, emitter, mesh)
@@ -357,10 +358,13 @@ def _run_chunk(state, num, task, emitter, chunk_size, mesh):
     return sharding.replicated((state, buffers), mesh)  # readable by every process
 
 
+_run_chunk = jax.jit(_chunk, static_argnames=("task", "emitter", "chunk_size", "mesh"), donate_argnums=(0,))
+
+
 @functools.partial(jax.jit, static_argnames=("task", "emitter", "chunk_size"), donate_argnums=(0,))
 def _run_chunk_seeds(state, num, task, emitter, chunk_size):
-    """:func:`_run_chunk` for a state with a leading seed axis: metrics ``(chunk, S)``."""
-    state, buffers = jax.vmap(lambda s: _run_chunk.__wrapped__(s, num, task, emitter, chunk_size, None))(state)
+    """:func:`_chunk` for a state with a leading seed axis: metrics ``(chunk, S)``."""
+    state, buffers = jax.vmap(lambda s: _chunk(s, num, task, emitter, chunk_size, None))(state)
     return state, {k: v.T for k, v in buffers.items()}
 
 

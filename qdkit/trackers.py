@@ -39,12 +39,9 @@ from qdkit import distributed
 #: How a tracker run can end (:meth:`Tracker.close`).
 STATUSES = ("finished", "killed", "failed")
 
-#: ``--log`` names and the extra each needs.
-EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
-
-
-#: The module each ``--log`` name imports.
+#: ``--log`` names (each needs the extra of the same name) and the module each imports.
 MODULES = {"tensorboard": "tensorboardX", "mlflow": "mlflow", "wandb": "wandb"}
+NAMES = tuple(MODULES)
 
 
 def check(names) -> None:
@@ -52,10 +49,10 @@ def check(names) -> None:
     import importlib.util
 
     for name in names:
-        if name not in EXTRAS:
-            raise ValueError(f"unknown tracker {name!r}; valid: {', '.join(EXTRAS)}")
+        if name not in MODULES:
+            raise ValueError(f"unknown tracker {name!r}; valid: {', '.join(NAMES)}")
         if importlib.util.find_spec(MODULES[name]) is None:
-            raise ImportError(f"--log {name} needs the '{EXTRAS[name]}' extra: pip install 'qdkit[{EXTRAS[name]}]'")
+            raise ImportError(f"--log {name} needs the '{name}' extra: pip install 'qdkit[{name}]'")
 
 
 def preflight(names) -> None:
@@ -120,12 +117,12 @@ class Tracker:
         self.descriptor_names = descriptor_names
         self.title = title
         self.writer = distributed.is_writer()
-        self._config = config
+        self._params_given = None if config is None else flatten(config)  # logged once, at the start
         self._imaged: int | None = None  # the step of the last heatmap
 
     def _start(self) -> None:
-        if self._config is not None:
-            self._params(flatten(self._config))
+        if self._params_given is not None:
+            self._params(self._params_given)
 
     def __call__(self, state, metrics) -> None:
         if not self.writer:
@@ -247,8 +244,6 @@ class MLflow(Tracker):
         import logging
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # not its table-creation INFO lines
-        params = flatten(self._config or {})  # before a run exists: a bad config leaves nothing behind
-        self._config = params if self._config is not None else None
         self._client = MlflowClient(tracking_uri=self.tracking_uri)
         if run_id is None:
             found = self._client.get_experiment_by_name(experiment)
@@ -309,7 +304,7 @@ class Wandb(Tracker):
         self._wandb = wandb
         self._run = wandb.init(
             project=project, dir=None if dir is None else os.fspath(dir), name=name, mode=mode, id=run_id,
-            resume="allow" if run_id else None, config=None if run_id else flatten(self._config or {}),
+            resume="allow" if run_id else None, config=None if run_id else self._params_given,
             settings=wandb.Settings(silent=True, console="off"),
         )  # fmt: skip
         self.run_id = self._run.id
@@ -373,4 +368,4 @@ def build(name: str, directory: str, config: dict, *, every: int, previous: dict
     if name == "wandb":
         return Wandb(dir=directory, run_id=previous.get("run_id"), name=os.path.basename(os.path.abspath(directory)),
                      **common)  # fmt: skip
-    raise ValueError(f"unknown tracker {name!r}; valid: {', '.join(EXTRAS)}")
+    raise ValueError(f"unknown tracker {name!r}; valid: {', '.join(NAMES)}")

@@ -4,7 +4,7 @@ misuse refused with a clear error, NaN rows dropped and counted."""
 import jax
 import numpy as np
 import pytest
-from builders import small_archive
+from builders import leaves_equal, small_archive
 
 import feedback
 import qdkit
@@ -24,15 +24,6 @@ def numpy_rastrigin(task, genotypes):
     """The task's scoring, outside JAX (what an external evaluator returns)."""
     e = jax.jit(task.score)(jax.random.key(0), genotypes)
     return np.array(e.fitness), np.array(e.descriptors)
-
-
-def leaves_equal(a, b):
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for x, y in zip(la, lb):
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x, y = jax.random.key_data(x), jax.random.key_data(y)
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def drive(scheduler, task, iterations):

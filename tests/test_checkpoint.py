@@ -6,7 +6,7 @@ import zipfile
 import jax
 import numpy as np
 import pytest
-from builders import small_archive
+from builders import leaves_equal, small_archive
 
 import qdkit
 from emitters import gaussian, iso_line, mix
@@ -19,15 +19,6 @@ def build(archive_kind="grid"):
     archive = small_archive(task, archive_kind)
     emitter = mix(iso_line(24, 0.01, 0.1, lower=0.0, upper=1.0), gaussian(8, 0.05, lower=0.0, upper=1.0))
     return task, archive, emitter
-
-
-def leaves_equal(a, b):
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for x, y in zip(la, lb):
-        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            x, y = jax.random.key_data(x), jax.random.key_data(y)
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 @pytest.mark.parametrize("archive_kind", ["grid", "cvt"])

@@ -271,8 +271,8 @@ def load_run(
     A run of several seeds is refused unless ``seeds_ok`` (a command on one archive
     takes one of its seed directories)."""
     try:
-        if not seeds_ok and rundir.seeds_of(rundir.read_config(directory)) > 1:
-            seeds = rundir.seeds_of(rundir.read_config(directory))
+        seeds = rundir.seeds_of(rundir.read_config(directory))
+        if not seeds_ok and seeds > 1:
             raise click.ClickException(
                 f"{directory} holds a run of {seeds} seeds: give one of its seed directories "
                 f"({rundir.seed_directory(directory, 0)} ... {rundir.seed_directory(directory, seeds - 1)})"

@@ -107,7 +107,7 @@ output_options = _group(
                  help="Devices to split each batch over: a number, or auto (as many devices as divide the batch; with "
                       "several processes, every process's devices)."),
     click.option("--overwrite", is_flag=True, help="Replace an existing run in --out."),
-    click.option("--log", "log", multiple=True, type=click.Choice(("tensorboard", "mlflow", "wandb")),
+    click.option("--log", "log", multiple=True, type=click.Choice(trackers.NAMES),
                  help="Also log to an experiment tracker (repeatable): metrics rows, the config as parameters, the "
                       "heatmap at each checkpoint. Needs the extra of the same name."),
     progress_option,
@@ -346,6 +346,8 @@ def resume(directory, iterations, devices, max_requests, max_tokens, progress, c
     enable_compile_cache(compile_cache)
     join_processes(coordinator, num_processes, process_id)
     config = read_config(directory)
+    if rundir.seeds_of(config) > 1 and devices not in (None, "auto", 1):
+        raise click.UsageError("a run of several seeds runs on one device: leave --devices out")
     try:
         rundir.check_seeds_behind(directory)  # before anything is written
     except (rundir.RunDirError, checkpoint.CheckpointError) as e:
@@ -363,8 +365,6 @@ def resume(directory, iterations, devices, max_requests, max_tokens, progress, c
         except (rundir.RunDirError, checkpoint.CheckpointError, ValueError) as e:
             raise click.ClickException(str(e)) from e
         if loaded.seeds > 1:
-            if devices not in (None, "auto", 1):
-                raise click.UsageError("a run of several seeds runs on one device: leave --devices out")
             rundir.sync_seeds(loaded)
         total = int(loaded.config["iterations"])
         done = int(np.max(distributed.to_host(loaded.state.iteration)))
