@@ -11,6 +11,7 @@ from emitters.distill import (
     evaluate_distilled,
     evaluate_elites,
     imitate_distilled,
+    paper_measures,
     plot_distilled,
     refine_distilled,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "lmx",
     "mix",
     "omg_mega",
+    "paper_measures",
     "pga",
     "plot_distilled",
     "refine_distilled",

@@ -12,6 +12,15 @@ Each batch is split three ways:
   to a descriptor ``d'`` drawn from the archive's elites (the descriptor folded into its
   first layer's bias), ``num_injected`` per batch.
 
+Each iteration the actor is also played for ``actor_rollouts`` descriptors drawn from
+the archive's elites (plus Gaussian noise of ``actor_rollout_noise``): its transitions go
+into the replay buffer aimed at those descriptors, DCG-MAP-Elites' "negative samples"
+that show the critic what the actor does when it misses its target (they count where
+transitions are replayed for their aim: a share ``1 - archive_replay``). These
+episodes are not offspring and do not count as evaluations (as in the paper's text).
+By default a quarter of the batch for DCG-ME (the official code's 64 of 256) and none
+with actor injection (DCRL-ME, whose injected actors take their place).
+
 ``emit`` draws the PG parents and injected targets from the archive it is given and
 keeps what each offspring was aimed at in the state, for ``update``. The initial
 population's transitions go into the replay buffer (aimed at their own descriptors).
@@ -60,6 +69,8 @@ def dcg(
     return_bound: bool = False,
     iso_sigma: float = 0.005,
     line_sigma: float = 0.05,
+    actor_rollouts: int | None = None,
+    actor_rollout_noise: float = 0.0008,
     config: rl.TD3Config = rl.DEFAULT_CONFIG,
 ) -> Emitter:
     """The DCG-ME emitter (DCRL-ME with ``num_injected > 0``) for a policy task.
@@ -85,6 +96,16 @@ def dcg(
             once instead of one step per update. Not in the papers; not with learned
             descriptors.
         iso_sigma, line_sigma: the Iso+LineDD part.
+        actor_rollouts: episodes of the descriptor-conditioned actor per iteration, for
+            descriptors drawn from the archive's elites, added to the replay buffer
+            (DCG-MAP-Elites' negative samples; not counted as evaluations). ``None``:
+            ``batch_size // 4`` without injected actors (the official DCG-ME
+            configuration: 64 with a batch of 256), 0 with them (DCRL-ME's); 0 leaves
+            them out.
+        actor_rollout_noise: standard deviation of the Gaussian noise added to those
+            descriptors, in normalised units (DCG-MAP-Elites: 0.0004 times the
+            descriptor range, i.e. 0.0008 here; DCRL-MAP-Elites: 0). Not applied to
+            learned descriptors.
         config: TD3 and PG settings (:class:`emitters.rl.TD3Config`).
     """
     check_policy_task(task, "dcg")
@@ -98,6 +119,12 @@ def dcg(
     if similarity_on not in ("episode", "state"):
         raise ValueError(f"similarity_on must be 'episode' or 'state'; got {similarity_on!r}")
     return_bound = bool(return_bound)
+    if actor_rollouts is None:
+        actor_rollouts = 0 if num_injected else int(batch_size) // 4
+    rollouts = int(actor_rollouts)
+    if rollouts < 0:
+        raise ValueError(f"actor_rollouts must be >= 0; got {actor_rollouts}")
+    rollout_noise = check_positive("actor_rollout_noise", actor_rollout_noise)
     ga_size, pg_size = split_batch(batch_size, pg_fraction, num_injected)
     config = rl.check_config(config)
     policy = task.policy
@@ -171,7 +198,26 @@ def dcg(
         transitions = evaluation.extras["transitions"]
         return rl.remember(state, transitions, reached, reached, *columns(archive, transitions, reached, reached))
 
+    def actor_episodes(state, archive):
+        """The papers' negative samples: the actor played for descriptors drawn from
+        the elites (plus noise), its transitions aimed at them."""
+        key, k_pick, k_noise, k_score = jax.random.split(state.key, 4)
+        chosen = archive.sample_indices(k_pick, rollouts)
+        wanted = archive.descriptors[chosen]
+        if rollout_noise > 0 and not archive.learned:  # normalised units -> the descriptors' own
+            scale = (jnp.asarray(archive.upper) - jnp.asarray(archive.lower)) / 2.0
+            wanted = wanted + rollout_noise * scale[None, :] * jax.random.normal(k_noise, wanted.shape, wanted.dtype)
+        aims = of_elites(archive, chosen) if archive.learned else wanted
+        evaluation = task.score(
+            k_score, rl.specialise(state.learner.actor, policy.sizes[0], normalised(archive, wanted))
+        )
+        reached, transitions = achieved(archive, evaluation), evaluation.extras["transitions"]
+        state = state._replace(key=key)
+        return rl.remember(state, transitions, reached, aims, *columns(archive, transitions, reached, aims))
+
     def update(state, archive, genotypes, evaluation, info):
+        if rollouts:
+            state = actor_episodes(state, archive)
         reached = achieved(archive, evaluation)
         aims = jnp.concatenate([reached[:ga_size], state.aims])  # Iso+LineDD offspring: their own
         transitions = evaluation.extras["transitions"]

@@ -53,6 +53,56 @@ def check_ant_omni_descriptor_is_the_final_torso_position_and_drops_the_forward_
     np.testing.assert_allclose(float(evaluation.fitness[0]), total, rtol=1e-4, atol=1e-4)
 
 
+def _slide(task, x0=10.0, vx=8.0, steps=40):
+    """The ant's torso x over ``steps`` steps of zero actions, started at ``x0`` sliding
+    towards +x at ``vx`` m/s: straight at the trap's back wall (x = 12)."""
+    env = task.env.env
+    with _brax_rules():
+        q = env.sys.init_q.at[0].set(x0)
+        qd = jnp.zeros(env.sys.qd_size()).at[0].set(vx)
+        state = jax.jit(env.pipeline_init)(q, qd)
+        step = jax.jit(env.pipeline_step)
+        xs = []
+        for _ in range(steps):
+            state = step(state, jnp.zeros(env.action_size))
+            xs.append(float(state.x.pos[0, 0]))
+    return np.array(xs)
+
+
+def check_anttrap_walls_stop_the_ant_and_the_paper_preset():
+    trapped = qdkit.tasks.get("anttrap_omni", episode_length=4)
+    free = qdkit.tasks.get("ant_omni", episode_length=4)
+    # thrown at the back wall (x = 12, radius 0.5) the torso (radius 0.25) stops at 11.25 and bounces back;
+    # without the trap it slides past 12
+    xs, ys = _slide(trapped), _slide(free)
+    assert 11.0 < xs.max() <= 11.26 and xs[-1] < xs.max(), xs
+    assert ys.max() > 12.0, ys
+    # the same observations and scoring as ant_omni otherwise
+    assert trapped.env.observation_size == free.env.observation_size == 27 and trapped.name == "anttrap_omni"
+    evaluation = jax.jit(trapped.score)(jax.random.key(2), trapped.initial_genotypes(jax.random.key(1), 2))
+    assert evaluation.descriptors.shape == (2, 2) and np.all(np.abs(np.asarray(evaluation.descriptors)) < 2)
+    # preset=paper: DCG-MAP-Elites' settings and QD offsets (reward offset x episode length)
+    paper = {name: qdkit.tasks.get(name, preset="paper") for name in ("ant_omni", "anttrap_omni", "walker2d_uni")}
+    for name, (length, offset) in {"ant_omni": (250, 3.03), "anttrap_omni": (250, 3.03),
+                                   "walker2d_uni": (1000, 1.413)}.items():  # fmt: skip
+        task = paper[name]
+        assert task.episode_length == length and task.policy.sizes[1:-1] == (128, 128)
+        assert task.qd_offset == pytest.approx(-offset * length) and task.options["preset"] == "paper"
+    np.testing.assert_array_equal(paper["anttrap_omni"].lower, [-30, -30])
+    np.testing.assert_array_equal(paper["anttrap_omni"].upper, [30, 30])
+    # options given beside the preset override it (the offset follows the episode length)
+    short = qdkit.tasks.get("walker2d_uni", preset="paper", episode_length=20, hidden=16)
+    assert short.episode_length == 20 and short.policy.sizes[1:-1] == (16, 16)
+    assert short.qd_offset == pytest.approx(-1.413 * 20)
+    assert free.policy.sizes[1:-1] == (64, 64) and free.qd_offset == -40.0  # qdkit's own defaults
+    with pytest.raises(ValueError, match="unknown preset 'nope'; valid presets: qdkit, paper"):
+        qdkit.tasks.get("ant_omni", preset="nope")
+    with pytest.raises(TypeError, match="task 'ant_uni' has no option 'preset'"):
+        qdkit.tasks.get("ant_uni", preset="paper")
+    with pytest.raises(ValueError, match="episode_length and hidden must be positive integers"):
+        qdkit.tasks.get("anttrap_omni", episode_length=0)
+
+
 def check_pga_runs_on_a_brax_task():
     task = qdkit.tasks.get("hopper_uni", episode_length=5, hidden=8)
     config = emitters.TD3Config(critic_hidden=(16,), critic_steps=4, batch_size=16, pg_steps=2, pg_batch_size=8,

@@ -150,7 +150,7 @@ def test_config_file_and_override(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--task", "nope"], "'nope' is not one of 'ant_omni', 'ant_uni', 'arm'"),
+        (["--task", "nope"], "'nope' is not one of 'ant_omni', 'ant_uni', 'anttrap_omni', 'arm'"),
         (["--emitter", "cma"], "is not one of 'cma-mae', 'cma-maega', 'cma-me'"),
         (["--iterations", "0"], "0 is not in the range x>=1"),
         (["--batch-size", "ten"], "'ten' is not a valid integer"),

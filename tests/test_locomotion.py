@@ -30,6 +30,10 @@ def test_ant_omni_descriptor_is_the_final_torso_position_and_drops_the_forward_r
     run_check("ant_omni_descriptor_is_the_final_torso_position_and_drops_the_forward_reward")
 
 
+def test_anttrap_walls_stop_the_ant_and_the_paper_preset():
+    run_check("anttrap_walls_stop_the_ant_and_the_paper_preset")
+
+
 def test_pga_runs_on_a_brax_task():
     run_check("pga_runs_on_a_brax_task")
 

@@ -20,7 +20,7 @@ import pytest
 import feedback
 from qdkit import map_elites, registry, tasks
 
-BRAX = ("ant_omni", "ant_uni", "walker2d_uni", "halfcheetah_uni", "hopper_uni")
+BRAX = ("ant_omni", "anttrap_omni", "ant_uni", "walker2d_uni", "halfcheetah_uni", "hopper_uni")
 TINY_TASKS = {
     "arm": {"dof": 4}, "sphere": {"dims": 4}, "rastrigin": {"dims": 4}, "sphere_proj": {"dims": 4},
     "rastrigin_proj": {"dims": 4}, "maze": {"episode_length": 6, "hidden": 4}, "text": {"domain": "opinions"},

@@ -234,7 +234,8 @@ def test_conditioned_actor_learns_to_act_by_target(archive_replay, similarity_on
 
 def test_dcg_buffer_rows_carry_what_each_offspring_was_aimed_at():
     task = qdkit.tasks.get("maze", episode_length=20)
-    emitter = emitters.dcg(task, 16, pg_fraction=0.5, num_injected=4, config=SMALL._replace(critic_steps=2))
+    emitter = emitters.dcg(task, 16, pg_fraction=0.5, num_injected=4, actor_rollouts=6, actor_rollout_noise=0.01,
+                           config=SMALL._replace(critic_steps=2))  # fmt: skip
     archive = qdkit.GridArchive.create(shape=(8, 8), lower=task.lower, upper=task.upper,
                                        example_genotype=task.example_genotype)  # fmt: skip
     state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
@@ -258,13 +259,37 @@ def test_dcg_buffer_rows_carry_what_each_offspring_was_aimed_at():
     evaluation = task.score(jax.random.key(2), genotypes)
     archive, info = state.archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
     new = emitter.update(emitted, archive, genotypes, evaluation, info)
-    assert int(new.buffer.size) == 2 * 16 * 20
-    stored = np.asarray(new.buffer.data.aim[16 * 20 : 2 * 16 * 20]).reshape(16, 20, 2)
+    # first the actor's own episodes (the papers' negative samples), aimed at elites' descriptors plus noise
+    assert int(new.buffer.size) == 16 * 20 + 6 * 20 + 16 * 20
+    rows = slice(16 * 20, 16 * 20 + 6 * 20)
+    wanted = np.asarray(new.buffer.data.aim[rows]).reshape(6, 20, 2)[:, 0]
+    elites = np.asarray(archive.descriptors)[np.asarray(archive.occupied)]
+    nearest = np.min(np.linalg.norm(wanted[:, None] - elites[None], axis=-1), axis=1)
+    scale = float(np.max(np.asarray(task.upper) - np.asarray(task.lower))) / 2
+    assert np.all(nearest > 0) and np.all(nearest < 5 * 0.01 * scale * np.sqrt(2))
+    # what they reached is what the actor (before this update's training) does for those aims: the maze is
+    # deterministic, so replaying it gives the same descriptors
+    actor = rl.specialise(emitted.learner.actor, task.policy.sizes[0], rl.normalise(jnp.asarray(wanted), task.lower,
+                                                                                     task.upper))  # fmt: skip
+    replay = task.score(jax.random.key(9), actor)
+    np.testing.assert_allclose(np.asarray(new.buffer.data.desc[rows]).reshape(6, 20, 2)[:, 0],
+                               np.asarray(replay.descriptors), atol=1e-5)  # fmt: skip
+    stored = np.asarray(new.buffer.data.aim[16 * 20 + 6 * 20 : 2 * 16 * 20 + 6 * 20]).reshape(16, 20, 2)
     achieved = np.asarray(evaluation.descriptors)
     np.testing.assert_allclose(stored[:4], np.repeat(achieved[:4, None], 20, 1))  # Iso+LineDD: their own
     np.testing.assert_allclose(stored[4:], np.repeat(aims[:, None], 20, 1))  # PG and injected: what emit aimed at
     with pytest.raises(ValueError, match="archive_replay"):
         emitters.dcg(task, 16, archive_replay=1.5)
+    with pytest.raises(ValueError, match="actor_rollouts must be >= 0"):
+        emitters.dcg(task, 16, actor_rollouts=-1)
+    # by default DCG-ME plays the actor for a quarter of the batch, aimed exactly at elites without noise
+    plain = emitters.dcg(task, 16, actor_rollout_noise=0.0, config=SMALL._replace(critic_steps=2))
+    start = qdkit.map_elites.init(jax.random.key(0), task, archive, plain)
+    _, aimed = plain.emit(jax.random.key(1), start.archive, start.emitter_state)
+    after = plain.update(aimed, archive, genotypes, evaluation, info)
+    assert int(after.buffer.size) == 16 * 20 + 4 * 20 + 16 * 20
+    exact = np.asarray(after.buffer.data.aim[16 * 20 : 16 * 20 + 4 * 20]).reshape(4, 20, 2)[:, 0]
+    assert all((elites == a).all(axis=1).any() for a in exact)
     assert new.buffer.data.state_desc is None  # kept only for similarity_on="state"
     nets = rl.make_networks(task.policy, 2, SMALL)
     with pytest.raises(ValueError, match="keeps state descriptors"):
@@ -275,7 +300,7 @@ def test_dcg_return_bound_stores_each_steps_return_for_its_aim():
     task = qdkit.tasks.get("maze", episode_length=20)
     config = SMALL._replace(critic_steps=2)
     emitter = emitters.dcg(task, 16, num_injected=4, similarity_on="state", return_bound=True, length_scale=0.05,
-                           config=config)  # fmt: skip
+                           actor_rollouts=0, config=config)  # fmt: skip
     archive = qdkit.GridArchive.create(shape=(8, 8), lower=task.lower, upper=task.upper,
                                        example_genotype=task.example_genotype)  # fmt: skip
     state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
@@ -341,7 +366,8 @@ def test_resume_of_a_run_with_a_replay_buffer_is_bit_identical(tmp_path, emitter
         if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
             x, y = jax.random.key_data(x), jax.random.key_data(y)
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert int(a.emitter_state.buffer.size) == 7 * 16 * 40  # every transition: initial population and 6 batches
+    # every transition: the initial population and 6 batches (with injected actors, no actor episodes by default)
+    assert int(a.emitter_state.buffer.size) == 7 * 16 * 40
 
 
 def test_dcg_run_distill_save_load_and_run_for_a_target(tmp_path):
@@ -371,6 +397,23 @@ def test_dcg_run_distill_save_load_and_run_for_a_target(tmp_path):
     again = emitters.DistilledPolicy.load(out / "distilled.npz")
     obs, target = jnp.ones((3, 5)) * 0.5, jnp.asarray([0.2, 0.8])
     np.testing.assert_array_equal(np.asarray(policy.act(obs, target)), np.asarray(again.act(obs, target)))
+    # the paper's measures (DCG-MAP-Elites' Table 2), checked against a re-run from Python:
+    # the maze is deterministic, so re-scored elites get their stored fitness and descriptor
+    paper, archive, offset = report["paper"], loaded.state.archive, loaded.task.qd_offset
+    filled = np.asarray(archive.occupied)
+    centres = np.asarray(archive.cell_centers())[filled]
+    assert paper["filled_cells"] == int(filled.sum()) and paper["qd_offset"] == offset
+    assert paper["qd_score_archive"] == pytest.approx(float(archive.qd_score(offset)), rel=1e-6)
+    assert paper["qd_score_archive_reevaluated"] == pytest.approx(paper["qd_score_archive"], rel=1e-5)
+    stored = np.asarray(archive.descriptors)[filled]
+    assert paper["dem_archive"] == pytest.approx(float(np.linalg.norm(stored - centres, axis=1).mean()), rel=1e-4)
+    rerun = jax.jit(loaded.task.score)(jax.random.key(5), again.specialise(jnp.asarray(centres)))
+    fitness = np.asarray(rerun.fitness, np.float64)
+    assert paper["qd_score_policy"] == pytest.approx(float(np.maximum(fitness - offset, 0).sum()), rel=1e-5)
+    reached = np.clip(np.asarray(rerun.descriptors), np.asarray(archive.lower), np.asarray(archive.upper))
+    assert paper["dem_policy"] == pytest.approx(float(np.linalg.norm(reached - centres, axis=1).mean()), rel=1e-4)
+    assert paper["policy_over_archive"] == pytest.approx(paper["qd_score_policy"] / paper["qd_score_archive"])
+    assert "as DCG-MAP-Elites measures it" in result.output
     result = _cli("distill", out, "--target", "0.2,0.8", "--render", tmp_path / "t.png")
     assert result.exit_code == 0, result.output
     assert "target [0.2, 0.8]: reached" in result.output and (tmp_path / "t.png").exists()

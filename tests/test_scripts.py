@@ -1,9 +1,11 @@
 """The examples and the benchmark script run end to end (tiny settings; no timing asserted)."""
 
+import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -184,6 +186,37 @@ def test_maze_distill_benchmark_smoke(tmp_path):
         assert line in result.stdout
     bad = run_script(os.path.join(ROOT, "benchmarks", "maze_distill.py"), "--variants", "nope", cwd=tmp_path)
     assert bad.returncode != 0 and "valid: paper, state-0.03, state-0.015, state-0.03-bound" in bad.stderr
+
+
+def test_dcg_paper_and_brax_speed_benchmarks_smoke(tmp_path):
+    pytest.importorskip("brax")
+    bench = os.path.join(ROOT, "benchmarks")
+    result = run_script(os.path.join(bench, "dcg_paper.py"), "--tasks", "anttrap_omni", "--methods", "me,dcrl",
+                        "--seeds", "2", "--iterations", "1", "--episode-length", "5", "--out", str(tmp_path / "d"),
+                        cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| anttrap_omni | MAP-Elites |" in result.stdout and "| anttrap_omni | DCRL-ME |" in result.stdout
+    assert "97%, 5.8, 3.44" in result.stdout  # the paper's Table 2 beside ours
+    saved = json.loads((tmp_path / "d" / "results.json").read_text())["results"]
+    assert [r["method"] for r in saved] == ["me", "dcrl"] and len(saved[1]["distillation"]) == 2
+    assert np.asarray(saved[0]["qd_score"]).shape == (2, 1) and saved[0]["qd_offset"] == -3.03 * 5
+    assert (tmp_path / "d" / "qd_score.png").exists()
+    again = run_script(os.path.join(bench, "dcg_paper.py"), "--report", str(tmp_path / "d" / "results.json"),
+                       cwd=tmp_path)  # fmt: skip
+    assert (
+        again.returncode == 0
+        and "| anttrap_omni | DCRL-ME |" in again.stdout
+        and "2 task x method rows" in again.stdout
+    )
+    bad = run_script(os.path.join(bench, "dcg_paper.py"), "--tasks", "hexapod_omni", cwd=tmp_path)
+    assert (
+        bad.returncode != 0 and "unknown task hexapod_omni; valid: ant_omni, anttrap_omni, walker2d_uni" in bad.stderr
+    )
+    pytest.importorskip("qdax")  # brax_speed.py runs QDax's walker beside ours
+    result = run_script(os.path.join(bench, "brax_speed.py"), "--quick", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for line in ["| ant_omni | spring | 64 |", "| QDax 0.5 (`scoring_function_brax_envs`) |", "| TD3 training"]:
+        assert line in result.stdout
 
 
 def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):

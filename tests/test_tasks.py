@@ -10,7 +10,7 @@ from qdkit import tasks
 
 def test_registry_lists_valid_names():
     assert {"arm", "sphere", "rastrigin", "sphere_proj", "rastrigin_proj"} <= set(tasks.names())
-    with pytest.raises(KeyError, match="valid tasks: ant_omni, ant_uni, arm, halfcheetah_uni"):
+    with pytest.raises(KeyError, match="valid tasks: ant_omni, ant_uni, anttrap_omni, arm, halfcheetah_uni"):
         tasks.get("armm")
     with pytest.raises(TypeError, match="valid options: dof"):
         tasks.get("arm", joints=3)

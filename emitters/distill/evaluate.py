@@ -30,13 +30,14 @@ def evaluate_distilled(policy: DistilledPolicy, task: Any, archive: Any, key: ja
     policy reaches for some target; ``arrays`` holds ``targets``, ``reached``,
     ``fitness`` and ``filled`` per cell."""
     targets = np.asarray(archive.cell_centers(), np.float32)
-    score = jax.jit(lambda k, g: describe(archive, task, task.score(k, g))[0])  # in the archive's descriptors
+    chunk = min(int(chunk), len(targets))
     reached, fitness = [], []
     for start in range(0, len(targets), chunk):
         key, k = jax.random.split(key)
-        evaluation = score(k, policy.specialise(jnp.asarray(targets[start : start + chunk])))
-        reached.append(np.asarray(evaluation.descriptors))
-        fitness.append(np.asarray(evaluation.fitness))
+        part, n = _padded(np.arange(start, min(start + chunk, len(targets))), chunk)
+        f, d = _score(k, policy.specialise(jnp.asarray(targets[part])), archive, task)
+        reached.append(np.asarray(d)[:n])
+        fitness.append(np.asarray(f)[:n])
     reached, fitness = np.concatenate(reached), np.concatenate(fitness)
     cells = np.asarray(archive.index_of(jnp.asarray(reached)))
     filled = np.asarray(archive.occupied)
@@ -120,6 +121,80 @@ def evaluate_elites(task: Any, archive: Any, key: jax.Array, *, action_noise: fl
     report = {"action_noise": action_noise, "filled_cells": summary,
               "archive_mean_fitness": float(np.asarray(archive.fitness)[occupied].mean())}  # fmt: skip
     return report, {"targets": centres[cells], "reached": reached, "fitness": fitness}
+
+
+def _padded(indices: np.ndarray, size: int) -> tuple[np.ndarray, int]:
+    """``indices`` repeated at its first entry up to ``size`` (one compiled shape for
+    every chunk), and how many of them are real."""
+    return np.concatenate([indices, np.full(max(size - len(indices), 0), indices[0])]), len(indices)
+
+
+@functools.partial(jax.jit, static_argnames=("task",))
+def _score(key, genotypes, archive, task):
+    """Fitness and descriptors (in the archive's space) of a batch: one compiled
+    program per task and batch shape, whatever archive and key."""
+    evaluation = describe(archive, task, task.score(key, genotypes))[0]
+    return evaluation.fitness, evaluation.descriptors
+
+
+def reevaluate_elites(task: Any, archive: Any, key: jax.Array, *, chunk: int = 256):
+    """Score every filled cell's elite again with fresh keys (the task's own scoring:
+    brax resets draw a new initial state) and return ``(cells, fitness, descriptors)``
+    for the filled cells, in cell order, descriptors in the archive's space."""
+    cells = np.nonzero(np.asarray(archive.occupied))[0]
+    chunk = max(min(int(chunk), len(cells)), 1)
+    fitness, reached = [], []
+    for start in range(0, len(cells), chunk):
+        key, k = jax.random.split(key)
+        part, n = _padded(cells[start : start + chunk], chunk)
+        f, d = _score(k, jax.tree.map(lambda g: g[jnp.asarray(part)], archive.genotypes), archive, task)
+        fitness.append(np.asarray(f)[:n])
+        reached.append(np.asarray(d)[:n])
+    if not len(cells):
+        return cells, np.zeros(0, np.float32), np.zeros((0, archive.descriptor_dim), np.float32)
+    return cells, np.concatenate(fitness), np.concatenate(reached)
+
+
+def paper_measures(arrays: dict[str, np.ndarray], task: Any, archive: Any, key: jax.Array,
+                   qd_offset: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """Distillation measured as DCG-MAP-Elites measures it (its Table 2 and its code's
+    reproducibility script), from :func:`evaluate_distilled`'s ``arrays``:
+
+    - ``qd_score_policy``: the policy conditioned on each *filled* cell's centre (grid
+      centre or CVT centroid), one episode each, its fitnesses summed as the archive's
+      QD-score is (``max(f - qd_offset, 0)``);
+    - ``qd_score_archive``: the archive's QD-score (its stored fitnesses);
+    - ``dem_policy``: the policy's descriptor error mean, the mean distance between each
+      filled cell's centre and the descriptor the policy reached for it (clipped to the
+      archive's bounds, as the paper's position wrapper clips it);
+    - ``dem_archive``: the same for the archive's elites, each scored again with a fresh
+      key (:func:`reevaluate_elites`), against its cell's centre;
+    - and, beside them, ``qd_score_archive_reevaluated`` (the re-scored elites' QD-score),
+      the ratio ``policy_over_archive`` and ``qd_offset``.
+
+    ``qd_offset`` defaults to the task's."""
+    offset = float(task.qd_offset if qd_offset is None else qd_offset)
+    filled = arrays["filled"]
+    if not filled.any():
+        raise ValueError("the archive is empty: there is nothing to measure the policy against")
+    centres = arrays["targets"][filled]
+    policy_fitness = arrays["fitness"][filled]
+    cells, fitness, reached = reevaluate_elites(task, archive, key)
+    qd_policy = float(np.maximum(policy_fitness.astype(np.float64) - offset, 0.0).sum())
+    qd_archive = float(archive.qd_score(offset))
+    lower, upper = np.asarray(archive.lower), np.asarray(archive.upper)
+    policy_reached = np.clip(arrays["reached"][filled], lower, upper)
+    reached = np.clip(reached, lower, upper)
+    return {
+        "qd_score_policy": qd_policy,
+        "qd_score_archive": qd_archive,
+        "policy_over_archive": qd_policy / qd_archive if qd_archive > 0 else None,
+        "dem_policy": float(np.linalg.norm(policy_reached - centres, axis=1).mean()),
+        "dem_archive": float(np.linalg.norm(reached - np.asarray(archive.cell_centers())[cells], axis=1).mean()),
+        "qd_score_archive_reevaluated": float(np.maximum(fitness.astype(np.float64) - offset, 0.0).sum()),
+        "qd_offset": offset,
+        "filled_cells": int(filled.sum()),
+    }
 
 
 def _cell_size(centres: np.ndarray, chunk: int = 1024) -> np.ndarray:

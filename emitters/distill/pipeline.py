@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from emitters.distill.evaluate import evaluate_distilled, evaluate_elites
+from emitters.distill.evaluate import evaluate_distilled, evaluate_elites, paper_measures
 from emitters.distill.policy import DistilledPolicy
 from emitters.distill.train import TEACHERS, imitate_distilled, refine_distilled
 
@@ -21,8 +21,11 @@ class Distilled(NamedTuple):
     Attributes:
         policy: the (trained) distilled policy.
         report: JSON-able: :func:`evaluate_distilled`'s report, plus ``imitate`` and
-            ``refine`` blocks for the training done and ``elites_with_action_noise``
-            (:func:`evaluate_elites`) when the elites were replayed.
+            ``refine`` blocks for the training done, ``elites_with_action_noise``
+            (:func:`evaluate_elites`) when the elites were replayed, and ``paper``
+            (:func:`paper_measures`: the distilled and the archive's QD-scores and
+            descriptor error means as DCG-MAP-Elites reports them) for a non-empty
+            archive.
         arrays: :func:`evaluate_distilled`'s arrays, for :func:`plot_distilled`.
     """
 
@@ -43,6 +46,7 @@ def distill(
     hidden: tuple[int, ...] | None = None,
     learning_rate: float = 1e-3,
     elite_noise: float = 0.001,
+    qd_offset: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Distilled:
     """Distil ``archive`` into one descriptor-conditioned policy and measure it.
@@ -67,6 +71,8 @@ def distill(
         elite_noise: replay the archive's own elites with this much action noise for
             reference (tasks with ``descriptor_of``, non-empty archives over the task's
             own descriptors); 0 skips it.
+        qd_offset: the QD offset of the ``"paper"`` block's QD-scores (default: the
+            task's).
         log: called with a line of progress during training.
 
     Raises:
@@ -106,6 +112,8 @@ def distill(
                             "mean_distance_per_100_steps": [float(d) for d in history]}  # fmt: skip
     report, arrays = evaluate_distilled(policy, task, archive, key)
     report.update(blocks)
+    if bool(np.asarray(archive.occupied).any()):
+        report["paper"] = paper_measures(arrays, task, archive, jax.random.fold_in(key, 2), qd_offset)
     replayable = getattr(task, "descriptor_of", None) is not None and not archive.learned
     if elite_noise > 0 and replayable and bool(np.asarray(archive.occupied).any()):
         k_elites = jax.random.fold_in(key, 1)
@@ -116,6 +124,7 @@ def distill(
 def summary(report: dict[str, Any]) -> list[str]:
     """The report of :func:`distill` as lines for a person."""
     filled = report["filled_cells"]
+    paper = report.get("paper")
     lines = [
         f"distilled policy on {report['all_cells']['cells']} targets: mean distance "
         f"{report['all_cells']['mean_distance']:.4f}, {report['all_cells']['reached_fraction']:.1%} reached in their "
@@ -124,6 +133,14 @@ def summary(report: dict[str, Any]) -> list[str]:
         f"{filled.get('mean_fitness', float('nan')):.4g} (archive {report['archive_mean_fitness']:.4g}); "
         f"{report['filled_cells_reached_by_some_target']:.1%} of the filled cells reached by some target"
     ]
+    if paper is not None:
+        ratio = paper["policy_over_archive"]
+        lines.append(
+            f"as DCG-MAP-Elites measures it: QD-score of the policy {paper['qd_score_policy']:.6g} against the "
+            f"archive's {paper['qd_score_archive']:.6g} ({'n/a' if ratio is None else f'{ratio:.1%}'}; the elites "
+            f"re-scored: {paper['qd_score_archive_reevaluated']:.6g}); descriptor error mean {paper['dem_policy']:.4g} "
+            f"(policy) against {paper['dem_archive']:.4g} (the elites re-scored)"
+        )
     elites = report.get("elites_with_action_noise")
     if elites is not None:
         f = elites["filled_cells"]

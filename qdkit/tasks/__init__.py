@@ -24,7 +24,7 @@ from collections.abc import Callable
 from qdkit.tasks.arm import arm, forward_kinematics
 from qdkit.tasks.base import Evaluation, PolicyTask, Task, clip_to, features_from_extra
 from qdkit.tasks.functions import rastrigin, rastrigin_proj, sphere, sphere_proj
-from qdkit.tasks.locomotion import ant_omni, ant_uni, halfcheetah_uni, hopper_uni, walker2d_uni
+from qdkit.tasks.locomotion import ant_omni, ant_uni, anttrap_omni, halfcheetah_uni, hopper_uni, walker2d_uni
 from qdkit.tasks.maze import maze
 
 _REGISTRY: dict[str, Callable[..., Task] | str] = {}
@@ -104,6 +104,7 @@ for _factory_fn in (
     maze,
     ant_omni,
     ant_uni,
+    anttrap_omni,
     walker2d_uni,
     halfcheetah_uni,
     hopper_uni,
