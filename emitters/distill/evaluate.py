@@ -180,7 +180,11 @@ def paper_measures(arrays: dict[str, np.ndarray], task: Any, archive: Any, key: 
     centres = arrays["targets"][filled]
     policy_fitness = arrays["fitness"][filled]
     cells, fitness, reached = reevaluate_elites(task, archive, key)
-    qd_policy = float(np.maximum(policy_fitness.astype(np.float64) - offset, 0.0).sum())
+
+    def qd_sum(f):  # as Archive.qd_score sums the elites' fitnesses
+        return float(np.maximum(np.asarray(f, np.float64) - offset, 0.0).sum())
+
+    qd_policy = qd_sum(policy_fitness)
     qd_archive = float(archive.qd_score(offset))
     lower, upper = np.asarray(archive.lower), np.asarray(archive.upper)
     policy_reached = np.clip(arrays["reached"][filled], lower, upper)
@@ -191,7 +195,7 @@ def paper_measures(arrays: dict[str, np.ndarray], task: Any, archive: Any, key: 
         "policy_over_archive": qd_policy / qd_archive if qd_archive > 0 else None,
         "dem_policy": float(np.linalg.norm(policy_reached - centres, axis=1).mean()),
         "dem_archive": float(np.linalg.norm(reached - np.asarray(archive.cell_centers())[cells], axis=1).mean()),
-        "qd_score_archive_reevaluated": float(np.maximum(fitness.astype(np.float64) - offset, 0.0).sum()),
+        "qd_score_archive_reevaluated": qd_sum(fitness),
         "qd_offset": offset,
         "filled_cells": int(filled.sum()),
     }
