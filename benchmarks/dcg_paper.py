@@ -22,9 +22,10 @@ Two scales:
   for DCG-ME, buffer 100k. The CVT keeps 1,024 cells.
 
 Per task and method it prints the final QD-score (the task's ``preset=paper`` QD offset,
-so on the paper's raw-sum scale), coverage and minutes; for DCG-ME and DCRL-ME also the
-distilled policy's QD-score and descriptor error mean against the archive's (the
-paper's Table 2 measures, :func:`emitters.paper_measures`). It writes
+so on the paper's raw-sum scale; mean ± sd, then each seed's with the lowest and the
+highest), coverage and minutes; for DCG-ME and DCRL-ME also the distilled policy's
+QD-score and descriptor error mean against the archive's (the paper's Table 2
+measures, :func:`emitters.paper_measures`). It writes
 ``OUT/results.json`` and ``OUT/qd_score.png`` (QD-score against evaluations, mean and
 min-max band over the seeds).
 
@@ -154,6 +155,12 @@ def summarise(results: list[dict]) -> list[str]:
         cov = np.asarray(r["coverage"])[:, -1]
         lines.append(f"| {r['task']} | {NAMES[r['method']]} | {final.mean():,.0f} ± {final.std():,.0f} | "
                      f"{cov.mean():.1%} | {r['seconds'] / 60:.1f} |")  # fmt: skip
+    lines += ["", "| task | method | final QD-score of each seed (seed order) | lowest to highest seed |",
+              "|---|---|---|---:|"]  # fmt: skip
+    for r in results:
+        final = np.asarray(r["qd_score"])[:, -1]
+        each = ", ".join(f"{v:,.0f}" for v in final)
+        lines.append(f"| {r['task']} | {NAMES[r['method']]} | {each} | {final.min():,.0f} to {final.max():,.0f} |")
     lines += ["", "| task | method | DCG/PGA QD-score |", "|---|---|---:|"]
     by = {(r["task"], r["method"]): np.asarray(r["qd_score"])[:, -1].mean() for r in results}
     for task in dict.fromkeys(r["task"] for r in results):

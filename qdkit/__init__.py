@@ -35,7 +35,7 @@ from qdkit.indexers import CVTIndexer, GridIndexer, LearnedIndexer
 from qdkit.map_elites import Interrupted, RunState, Stopped, StopRun
 from qdkit.tasks import Evaluation, Task
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "IMPROVED",

@@ -11,6 +11,9 @@ than subclassed:
   - ``order``: ``(C,)`` int32, the occupied cells in order of first occupation in its
     first ``len(archive)`` entries (uniform parent sampling costs ``O(n)`` per draw of
     ``n`` instead of a prefix sum over all ``C`` cells),
+  - ``count``: ``()`` int32, the number of occupied cells (kept up to date by every
+    insertion, so that nothing in an iteration costs a pass over the ``C`` cells to
+    count them),
   - ``features``: ``(C, F)`` float32 for archives over learned descriptors (each
     elite's features, to re-describe it after a refit), else ``None``;
 
@@ -101,13 +104,14 @@ class Elites:
     descriptors: jax.Array
     order: jax.Array
     features: jax.Array | None = None
+    count: jax.Array = dataclasses.field(kw_only=True)
 
     @classmethod
     def empty(
         cls, num_cells: int, descriptor_dim: int, example_genotype: Any, feature_dim: int | None = None
     ) -> Elites:
         """Zero genotypes ``(C, ...)``, ``-inf`` fitness, zero descriptors (and
-        features) and an empty occupied-cell list."""
+        features), an empty occupied-cell list and a zero count."""
         return cls(
             genotypes=jax.tree.map(
                 lambda x: jnp.zeros((num_cells, *jnp.shape(x)), jnp.asarray(x).dtype), example_genotype
@@ -115,6 +119,7 @@ class Elites:
             fitness=jnp.full((num_cells,), -jnp.inf, jnp.float32),
             descriptors=jnp.zeros((num_cells, descriptor_dim), jnp.float32),
             order=jnp.zeros((num_cells,), jnp.int32),
+            count=jnp.zeros((), jnp.int32),
             features=None if feature_dim is None else jnp.zeros((num_cells, feature_dim), jnp.float32),
         )
 
@@ -123,7 +128,7 @@ class Elites:
         return jnp.isfinite(self.fitness)
 
     def size(self) -> jax.Array:
-        return jnp.sum(self.occupied, dtype=jnp.int32)
+        return self.count
 
     def write(self, added, index, was_empty, genotypes, fitness, descriptors, features) -> Elites:
         """Store the ``added`` rows (at most one per cell) in their cells; cells filled
@@ -131,7 +136,8 @@ class Elites:
         num_cells = self.fitness.shape[0]
         target = jnp.where(added, index, num_cells)  # out of range: dropped
         is_new = added & was_empty
-        slot = self.size() + lax.associative_scan(jnp.add, is_new.astype(jnp.int32)) - 1
+        new_rows = is_new.astype(jnp.int32)
+        slot = self.count + lax.associative_scan(jnp.add, new_rows) - 1
         return Elites(
             genotypes=jax.tree.map(
                 lambda store, g: store.at[target].set(g.astype(store.dtype), mode="drop"), self.genotypes, genotypes
@@ -139,6 +145,7 @@ class Elites:
             fitness=self.fitness.at[target].set(fitness, mode="drop"),
             descriptors=self.descriptors.at[target].set(descriptors, mode="drop"),
             order=self.order.at[jnp.where(is_new, slot, num_cells)].set(index, mode="drop"),
+            count=self.count + jnp.sum(new_rows, dtype=jnp.int32),
             features=None if self.features is None else self.features.at[target].set(features, mode="drop"),
         )
 
@@ -156,7 +163,7 @@ class Elites:
 
 
 jax.tree_util.register_dataclass(
-    Elites, data_fields=["genotypes", "fitness", "descriptors", "order", "features"], meta_fields=[]
+    Elites, data_fields=["genotypes", "fitness", "descriptors", "order", "count", "features"], meta_fields=[]
 )
 
 
@@ -393,6 +400,7 @@ class Archive:
             fitness=jnp.where(occupied, fitness, -jnp.inf),
             descriptors=jnp.asarray(descriptors, jnp.float32),
             order=order,
+            count=jnp.sum(occupied, dtype=jnp.int32),
             features=None if not self.learned else jnp.asarray(features, jnp.float32),
         )
         return self.replace(store=store, result=None if self.result is None else store)

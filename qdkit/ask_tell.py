@@ -48,7 +48,7 @@ from qdkit import callbacks as callbacks_lib
 from qdkit import checkpoint, distributed
 from qdkit import metrics as metrics_lib
 from qdkit.archive import Archive
-from qdkit.map_elites import RunState, _as_jax, _start_emitter
+from qdkit.map_elites import RunState, _as_jax, _first_state, _next_state
 from qdkit.tasks.base import Evaluation
 
 Metrics = dict[str, np.ndarray]
@@ -77,20 +77,13 @@ def _unpacked(floats: np.ndarray, ints: np.ndarray) -> dict[str, np.ndarray]:
 
 def _tell(state: RunState, pending, genotypes, evaluation, emitter, qd_offset):
     key, emitter_state = pending
-    evaluation = _as_jax(evaluation)
-    archive, info = state.archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
-    emitter_state = emitter.update(emitter_state, archive, genotypes, evaluation, info)
-    new_state = RunState(archive, emitter_state, key, state.iteration + 1)
-    return new_state, _packed(metrics_lib.compute(archive, info, qd_offset), new_state.iteration)
+    new_state, info = _next_state(state, key, emitter, emitter_state, genotypes, _as_jax(evaluation))
+    return new_state, _packed(metrics_lib.compute(new_state.archive, info, qd_offset), new_state.iteration)
 
 
 def _tell_initial(key, archive, genotypes, evaluation, emitter, qd_offset):
-    _, _, k_emitter, k_next = jax.random.split(key, 4)  # as map_elites.init splits it
-    evaluation = _as_jax(evaluation)
-    archive, info = archive.add(genotypes, evaluation.fitness, evaluation.descriptors)
-    state = RunState(archive, _start_emitter(emitter, k_emitter, archive, genotypes, evaluation), k_next,
-                     jnp.zeros((), jnp.int32))  # fmt: skip
-    return state, _packed(metrics_lib.compute(archive, info, qd_offset), state.iteration)
+    state, info = _first_state(key, archive, emitter, genotypes, _as_jax(evaluation))
+    return state, _packed(metrics_lib.compute(state.archive, info, qd_offset), state.iteration)
 
 
 _emit_jit = jax.jit(_emit, static_argnames=("emitter",))

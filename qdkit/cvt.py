@@ -13,7 +13,6 @@ those. Ties go to the lowest centroid index, as with brute force.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -57,38 +56,61 @@ def _blocked(fn, rows: jax.Array, block: int) -> jax.Array:
     return out.reshape(-1, *out.shape[2:])[:n]
 
 
-@jax.jit
-def _candidate_counts(centers: jax.Array, centroids: jax.Array, radius: jax.Array) -> jax.Array:
-    block = max(1, _BLOCK_ELEMENTS // centroids.shape[0])
+def _nearest_k(tree, cents: np.ndarray, centers: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest centroids of each point, ordered by float32 squared distance
+    then index (as ``lax.top_k`` orders them), with those distances."""
+    _, idx = tree.query(centers, k=k)
+    idx = idx.reshape(len(centers), -1)
+    diff = centers[:, None, :] - cents[idx]
+    d2 = np.sum(diff * diff, axis=-1, dtype=np.float32)
+    order = np.lexsort((idx, d2), axis=1)
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(d2, order, axis=1)
 
-    def count(bc: jax.Array) -> jax.Array:
-        d2 = _sq_dist(bc, centroids)
-        reach = jnp.sqrt(jnp.min(d2, axis=1)) + 2.0 * radius
-        return jnp.sum(d2 <= (reach * reach * (1 + 1e-5) + 1e-12)[:, None], axis=1)
 
-    return _blocked(count, centers, block)
-
-
-@functools.partial(jax.jit, static_argnames="k")
-def _candidates(centers: jax.Array, centroids: jax.Array, k: int) -> jax.Array:
-    block = max(1, _BLOCK_ELEMENTS // centroids.shape[0])
-
-    def nearest_k(bc: jax.Array) -> jax.Array:
-        _, idx = lax.top_k(-_sq_dist(bc, centroids), k)
-        return jnp.sort(idx, axis=1).astype(jnp.int32)
-
-    return _blocked(nearest_k, centers, block)
+def _reach_counts(tree, cents: np.ndarray, centers: np.ndarray, radius: np.float32) -> np.ndarray:
+    """How many centroids lie within each bucket's reach ``d* + 2r`` (the float32 test
+    the lookup relies on): the k nearest are looked at, doubling k for the buckets
+    whose k-th neighbour is still inside (with a margin for float32 against the tree's
+    float64 order)."""
+    counts = np.zeros(len(centers), np.int64)
+    todo, k = np.arange(len(centers)), min(cents.shape[0], 8)
+    while todo.size:
+        later = []
+        block = max(1, _BLOCK_ELEMENTS // k)  # (block, k) neighbour arrays at once
+        for i in range(0, todo.size, block):
+            rows = todo[i : i + block]
+            _, d2 = _nearest_k(tree, cents, centers[rows], k)
+            reach = np.sqrt(d2[:, 0]) + np.float32(2.0) * radius
+            limit = reach * reach * np.float32(1 + 1e-5) + np.float32(1e-12)
+            more = (d2[:, -1] <= limit * np.float32(1 + 1e-4)) & (k < cents.shape[0])
+            counts[rows] = np.sum(d2 <= limit[:, None], axis=1)
+            later.append(rows[more])
+        todo, k = np.concatenate(later), min(cents.shape[0], 2 * k)
+    return counts
 
 
 def build_table(centroids: jax.Array, lower: jax.Array, upper: jax.Array, grid: tuple[int, ...]) -> jax.Array:
-    """``(prod(grid), K)`` int32 candidate centroids per bucket (host-side, not jittable)."""
-    centers = _bucket_centers(lower, upper, grid)
-    side = (upper - lower) / jnp.asarray(grid, jnp.float32)
-    radius = 0.5 * jnp.sqrt(jnp.sum(side * side))
-    counts = _candidate_counts(centers, centroids, radius)
-    k = int(jnp.max(counts))
-    k = min(centroids.shape[0], -(-k // 4) * 4)  # round up: fewer distinct compilations
-    return _candidates(centers, centroids, k)
+    """``(prod(grid), K)`` int32 candidate centroids per bucket (host-side, not jittable).
+
+    Each bucket keeps ``K`` nearest centroids (stored sorted by index), ``K`` being the
+    largest number of centroids within a bucket's reach ``d* + 2r``, rounded up to a
+    multiple of 4; every centroid within the reach is among them (which of several
+    equally distant ones fill the last places follows the tree's order). Neighbours come
+    from a k-d tree (``scipy.spatial.cKDTree``), so building costs about ``C log C``
+    rather than the ``C^2`` of comparing every bucket with every centroid."""
+    from scipy.spatial import cKDTree
+
+    centers = np.asarray(_bucket_centers(lower, upper, grid), np.float32)
+    cents = np.asarray(centroids, np.float32)
+    side = (np.asarray(upper, np.float32) - np.asarray(lower, np.float32)) / np.asarray(grid, np.float32)
+    radius = np.float32(0.5) * np.sqrt(np.sum(side * side, dtype=np.float32))
+    tree = cKDTree(cents.astype(np.float64))
+    k = int(np.max(_reach_counts(tree, cents, centers, radius)))
+    k = min(cents.shape[0], -(-k // 4) * 4)  # round up: fewer distinct compilations
+    block = max(1, _BLOCK_ELEMENTS // k)
+    rows = [np.sort(_nearest_k(tree, cents, centers[i : i + block], k)[0], axis=1)
+            for i in range(0, len(centers), block)]  # fmt: skip
+    return jnp.asarray(np.concatenate(rows).astype(np.int32))
 
 
 def nearest_table(

@@ -139,15 +139,32 @@ def _start_emitter(emitter, key, archive, genotypes, evaluation):
     return state
 
 
+def _first_state(key, archive, emitter, genotypes, evaluation, features=None):
+    """Insert the scored initial population and start the emitter: the state at
+    iteration 0 (``key`` is the one :func:`init` was given) and the insertion's info.
+    Shared by :func:`init` and the ask/tell scheduler."""
+    _, _, k_emitter, k_next = jax.random.split(key, 4)
+    archive, info = archive.add(genotypes, evaluation.fitness, evaluation.descriptors, features)
+    state = RunState(archive, _start_emitter(emitter, k_emitter, archive, genotypes, evaluation), k_next,
+                     jnp.zeros((), jnp.int32))  # fmt: skip
+    return state, info
+
+
+def _next_state(state, key, emitter, emitter_state, genotypes, evaluation, features=None):
+    """Insert a scored batch and update the emitter: the next iteration's state (with
+    ``key``) and the insertion's info. Shared by :func:`step` and the ask/tell scheduler."""
+    archive, info = state.archive.add(genotypes, evaluation.fitness, evaluation.descriptors, features)
+    emitter_state = emitter.update(emitter_state, archive, genotypes, evaluation, info)
+    return RunState(archive, emitter_state, key, state.iteration + 1), info
+
+
 @functools.partial(jax.jit, static_argnames=("task", "emitter", "num_initial", "mesh"))
 def _init(key, task, archive, emitter, num_initial, mesh):
-    k_genotypes, k_score, k_emitter, k_next = jax.random.split(key, 4)
+    k_genotypes, k_score, _, _ = jax.random.split(key, 4)
     genotypes = sharding.shard_batch(task.initial_genotypes(k_genotypes, num_initial), mesh)
     evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
     evaluation, features = describe(archive, task, evaluation)
-    archive, _ = archive.add(genotypes, evaluation.fitness, evaluation.descriptors, features)
-    state = RunState(archive, _start_emitter(emitter, k_emitter, archive, genotypes, evaluation), k_next,
-                     jnp.zeros((), jnp.int32))  # fmt: skip
+    state, _ = _first_state(key, archive, emitter, genotypes, evaluation, features)
     return sharding.replicated(state, mesh)
 
 
@@ -240,10 +257,8 @@ def _step(state: RunState, task, emitter, mesh=None) -> tuple[RunState, dict[str
     genotypes = sharding.shard_batch(genotypes, mesh)
     evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
     evaluation, features = describe(state.archive, task, evaluation)
-    archive, info = state.archive.add(genotypes, evaluation.fitness, evaluation.descriptors, features)
-    emitter_state = emitter.update(emitter_state, archive, genotypes, evaluation, info)
-    new_state = RunState(archive, emitter_state, key, state.iteration + 1)
-    return new_state, metrics_lib.compute(archive, info, task.qd_offset)
+    new_state, info = _next_state(state, key, emitter, emitter_state, genotypes, evaluation, features)
+    return new_state, metrics_lib.compute(new_state.archive, info, task.qd_offset)
 
 
 step = jax.jit(_step, static_argnames=("task", "emitter", "mesh"))

@@ -40,7 +40,7 @@ def compute(archive: Archive, info: AddInfo, qd_offset: float) -> dict[str, jax.
     """
     archive = archive.results()
     occupied = archive.occupied
-    count = jnp.sum(occupied, dtype=jnp.int32)
+    count = archive.size()
     total = jnp.sum(jnp.where(occupied, archive.fitness, 0.0))
     return {
         "qd_score": archive.qd_score(qd_offset),

@@ -66,6 +66,38 @@ def test_cma_tell_matches_reference_on_fixed_samples(mu):
     np.testing.assert_allclose(rebuilt, state.cov, rtol=1e-4, atol=1e-6)
 
 
+def test_dqd_benchmark_patch_gives_pyribs_cma_es_the_purecma_update(monkeypatch):
+    """benchmarks/dqd.py --pyribs-cma purecma: pyribs' CMA-ES, patched, follows the
+    purecma reference exactly (float64); unpatched it does not (its evolution path is not
+    divided by sigma and its rank-one term has c1 twice), and the patch is undone."""
+    from pathlib import Path
+
+    pytest.importorskip("ribs")
+    from ribs.emitters.opt._cma_es import CMAEvolutionStrategy
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import dqd
+
+    def run(patched: bool):
+        n, lam, mu = 6, 12, 6
+        es = CMAEvolutionStrategy(sigma0=0.5, solution_dim=n, batch_size=lam, seed=1, dtype=np.float64)
+        es.reset(np.zeros(n))
+        ref = (np.zeros(n), 0.5, np.eye(n), np.zeros(n), np.zeros(n), 0)
+        rng = np.random.default_rng(0)
+        for _ in range(4):
+            x = es.ask()
+            order = np.argsort(-rng.normal(size=lam))
+            es.tell(order, np.zeros(lam), mu)
+            ref = reference_tell(*ref, x[order], mu)
+        return np.max(np.abs(es.cov.cov - ref[2])), abs(es.sigma - ref[1])
+
+    with dqd.purecma_update_in_pyribs():
+        cov_error, sigma_error = run(True)
+    assert cov_error < 1e-12 and sigma_error < 1e-12
+    cov_error, _ = run(False)
+    assert cov_error > 1e-3
+
+
 def test_cma_tell_without_parents_only_counts():
     state = cma_es.reset(jnp.ones(3), 0.5)
     after = cma_es.tell(state, jnp.zeros((4, 3)), jnp.asarray(0))

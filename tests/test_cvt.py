@@ -23,6 +23,25 @@ def test_table_lookup_equals_brute_force(dim, cells):
     np.testing.assert_array_equal(got, expected)
 
 
+def test_table_is_the_brute_force_definition_on_clustered_centroids():
+    """The k-d tree build keeps, per bucket, the K nearest centroids with K the widest
+    reach count: checked against the all-pairs definition, on clusters (buckets far from
+    every centroid need many doublings of k)."""
+    rng = np.random.default_rng(0)
+    centroids = np.concatenate([rng.normal(0.2, 0.02, (600, 2)), rng.uniform(0, 1, (200, 2))]).astype(np.float32)
+    lower, upper, grid = jnp.zeros(2), jnp.ones(2), (29, 29)
+    table = np.asarray(cvt.build_table(jnp.asarray(centroids), lower, upper, grid))
+    centers = np.asarray(cvt._bucket_centers(lower, upper, grid), np.float32)
+    d2 = np.sum((centers[:, None, :] - centroids[None, :, :]) ** 2, axis=-1, dtype=np.float32)
+    radius = np.float32(0.5) * np.sqrt(np.float32(2.0) / np.float32(29.0) ** 2)
+    reach = np.sqrt(d2.min(axis=1)) + 2 * radius
+    counts = np.sum(d2 <= (reach * reach * np.float32(1 + 1e-5))[:, None], axis=1)
+    k = -(-int(counts.max()) // 4) * 4
+    assert table.shape == (29 * 29, k) and k > 40
+    expected = np.sort(np.argsort(d2, axis=1, kind="stable")[:, :k], axis=1)
+    np.testing.assert_array_equal(table, expected)
+
+
 def test_ties_go_to_lowest_index():
     centroids = jnp.asarray([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0]] * 100, jnp.float32)
     table = qdkit.CVTArchive.create(

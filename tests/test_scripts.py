@@ -106,9 +106,10 @@ def test_devices_benchmark_smoke(tmp_path):
 
 def test_dqd_benchmark_smoke(tmp_path):
     pytest.importorskip("ribs")
-    args = ["--quick", "--functions", "sphere", "--algorithms", "cma-mae", "cma-mega"]
+    args = ["--quick", "--functions", "sphere", "--algorithms", "cma-mae", "cma-mega", "--pyribs-cma", "purecma"]
     result = run_script(os.path.join(ROOT, "benchmarks", "dqd.py"), *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "# pyribs' CMA-ES update: purecma" in result.stdout
     rows = [line for line in result.stdout.splitlines() if line.startswith("| sphere |")]
     assert [row.split("|")[2].strip() for row in rows] == ["cma-mae", "cma-mega"]
 
@@ -234,3 +235,18 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
     result = run_script(os.path.join(bench, "startup.py"), "--configs", "arm", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| arm | `(defaults)` |" in result.stdout
+
+
+def test_scaling_benchmark_smoke(tmp_path):
+    pytest.importorskip("ribs")
+    pytest.importorskip("qdax")
+    script = os.path.join(ROOT, "benchmarks", "scaling.py")
+    result = run_script(script, "--quick", "--sweeps", "seeds", "--out", str(tmp_path / "s"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for library in ("qdkit", "pyribs", "qdax"):
+        assert f"| 2 | {library} |" in result.stdout, result.stdout
+    assert "error" not in result.stdout and (tmp_path / "s" / "scaling.png").exists()
+    again = run_script(script, "--report", str(tmp_path / "s" / "scaling.json"), cwd=tmp_path)
+    assert again.returncode == 0 and "| 1 | qdkit |" in again.stdout
+    bad = run_script(script, "--sweeps", "nope", cwd=tmp_path)
+    assert bad.returncode == 2 and "valid: batch, cells, genotype, seeds" in bad.stderr
