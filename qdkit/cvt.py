@@ -56,13 +56,19 @@ def _blocked(fn, rows: jax.Array, block: int) -> jax.Array:
     return out.reshape(-1, *out.shape[2:])[:n]
 
 
-def _nearest_k(tree, cents: np.ndarray, centers: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest centroids of each point, ordered by float32 squared distance
-    then index (as ``lax.top_k`` orders them), with those distances."""
+def _neighbours(tree, cents: np.ndarray, centers: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest centroids of each point (in the tree's order) and their float32
+    squared distances."""
     _, idx = tree.query(centers, k=k)
     idx = idx.reshape(len(centers), -1)
     diff = centers[:, None, :] - cents[idx]
-    d2 = np.sum(diff * diff, axis=-1, dtype=np.float32)
+    return idx, np.sum(diff * diff, axis=-1, dtype=np.float32)
+
+
+def _nearest_k(tree, cents: np.ndarray, centers: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_neighbours` ordered by float32 squared distance then index (as
+    ``lax.top_k`` orders them)."""
+    idx, d2 = _neighbours(tree, cents, centers, k)
     order = np.lexsort((idx, d2), axis=1)
     return np.take_along_axis(idx, order, axis=1), np.take_along_axis(d2, order, axis=1)
 
@@ -79,10 +85,10 @@ def _reach_counts(tree, cents: np.ndarray, centers: np.ndarray, radius: np.float
         block = max(1, _BLOCK_ELEMENTS // k)  # (block, k) neighbour arrays at once
         for i in range(0, todo.size, block):
             rows = todo[i : i + block]
-            _, d2 = _nearest_k(tree, cents, centers[rows], k)
-            reach = np.sqrt(d2[:, 0]) + np.float32(2.0) * radius
+            _, d2 = _neighbours(tree, cents, centers[rows], k)  # counting needs no order
+            reach = np.sqrt(np.min(d2, axis=1)) + np.float32(2.0) * radius
             limit = reach * reach * np.float32(1 + 1e-5) + np.float32(1e-12)
-            more = (d2[:, -1] <= limit * np.float32(1 + 1e-4)) & (k < cents.shape[0])
+            more = (np.max(d2, axis=1) <= limit * np.float32(1 + 1e-4)) & (k < cents.shape[0])
             counts[rows] = np.sum(d2 <= limit[:, None], axis=1)
             later.append(rows[more])
         todo, k = np.concatenate(later), min(cents.shape[0], 2 * k)
