@@ -22,17 +22,18 @@ def gaussian(
             like one genotype); ``None`` for no clipping.
         noise: ``"fast"`` (:mod:`qdkit.rng`, the default) or ``"threefry"``
             (``jax.random.normal``).
+
+    One key makes an iteration's offspring: the parents are :mod:`qdkit.rng`'s stream 0
+    of it, the noise of genotype leaf ``i`` stream ``1 + i``.
     """
     batch_size = check_batch_size(batch_size)
     sigma = check_positive("sigma", sigma)
     normal = rng.normal_fn(noise)
 
     def emit(key, archive, state):
-        k_parents, k_noise = jax.random.split(key)
-        parents = archive.sample(k_parents, batch_size)
+        parents = archive.sample(key, batch_size)
         leaves, treedef = jax.tree.flatten(parents)
-        keys = jax.random.split(k_noise, len(leaves))
-        mutated = [x + sigma * normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+        mutated = [x + sigma * normal(key, x.shape, x.dtype, stream=1 + i) for i, x in enumerate(leaves)]
         return clip(jax.tree.unflatten(treedef, mutated), lower, upper), state
 
     return Emitter(init=no_state, emit=emit, update=keep_state, batch_size=batch_size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from emitters.base import Emitter, check_batch_size, check_positive, clip, keep_state, no_state
 from qdkit import rng
@@ -32,7 +33,11 @@ def iso_line(
         line_sigma: spread along the line between the two parents.
         lower, upper: genotype bounds to clip offspring into; ``None`` for none.
         noise: ``"fast"`` (:mod:`qdkit.rng`, the default) or ``"threefry"``
-            (``jax.random.normal``) for the isotropic noise.
+            (``jax.random.normal``) for the isotropic and the line noise.
+
+    One key makes an iteration's offspring: the parents are :mod:`qdkit.rng`'s stream 0
+    of it (:meth:`qdkit.Archive.sample_indices`), the line noise stream 1 and the
+    isotropic noise of genotype leaf ``i`` stream ``2 + i``; nothing splits the key.
     """
     batch_size = check_batch_size(batch_size)
     iso_sigma = check_positive("iso_sigma", iso_sigma)
@@ -40,19 +45,17 @@ def iso_line(
     normal = rng.normal_fn(noise)
 
     def emit(key, archive, state):
-        k_parents, k_iso, k_line = jax.random.split(key, 3)
-        index = archive.sample_indices(k_parents, 2 * batch_size)
+        index = archive.sample_indices(key, 2 * batch_size)
         x_index, y_index = index[:batch_size], index[batch_size:]
-        line = line_sigma * jax.random.normal(k_line, (batch_size,))
+        line = line_sigma * normal(key, (batch_size,), jnp.float32, stream=1)
         leaves, treedef = jax.tree.flatten(archive.genotypes)
-        keys = jax.random.split(k_iso, len(leaves))
 
-        def vary(k, store):
+        def vary(i, store):
             x, y = store[x_index], store[y_index]
             t = line.astype(x.dtype).reshape((batch_size,) + (1,) * (x.ndim - 1))
-            return x + iso_sigma * normal(k, x.shape, x.dtype) + t * (y - x)
+            return x + iso_sigma * normal(key, x.shape, x.dtype, stream=2 + i) + t * (y - x)
 
-        children = [vary(k, store) for k, store in zip(keys, leaves)]
+        children = [vary(i, store) for i, store in enumerate(leaves)]
         return clip(jax.tree.unflatten(treedef, children), lower, upper), state
 
     return Emitter(init=no_state, emit=emit, update=keep_state, batch_size=batch_size)

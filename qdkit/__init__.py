@@ -13,7 +13,11 @@ The flat public API::
     state, metrics = qdkit.map_elites.run(state, task, emitter, iterations=1000)
 """
 
-from qdkit import (
+from qdkit import xla
+
+xla.apply_defaults()  # before JAX starts a backend: XLA reads its flags then (see qdkit.xla)
+
+from qdkit import (  # noqa: E402
     callbacks,
     checkpoint,
     cvt,
@@ -27,15 +31,15 @@ from qdkit import (
     tasks,
     text,
 )
-from qdkit.archive import IMPROVED, NEW, NOT_ADDED, AddInfo, Archive, Elites, Thresholds
-from qdkit.ask_tell import Scheduler
-from qdkit.cvt_archive import CVTArchive
-from qdkit.grid_archive import GridArchive
-from qdkit.indexers import CVTIndexer, GridIndexer, LearnedIndexer
-from qdkit.map_elites import Interrupted, RunState, Stopped, StopRun
-from qdkit.tasks import Evaluation, Task
+from qdkit.archive import IMPROVED, NEW, NOT_ADDED, AddInfo, Archive, Elites, Thresholds  # noqa: E402
+from qdkit.ask_tell import Scheduler  # noqa: E402
+from qdkit.cvt_archive import CVTArchive  # noqa: E402
+from qdkit.grid_archive import GridArchive  # noqa: E402
+from qdkit.indexers import CVTIndexer, GridIndexer, LearnedIndexer  # noqa: E402
+from qdkit.map_elites import Interrupted, RunState, Stopped, StopRun  # noqa: E402
+from qdkit.tasks import Evaluation, Task  # noqa: E402
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "IMPROVED",
@@ -69,4 +73,5 @@ __all__ = [
     "sharding",
     "tasks",
     "text",
+    "xla",
 ]

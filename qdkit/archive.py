@@ -14,6 +14,10 @@ than subclassed:
   - ``count``: ``()`` int32, the number of occupied cells (kept up to date by every
     insertion, so that nothing in an iteration costs a pass over the ``C`` cells to
     count them),
+  - ``totals`` (:class:`Totals`): running sums over the elites, for the same reason
+    (the per-iteration metrics read them instead of a pass over the cells): the
+    fitness sum, the QD-score for the archive's ``qd_offset`` (each compensated,
+    Kahan) and the highest fitness ever stored,
   - ``features``: ``(C, F)`` float32 for archives over learned descriptors (each
     elite's features, to re-describe it after a refit), else ``None``;
 
@@ -43,6 +47,7 @@ result archive of a threshold archive, the archive itself otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Any, NamedTuple
@@ -91,6 +96,106 @@ class AddInfo(NamedTuple):
     rank_status: jax.Array
 
 
+class Totals(NamedTuple):
+    """Running sums over a storage's elites, updated by every insertion.
+
+    Attributes:
+        qd_score: ``()`` float32, the sum over elites of ``max(fitness - qd_offset, 0)``
+            for the archive's ``qd_offset`` (``0`` when the archive has none).
+        qd_error: its Kahan compensation (what the rounding of the sum has lost).
+        fitness_sum: ``()`` float32, the sum of the elites' fitness.
+        fitness_error: its Kahan compensation.
+        max_fitness: ``()`` float32, the highest fitness ever stored (``-inf`` while
+            empty): the highest stored fitness for every archive whose elites only get
+            better (all but the storage of a threshold archive with the published
+            replacement rule, whose reported result archive does only get better).
+    """
+
+    qd_score: jax.Array
+    qd_error: jax.Array
+    fitness_sum: jax.Array
+    fitness_error: jax.Array
+    max_fitness: jax.Array
+
+    @classmethod
+    def zero(cls) -> Totals:
+        # one array per field: a state whose leaves share a buffer cannot be donated
+        return cls(*(jnp.zeros((), jnp.float32) for _ in range(4)), jnp.full((), -jnp.inf, jnp.float32))
+
+    @classmethod
+    def of(cls, fitness: jax.Array, qd_offset: float | None) -> Totals:
+        """Totals of a whole ``(C,)`` fitness array (``-inf`` = empty): one pass."""
+        occupied = jnp.isfinite(fitness)
+        zero = jnp.zeros((), jnp.float32)
+        return cls(
+            qd_score=zero
+            if qd_offset is None
+            else jnp.sum(jnp.where(occupied, jnp.maximum(fitness - qd_offset, 0.0), 0.0)),
+            qd_error=zero,
+            fitness_sum=jnp.sum(jnp.where(occupied, fitness, 0.0)),
+            fitness_error=zero,
+            max_fitness=jnp.max(fitness, initial=-jnp.inf),
+        )
+
+    def changed(self, added, old, new, qd_offset: float | None) -> Totals:
+        """The totals after the ``added`` rows replaced ``old`` fitness (``-inf``:
+        empty) by ``new`` in their cells (at most one row per cell)."""
+
+        def kahan(total, error, terms):  # compensated summation of a batch of terms
+            y = _pairwise_sum(_whole_batch(terms)) - error
+            t = total + y
+            return t, (t - total) - y
+
+        old_fitness = jnp.where(jnp.isfinite(old), old, 0.0)
+        fitness_sum, fitness_error = kahan(
+            self.fitness_sum, self.fitness_error, jnp.where(added, new - old_fitness, 0.0)
+        )
+        qd_score, qd_error = self.qd_score, self.qd_error
+        if qd_offset is not None:
+            gain = jnp.maximum(new - qd_offset, 0.0) - jnp.where(
+                jnp.isfinite(old), jnp.maximum(old - qd_offset, 0.0), 0.0
+            )
+            qd_score, qd_error = kahan(qd_score, qd_error, jnp.where(added, gain, 0.0))
+        best = jnp.max(jnp.where(added, new, -jnp.inf), initial=-jnp.inf)
+        return Totals(qd_score, qd_error, fitness_sum, fitness_error, jnp.maximum(self.max_fitness, best))
+
+
+#: The device mesh a batch is split over while the MAP-Elites step is traced (see
+#: :func:`batch_mesh`); ``None`` on one device.
+_BATCH_MESH: list = [None]
+
+
+@contextlib.contextmanager
+def batch_mesh(mesh):
+    """While tracing inside this context, the sums over a batch that the running totals
+    add are taken over the whole batch on every device of ``mesh``: the same sum, to
+    the last bit, as on one device (a batch split over devices would otherwise be
+    summed in parts, in another order)."""
+    _BATCH_MESH.append(mesh)
+    try:
+        yield
+    finally:
+        _BATCH_MESH.pop()
+
+
+def _whole_batch(terms: jax.Array) -> jax.Array:
+    from qdkit import sharding
+
+    return sharding.replicated(terms, _BATCH_MESH[-1])
+
+
+def _pairwise_sum(x: jax.Array) -> jax.Array:
+    """The sum of a ``(B,)`` vector as a fixed tree of elementwise additions (pairs,
+    then pairs of pairs): its rounding does not depend on how XLA lays out or splits a
+    reduction (devices, threads, ``vmap``), so a run's totals are the same to the last
+    bit on one device or several."""
+    while x.shape[0] > 1:
+        if x.shape[0] % 2:
+            x = jnp.concatenate([x, jnp.zeros((1,), x.dtype)])
+        x = x[0::2] + x[1::2]
+    return x.reshape(()) if x.shape[0] == 1 else jnp.zeros((), x.dtype)
+
+
 def _leading(tree: Any) -> int:
     return jax.tree.leaves(tree)[0].shape[0]
 
@@ -105,13 +210,14 @@ class Elites:
     order: jax.Array
     features: jax.Array | None = None
     count: jax.Array = dataclasses.field(kw_only=True)
+    totals: Totals = dataclasses.field(kw_only=True)
 
     @classmethod
     def empty(
         cls, num_cells: int, descriptor_dim: int, example_genotype: Any, feature_dim: int | None = None
     ) -> Elites:
         """Zero genotypes ``(C, ...)``, ``-inf`` fitness, zero descriptors (and
-        features), an empty occupied-cell list and a zero count."""
+        features), an empty occupied-cell list, a zero count and zero totals."""
         return cls(
             genotypes=jax.tree.map(
                 lambda x: jnp.zeros((num_cells, *jnp.shape(x)), jnp.asarray(x).dtype), example_genotype
@@ -120,6 +226,7 @@ class Elites:
             descriptors=jnp.zeros((num_cells, descriptor_dim), jnp.float32),
             order=jnp.zeros((num_cells,), jnp.int32),
             count=jnp.zeros((), jnp.int32),
+            totals=Totals.zero(),
             features=None if feature_dim is None else jnp.zeros((num_cells, feature_dim), jnp.float32),
         )
 
@@ -130,10 +237,12 @@ class Elites:
     def size(self) -> jax.Array:
         return self.count
 
-    def write(self, added, index, was_empty, genotypes, fitness, descriptors, features) -> Elites:
+    def write(self, added, index, was_empty, genotypes, fitness, descriptors, features, qd_offset=None) -> Elites:
         """Store the ``added`` rows (at most one per cell) in their cells; cells filled
-        for the first time join the occupied-cell list."""
+        for the first time join the occupied-cell list, and the totals follow (the
+        QD-score's for ``qd_offset``)."""
         num_cells = self.fitness.shape[0]
+        old = self.fitness[index]
         target = jnp.where(added, index, num_cells)  # out of range: dropped
         is_new = added & was_empty
         new_rows = is_new.astype(jnp.int32)
@@ -146,10 +255,13 @@ class Elites:
             descriptors=self.descriptors.at[target].set(descriptors, mode="drop"),
             order=self.order.at[jnp.where(is_new, slot, num_cells)].set(index, mode="drop"),
             count=self.count + jnp.sum(new_rows, dtype=jnp.int32),
+            totals=self.totals.changed(added, old, fitness, qd_offset),
             features=None if self.features is None else self.features.at[target].set(features, mode="drop"),
         )
 
-    def insert_best(self, valid, index, genotypes, fitness, descriptors, features) -> tuple[Elites, jax.Array]:
+    def insert_best(
+        self, valid, index, genotypes, fitness, descriptors, features, qd_offset=None
+    ) -> tuple[Elites, jax.Array]:
         """MAP-Elites insertion of the ``valid`` rows: the best row of each cell enters
         when it beats the elite (first row on ties). Returns the storage and the
         ``(B,)`` mask of stored rows."""
@@ -159,11 +271,14 @@ class Elites:
         old = self.fitness[index]
         winner = _first_best(fit, cell, index, num_cells)
         added = winner & (fit > old)
-        return self.write(added, index, ~jnp.isfinite(old), genotypes, fit, descriptors, features), added
+        store = self.write(added, index, ~jnp.isfinite(old), genotypes, fit, descriptors, features, qd_offset)
+        return store, added
 
 
 jax.tree_util.register_dataclass(
-    Elites, data_fields=["genotypes", "fitness", "descriptors", "order", "count", "features"], meta_fields=[]
+    Elites,
+    data_fields=["genotypes", "fitness", "descriptors", "order", "count", "totals", "features"],
+    meta_fields=[],
 )
 
 
@@ -240,12 +355,17 @@ jax.tree_util.register_dataclass(
 class Archive:
     """A MAP-Elites archive: storage, a cell indexer and optional thresholds (see the
     module docstring). Build one with :meth:`create`, ``qdkit.GridArchive.create``,
-    ``qdkit.CVTArchive.create`` or ``feedback.LearnedArchive.create``."""
+    ``qdkit.CVTArchive.create`` or ``feedback.LearnedArchive.create``.
+
+    ``qd_offset`` (static) is the offset its running QD-score is kept for (see
+    :meth:`with_qd_offset`); ``None`` keeps none, and the metrics then sum over the
+    cells."""
 
     store: Elites
     indexer: Indexer
     thresholds: Thresholds | None = None
     result: Elites | None = None
+    qd_offset: float | None = None
 
     @classmethod
     def create(
@@ -383,7 +503,22 @@ class Archive:
         archive over the same cells; otherwise the archive itself."""
         if self.result is None:
             return self
-        return Archive(store=self.result, indexer=self.indexer)
+        return Archive(store=self.result, indexer=self.indexer, qd_offset=self.qd_offset)
+
+    def with_qd_offset(self, qd_offset: float | None) -> Archive:
+        """The same archive keeping its running QD-score (:class:`Totals`) for
+        ``qd_offset`` (a Python number, static; ``None`` or a non-finite value for
+        none): the per-iteration metrics then read it instead of summing over the
+        cells. :func:`qdkit.map_elites.init` sets the task's ``qd_offset``. One pass
+        over the cells when the offset changes. Jittable."""
+        offset = None if qd_offset is None or not math.isfinite(float(qd_offset)) else float(qd_offset)
+        if offset == self.qd_offset:
+            return self
+
+        def retotal(store: Elites | None) -> Elites | None:
+            return None if store is None else dataclasses.replace(store, totals=Totals.of(store.fitness, offset))
+
+        return self.replace(store=retotal(self.store), result=retotal(self.result), qd_offset=offset)
 
     def with_elites(self, genotypes: Any, fitness: jax.Array, descriptors: jax.Array, features: Any = None) -> Archive:
         """The same archive holding the given per-cell storage (``-inf`` fitness marks
@@ -401,6 +536,7 @@ class Archive:
             descriptors=jnp.asarray(descriptors, jnp.float32),
             order=order,
             count=jnp.sum(occupied, dtype=jnp.int32),
+            totals=Totals.of(jnp.where(occupied, fitness, -jnp.inf), self.qd_offset),
             features=None if not self.learned else jnp.asarray(features, jnp.float32),
         )
         return self.replace(store=store, result=None if self.result is None else store)
@@ -481,10 +617,10 @@ class Archive:
         else:
             added = winner & (fit > old)
         status = jnp.where(added, jnp.where(was_empty, NEW, IMPROVED), NOT_ADDED)
-        store = self.store.write(added, index, was_empty, genotypes, fit, descriptors, features)
+        store = self.store.write(added, index, was_empty, genotypes, fit, descriptors, features, self.qd_offset)
         result = self.result
         if result is not None:
-            result, _ = result.insert_best(valid, index, genotypes, fitness, descriptors, features)
+            result, _ = result.insert_best(valid, index, genotypes, fitness, descriptors, features, self.qd_offset)
         info = AddInfo(
             status=status.astype(jnp.int32),
             value=value.astype(self.fitness.dtype),
@@ -507,7 +643,8 @@ class Archive:
             indexer, jax.tree.map(lambda g: g[0], self.genotypes),
             learning_rate=1.0 if t is None else t.learning_rate, threshold_min=-math.inf if t is None else t.threshold_min,
             replacement="threshold" if t is None else t.replacement,
-        )  # fmt: skip
+        ).replace(qd_offset=self.qd_offset)  # fmt: skip
+        # (empty: its zero totals hold for any offset)
 
         def rows(store: Elites):
             fitness = jnp.where(store.occupied, store.fitness, jnp.nan)  # empty cells are rejected rows
@@ -519,7 +656,7 @@ class Archive:
             genotypes, fitness, descriptors, features = rows(self.result)
             valid = jnp.isfinite(fitness)
             index = indexer.index_of(jnp.where(valid[:, None], descriptors, indexer.lower[None, :]))
-            result, _ = new.result.insert_best(valid, index, genotypes, fitness, descriptors, features)
+            result, _ = new.result.insert_best(valid, index, genotypes, fitness, descriptors, features, self.qd_offset)
             new = new.replace(result=result)
         return new
 
@@ -538,8 +675,9 @@ class Archive:
     def sample_indices(self, key: jax.Array, n: int) -> jax.Array:
         """``(n,)`` int32 cell indices drawn uniformly among occupied cells.
 
-        Positions in the occupied-cell list come from 23-bit uniforms
-        (:func:`qdkit.rng.uniform`), exact for archives of up to ``2**23`` elites.
+        Positions in the occupied-cell list come from 23-bit uniforms (stream 0 of
+        ``key`` in :func:`qdkit.rng.uniform`), exact for archives of up to ``2**23``
+        elites.
         """
         count = self.size()
         u = jnp.floor(rng.uniform(key, (n,)) * count.astype(jnp.float32)).astype(jnp.int32)
@@ -596,4 +734,6 @@ class Archive:
         }
 
 
-jax.tree_util.register_dataclass(Archive, data_fields=["store", "indexer", "thresholds", "result"], meta_fields=[])
+jax.tree_util.register_dataclass(
+    Archive, data_fields=["store", "indexer", "thresholds", "result"], meta_fields=["qd_offset"]
+)

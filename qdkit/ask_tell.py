@@ -157,6 +157,7 @@ class Scheduler:
         self.callbacks = list(callbacks)
         self.config = config
         self._key = jax.random.key(int(seed)) if key is None else key
+        archive = archive.with_qd_offset(qd_offset)  # the metrics read its running QD-score
         self._archive = archive
         self._state: RunState | None = None
         self._pending: Any = None  # (genotypes, what tell needs) between ask and tell

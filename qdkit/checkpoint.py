@@ -8,7 +8,8 @@ configuration, the tree structure and each leaf's dtype and shape.
 Format versions: 1 was written by qdkit 0.1 (archives as subclasses, emitter states as
 dicts); 2, from qdkit 0.2, holds the composed archive (storage, indexer, thresholds,
 result archive) and named emitter states; 3, from qdkit 0.3, adds the archive's count of
-elites (``Elites.count``). A file of another version is refused with the
+elites (``Elites.count``); 4, from qdkit 0.4, its running totals (``Elites.totals``: the
+QD-score the metrics read). A file of another version is refused with the
 version that wrote it and what to do. PRNG keys are stored as their raw key data with the
 implementation's name.
 
@@ -34,11 +35,11 @@ import numpy as np
 from qdkit import distributed
 
 FORMAT = "qdkit-checkpoint"
-VERSION = 3
+VERSION = 4
 _META = "__qdkit__"
 _HOST = "host/"
 #: What each earlier format version was written by, for the error message.
-_WRITTEN_BY = {1: "qdkit 0.1", 2: "qdkit 0.2"}
+_WRITTEN_BY = {1: "qdkit 0.1", 2: "qdkit 0.2", 3: "qdkit 0.3"}
 
 
 def _qdkit_version() -> str:

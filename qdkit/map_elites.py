@@ -23,7 +23,7 @@ from jax import lax
 
 from qdkit import distributed, sharding
 from qdkit import metrics as metrics_lib
-from qdkit.archive import Archive
+from qdkit.archive import Archive, batch_mesh
 
 Metrics = dict[str, np.ndarray]
 Callback = Callable[["RunState", Metrics], "RunState | None"]
@@ -164,7 +164,9 @@ def _init(key, task, archive, emitter, num_initial, mesh):
     genotypes = sharding.shard_batch(task.initial_genotypes(k_genotypes, num_initial), mesh)
     evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
     evaluation, features = describe(archive, task, evaluation)
-    state, _ = _first_state(key, archive, emitter, genotypes, evaluation, features)
+    archive = archive.with_qd_offset(task.qd_offset)  # the metrics read its running QD-score
+    with batch_mesh(mesh):
+        state, _ = _first_state(key, archive, emitter, genotypes, evaluation, features)
     return sharding.replicated(state, mesh)
 
 
@@ -246,6 +248,7 @@ def state_template(task, archive: Archive, emitter, seeds: int | None = None):
         return jax.eval_shape(lambda k: _init_seeds(k, task, archive, emitter, emitter.batch_size), keys)
     if is_host(task, emitter):  # nothing to trace: the emitter's own init is cheap host code
         key = jax.random.key(0)
+        archive = archive.with_qd_offset(task.qd_offset)
         return RunState(archive, emitter.init(key, archive), key, jnp.zeros((), jnp.int32))
     check(task, archive, emitter)
     return jax.eval_shape(lambda key: _init(key, task, archive, emitter, emitter.batch_size, None), jax.random.key(0))
@@ -257,7 +260,8 @@ def _step(state: RunState, task, emitter, mesh=None) -> tuple[RunState, dict[str
     genotypes = sharding.shard_batch(genotypes, mesh)
     evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
     evaluation, features = describe(state.archive, task, evaluation)
-    new_state, info = _next_state(state, key, emitter, emitter_state, genotypes, evaluation, features)
+    with batch_mesh(mesh):
+        new_state, info = _next_state(state, key, emitter, emitter_state, genotypes, evaluation, features)
     return new_state, metrics_lib.compute(new_state.archive, info, task.qd_offset)
 
 
@@ -294,6 +298,7 @@ def _host_init(key, task, archive, emitter, n):
     k_genotypes, k_score, k_emitter, k_next = jax.random.split(key, 4)
     genotypes = jax.tree.map(jnp.asarray, task.initial_genotypes(k_genotypes, n))
     evaluation, features = describe(archive, task, _as_jax(task.score(k_score, genotypes)))
+    archive = archive.with_qd_offset(task.qd_offset)  # the metrics read its running QD-score
     archive, _, _ = _insert(archive, genotypes, evaluation.fitness, evaluation.descriptors, features,
                             float(task.qd_offset))  # fmt: skip
     return RunState(archive, _start_emitter(emitter, k_emitter, archive, genotypes, evaluation), k_next,
@@ -481,10 +486,26 @@ def run(
             for callback in callbacks:
                 replacement = callback(state, chunk)
                 if replacement is not None:  # e.g. a refit of learned descriptors
-                    state = sharding.replicate(replacement, mesh)
+                    state = sharding.replicate(_unshared(replacement), mesh)
             if interrupted[0] and done < iterations:
                 raise Interrupted(state, _concat(collected))
     return state, _concat(collected)
+
+
+def _unshared(tree):
+    """``tree`` with a copy of every leaf that repeats an earlier one (a state built
+    outside the loop may hold one array twice, e.g. a threshold archive's empty storage
+    and result archive); the chunks donate their input, and one buffer cannot be
+    donated twice."""
+    seen: set[int] = set()
+
+    def one(leaf):
+        if isinstance(leaf, jax.Array) and id(leaf) in seen:
+            return jnp.copy(leaf)
+        seen.add(id(leaf))
+        return leaf
+
+    return jax.tree.map(one, tree)
 
 
 def _concat(chunks: list[Metrics]) -> Metrics:

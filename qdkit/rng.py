@@ -5,8 +5,12 @@ iteration on a CPU making mutation noise (0.7 ms for 1,024 x 100 normals, agains
 0.05 ms for archive insertion). Mutation noise does not need a cryptographic-strength
 stream, so emitters draw it here instead:
 
-1. two 32-bit seed words come from the key with ``jax.random.bits`` (threefry, so
-   keys split and fold exactly as usual);
+1. two 32-bit seed words come from the key's data and a *stream* number (a small
+   integer: one key gives independent streams, e.g. parents, line and isotropic
+   noise of one emitter, without splitting it), through the integer hash of step 2. No
+   threefry is called: in a compiled loop each threefry call is an XLA while loop of
+   5 rounds (on CPU), which costs far more than its arithmetic for a handful of
+   words, most of all under ``vmap`` (many seeds);
 2. the bits of element ``i`` are a keyed counter hash: ``lowbias32`` (C. Wellons'
    hash-prospector integer hash, a bijection of ``uint32`` with very low avalanche
    bias) applied twice, with a seed word mixed in before each round;
@@ -40,25 +44,48 @@ def _lowbias32(x: jax.Array) -> jax.Array:
     return x ^ (x >> 16)
 
 
-def bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+def _key_words(key: jax.Array) -> list[jax.Array]:
+    """The ``uint32`` words of one key (typed, e.g. ``jax.random.key``, or raw)."""
+    if jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    words = jnp.asarray(key).astype(jnp.uint32).reshape(-1)
+    return [words[i] for i in range(words.shape[0])]
+
+
+def seed(key: jax.Array, stream: int = 0) -> tuple[jax.Array, jax.Array]:
+    """Two ``uint32`` seed words for ``key`` and ``stream`` (a non-negative Python
+    int): two differently started hash chains over the key's words, so the pair
+    carries the key's 64 bits (a threefry key) rather than 32."""
+    stream = int(stream)
+    if stream < 0:
+        raise ValueError(f"stream must be a non-negative integer; got {stream}")
+    a = jnp.uint32((0x6A09E667 + stream * 0x9E3779B9) & 0xFFFFFFFF)
+    b = jnp.uint32((0xBB67AE85 + stream * 0x85EBCA6B) & 0xFFFFFFFF)
+    for word in _key_words(key):
+        a = _lowbias32(a ^ word)
+        b = _lowbias32(b + word)
+    return a, b
+
+
+def bits(key: jax.Array, shape: tuple[int, ...], stream: int = 0) -> jax.Array:
     """``uint32`` array of ``shape`` from a keyed counter hash (see module docstring)."""
-    seed = jax.random.bits(key, (2,), jnp.uint32)
+    s0, s1 = seed(key, stream)
     counter = lax.iota(jnp.uint32, max(1, math.prod(shape)))[: math.prod(shape)]
-    mixed = _lowbias32(_lowbias32(counter ^ seed[0]) + seed[1])
+    mixed = _lowbias32(_lowbias32(counter ^ s0) + s1)
     return mixed.reshape(shape)
 
 
-def uniform(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+def uniform(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32, stream: int = 0) -> jax.Array:
     """Uniform floats in the open interval ``(0, 1)`` (23 random bits, centred)."""
-    mantissa = (bits(key, shape) >> 9).astype(jnp.float32)
+    mantissa = (bits(key, shape, stream) >> 9).astype(jnp.float32)
     return ((mantissa + 0.5) * np.float32(2.0**-23)).astype(dtype)
 
 
-def normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+def normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32, stream: int = 0) -> jax.Array:
     """Standard normal samples (Box-Muller on :func:`uniform` pairs)."""
     n = math.prod(shape)
     half = (n + 1) // 2
-    u = uniform(key, (2 * half,), jnp.float32)
+    u = uniform(key, (2 * half,), jnp.float32, stream)
     radius = jnp.sqrt(-2.0 * jnp.log(u[:half]))
     turns = u[half:]
     z = jnp.concatenate([radius * cos_2pi(turns), radius * cos_2pi(turns - 0.25)])
@@ -68,10 +95,17 @@ def normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Arr
 NOISE = ("fast", "threefry")
 
 
+def threefry_normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32, stream: int = 0) -> jax.Array:
+    """``jax.random.normal`` with :func:`normal`'s signature: stream ``s > 0`` draws
+    from ``jax.random.fold_in(key, s)``."""
+    return jax.random.normal(jax.random.fold_in(key, stream) if stream else key, shape, dtype)
+
+
 def normal_fn(noise: str):
-    """The normal sampler named ``noise``: ``"fast"`` (this module) or ``"threefry"``."""
+    """The normal sampler named ``noise``, ``f(key, shape, dtype, stream=0)``:
+    ``"fast"`` (:func:`normal`) or ``"threefry"`` (:func:`threefry_normal`)."""
     if noise == "fast":
         return normal
     if noise == "threefry":
-        return jax.random.normal
+        return threefry_normal
     raise ValueError(f"unknown noise generator {noise!r}; valid: {', '.join(NOISE)}")

@@ -172,7 +172,7 @@ finite_or_nan = st.one_of(st.floats(-5, 5, width=32), st.just(float("nan")))
     st.lists(st.tuples(st.floats(-5, 5, width=32), st.integers(0, 8), st.integers(0, 8)), max_size=10),
 )
 def test_add_matches_sequential_reference(rows, prefill):
-    archive = grid(shape=(3, 3))
+    archive = grid(shape=(3, 3)).with_qd_offset(0.5)  # fitness in [-5, 5]: some elites score 0
     if prefill:
         pf = np.asarray([r[0] for r in prefill], np.float32)
         pd = (np.asarray([[r[1] % 3, r[2] % 3] for r in prefill], np.float32) + 0.5) / 3
@@ -197,6 +197,51 @@ def test_add_matches_sequential_reference(rows, prefill):
     again, info2 = new.add(jnp.zeros((len(rows), 3)), jnp.asarray(fitness), jnp.asarray(descriptors))
     np.testing.assert_array_equal(again.fitness, new.fitness)
     assert not np.any(np.asarray(info2.status))
+    for a in (new, again):  # the running totals are those of the stored elites
+        check_totals(a)
+
+
+def check_totals(archive, rtol=1e-6):
+    """``archive``'s running totals against a float64 pass over its cells."""
+    totals, offset = archive.store.totals, archive.qd_offset
+    f = np.asarray(archive.fitness, np.float64)
+    f = f[np.isfinite(f)]
+    scale = max(1.0, float(np.sum(np.abs(f))))
+    assert abs(float(totals.fitness_sum) - np.sum(f)) <= rtol * scale
+    if offset is not None:
+        assert abs(float(totals.qd_score) - np.sum(np.maximum(f - offset, 0.0))) <= rtol * scale
+    assert float(totals.max_fitness) == (f.max() if f.size else -np.inf)
+
+
+@pytest.mark.parametrize("kind", ["plain", "threshold", "best"])
+def test_running_totals_and_metrics_follow_every_insertion(kind):
+    """The metrics read the running totals (no pass over the cells); over many batches
+    (ties, NaN rows, a threshold archive's worse replacements) they stay those of a
+    pass over the reported archive's cells."""
+    options = {} if kind == "plain" else {"learning_rate": 0.3, "threshold_min": -6.0, "replacement": kind}
+    archive = qdkit.GridArchive.create(shape=(5, 5), lower=0.0, upper=1.0, example_genotype=G, **options)
+    archive = archive.with_qd_offset(-1.0)  # some elites below it: their QD-score is clipped to 0
+    add = jax.jit(lambda a, g, f, d: a.add(g, f, d))
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        fitness = np.round(rng.normal(0, 2, 40), 1).astype(np.float32)  # ties within and across batches
+        fitness[rng.random(40) < 0.05] = np.nan
+        archive, info = add(
+            archive, jnp.zeros((40, 3)), jnp.asarray(fitness), jnp.asarray(rng.random((40, 2)), jnp.float32)
+        )
+        fast = qdkit.metrics.compute(archive, info, -1.0)
+        reported = archive.results()
+        f = np.asarray(reported.fitness)[np.asarray(reported.occupied)]  # a pass over the cells
+        assert float(fast["qd_score"]) == pytest.approx(float(reported.qd_score(-1.0)), rel=1e-6, abs=1e-5), i
+        assert float(fast["mean_fitness"]) == pytest.approx(float(np.mean(f)), rel=1e-6, abs=1e-5), i
+        assert float(fast["max_fitness"]) == float(np.max(f)) and int(fast["num_elites"]) == f.size
+        check_totals(reported)
+    # a rebuilt or re-indexed archive starts from a pass over its cells
+    check_totals(archive.with_elites(archive.genotypes, archive.fitness, archive.descriptors))
+    check_totals(archive.reindex(archive.indexer).results())
+    other = archive.with_qd_offset(2.0)
+    assert other.qd_offset == 2.0
+    check_totals(other.results())
 
 
 # ---------------------------------------------------------------- queries and stats

@@ -106,13 +106,16 @@ def test_missing_file(tmp_path):
 
 
 def test_other_run_configuration_is_refused(tmp_path):
-    path, _ = saved(tmp_path)
+    path, state = saved(tmp_path)
     task = qdkit.tasks.get("rastrigin", dims=7)  # different genotype size
     archive = qdkit.GridArchive.create(
         shape=(12, 12), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
     )
     emitter = mix(iso_line(24, 0.01, 0.1), gaussian(8, 0.05))
     other = map_elites.init(jax.random.key(0), task, archive, emitter)
+    with pytest.raises(CheckpointError, match="different run configuration"):  # another qd_offset, too
+        checkpoint.load(path, other)
+    other = other.replace(archive=other.archive.with_qd_offset(state.archive.qd_offset))  # leaf shapes differ
     with pytest.raises(CheckpointError, match="does not match"):
         checkpoint.load(path, other)
     single = iso_line(32, 0.01, 0.1)  # different emitter structure

@@ -360,7 +360,7 @@ def test_a_checkpoint_of_the_earlier_format_names_its_version_and_what_to_do(tmp
     np.savez(path, **arrays)
     result = CliRunner().invoke(main, ["resume", str(out), "--iterations", 4, "--no-progress"])
     assert result.exit_code == 1
-    assert "checkpoint format 1, written by qdkit 0.1; this qdkit reads format 3" in result.output
+    assert "checkpoint format 1, written by qdkit 0.1; this qdkit reads format 4" in result.output
     assert "start it again" in result.output
 
 

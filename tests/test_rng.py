@@ -15,6 +15,27 @@ def test_deterministic_and_key_dependent():
     assert not np.allclose(rng.normal(k1, (1000,)), rng.normal(k2, (1000,)))
 
 
+def test_streams_of_one_key_are_independent():
+    key = jax.random.key(0)
+    streams = [np.asarray(rng.normal(key, (20_000,), stream=s), np.float64) for s in range(4)]
+    np.testing.assert_array_equal(streams[0], rng.normal(key, (20_000,)))  # stream 0 is the default
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert abs(np.corrcoef(streams[i], streams[j])[0, 1]) < 0.03
+    # the seed words carry both words of a threefry key: keys differing in one word differ
+    raw = [jax.random.wrap_key_data(np.asarray(w, np.uint32)) for w in ([0, 0], [0, 1], [1, 0])]
+    seeds = {tuple(int(x) for x in rng.seed(k)) for k in raw}
+    assert len(seeds) == 3
+    with pytest.raises(ValueError, match="stream"):
+        rng.normal(key, (3,), stream=-1)
+
+
+def test_no_threefry_in_the_compiled_noise():
+    """Deriving the seed words costs no threefry call (a while loop on CPU)."""
+    text = jax.jit(lambda k: rng.normal(k, (64,), stream=3)).lower(jax.random.key(0)).as_text()
+    assert "threefry" not in text and "while" not in text
+
+
 def test_uniform_open_interval_and_moments():
     u = np.asarray(rng.uniform(jax.random.key(3), (400_000,)), np.float64)
     assert u.min() > 0.0 and u.max() < 1.0

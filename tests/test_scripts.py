@@ -226,9 +226,13 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
     result = run_script(os.path.join(bench, "ask_tell.py"), "--quick", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| gaussian | 36 | qdkit |" in result.stdout and "| iso_line | 36 | pyribs |" in result.stdout
-    result = run_script(os.path.join(bench, "seeds.py"), "--seeds", "2", "--iterations", "20", cwd=tmp_path)
+    result = run_script(os.path.join(bench, "seeds.py"), "--seeds", "2", "--iterations", "20", "--repeats", "1",
+                        "--arm-cos", "xla", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "| 2 seeds, vmapped | 2 |" in result.stdout
+    assert "| 2 seeds, vmapped | 2 |" in result.stdout and "cos=xla" in result.stdout
+    result = run_script(os.path.join(bench, "xla_options.py"), "--quick", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| arm, 1 seed (batch 256) |" in result.stdout and "LIBRARY_FUSION_TYPE_DOT" in result.stdout
     result = run_script(os.path.join(bench, "kernels.py"), "--number", "2", "--repeats", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| qdkit.fastmath.cos_2pi(x) |" in result.stdout and "| archive.sample, 36 rows |" in result.stdout
