@@ -28,7 +28,9 @@ memory is the process's maximum resident set (``ru_maxrss``, read as KB as Linux
 reports it), printed with what the process held after importing the library, before
 building anything. Grid sizes are the nearest squares (32^2 = 1,024 cells are plotted
 as 10^3, 316^2 = 99,856 as 10^5). A point that fails or runs out of
-``--timeout`` is reported as such, not retried.
+``--timeout`` is reported as such, not retried. Every point's process runs with the
+XLA:CPU flag qdkit sets on import (``qdkit.xla``), QDax's too; ``QDKIT_XLA_DEFAULTS=0``
+gives all of them XLA's defaults.
 
     python benchmarks/scaling.py                               # every sweep (about 30 minutes on 2 cores)
     python benchmarks/scaling.py --sweeps cells --libraries qdkit
@@ -402,6 +404,12 @@ def main() -> None:
     parser.add_argument("--point", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.point:
+        # Like for like: every library's process runs with the XLA flag that importing
+        # qdkit sets (qdkit.xla; QDKIT_XLA_DEFAULTS=0 keeps XLA's defaults for all).
+        sys.path.insert(0, os.path.join(HERE, ".."))
+        from qdkit import xla
+
+        xla.apply_defaults()
         print(json.dumps(run_point(json.loads(args.point), args.seconds, args.repeats)), flush=True)
         return
     if args.report:

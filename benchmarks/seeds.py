@@ -7,13 +7,13 @@ process (compiled once, as ``--seeds`` avoids compiling S times in S processes).
 Times are wall-clock: the first call of each configuration includes its compilation
 ("cold"), a second identical call does not ("warm"); the table gives both, and the
 ratio of S vmapped seeds to one seed, warm. A warm time is the median of ``--repeats``
-calls.
+calls; "one after another" is one call per seed, summed.
 
 ``--arm-cos xla`` scores the arm with XLA's cosine and sine instead of qdkit's vectorised
 ones (the arm's ``cos`` option; the default is ``fast``), to show what that speed-up of
 the task's maths does on its own.
 
-    python benchmarks/seeds.py                      # S = 4, 16 (a few minutes on 2 cores)
+    python benchmarks/seeds.py                      # S = 4, 16 (about 3 minutes on 2 cores)
     python benchmarks/seeds.py --arm-cos xla        # the same with XLA's cosine in the arm
     python benchmarks/seeds.py --seeds 4 --iterations 200    # quick
 """
@@ -63,6 +63,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="warm calls per configuration (median)")
     parser.add_argument("--arm-cos", choices=ARM_COS, default="fast")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     task, archive, emitter = setup(args.arm_cos)
     print(f"# seeds.py — {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"jax {jax.__version__} ({jax.devices()[0].platform}); arm default (cos={args.arm_cos}), "
@@ -76,16 +78,16 @@ def main() -> None:
     warm1, score1 = warm(jax.random.key(0))
     print("| configuration | seeds | cold s | warm s | warm / one seed | mean final QD-score |")
     print("|---|---:|---:|---:|---:|---:|")
-    print(f"| one seed | 1 | {cold1:.2f} | {warm1:.2f} | 1.00× | {float(score1):.1f} |")
+    print(f"| one seed | 1 | {cold1:.2f} | {warm1:.3f} | 1.00× | {float(score1):.1f} |")
     for s in (int(x) for x in args.seeds.split(",")):
         keys = jnp.stack([jax.random.key(k) for k in range(s)])
         cold, _ = timed(task, archive, emitter, keys, args.iterations)
         warm_s, scores = warm(keys)
-        print(f"| {s} seeds, vmapped | {s} | {cold:.2f} | {warm_s:.2f} | {warm_s / warm1:.2f}× | "
+        print(f"| {s} seeds, vmapped | {s} | {cold:.2f} | {warm_s:.3f} | {warm_s / warm1:.2f}× | "
               f"{float(np.mean(scores)):.1f} |")  # fmt: skip
         sequential = [timed(task, archive, emitter, jax.random.key(k), args.iterations) for k in range(s)]
         total = sum(t for t, _ in sequential)
-        print(f"| {s} seeds, one after another (compiled once) | {s} | — | {total:.2f} | {total / warm1:.2f}× | "
+        print(f"| {s} seeds, one after another (compiled once) | {s} | — | {total:.3f} | {total / warm1:.2f}× | "
               f"{float(np.mean([q for _, q in sequential])):.1f} |")  # fmt: skip
 
 

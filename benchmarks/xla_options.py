@@ -128,10 +128,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.iterations, args.repeats = 5, 1
+    if "xla_cpu_experimental_ynn_fusion_type" in os.environ.get("XLA_FLAGS", ""):
+        parser.error(
+            "XLA_FLAGS sets xla_cpu_experimental_ynn_fusion_type: the 'XLA defaults' column would not be XLA's"
+        )
     print(f"# xla_options.py  jax {jax.__version__}  {jax.devices()[0].device_kind}  python "
           f"{platform.python_version()}  cpus {os.cpu_count()}  {args.iterations} iterations x {args.repeats}")  # fmt: skip
     options = qdkit.xla.compiler_options()
-    print(f"qdkit's options: {options}")
+    print(f"qdkit's options: {options}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print("\n| workload | XLA defaults µs/iteration | qdkit's options µs/iteration | defaults / qdkit |")
     print("|---|---:|---:|---:|")
     workloads = {k: v for k, v in WORKLOADS.items() if not args.quick or k.startswith("arm, 1 seed")}

@@ -53,7 +53,8 @@ The protocol, in full:
 
 Rules the loop relies on: the functions are pure (no Python-side mutable state; unless
 ``host``, jittable); the key comes first (``init`` and ``emit``; ``update`` gets none: keep
-a key in the state if it needs one) and is split into named subkeys, never reused; the
+a key in the state if it needs one) and is split into named subkeys, or drawn from in
+distinct :mod:`qdkit.rng` streams, never reused for two purposes; the
 state's shapes and dtypes are fixed from ``init`` on. Emitters compare by identity of their functions, so an emitter can be
 a static argument of ``jax.jit``: build it once. Combine emitters with
 :func:`emitters.mix` rather than subclassing. ``examples/custom_emitter.py`` is a

@@ -50,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import threading
 from typing import Any, NamedTuple
 
 import jax
@@ -160,35 +161,34 @@ class Totals(NamedTuple):
         return Totals(qd_score, qd_error, fitness_sum, fitness_error, jnp.maximum(self.max_fitness, best))
 
 
-#: The device mesh a batch is split over while the MAP-Elites step is traced (see
-#: :func:`batch_mesh`); ``None`` on one device.
-_BATCH_MESH: list = [None]
+_SUMMING = threading.local()
 
 
 @contextlib.contextmanager
-def batch_mesh(mesh):
-    """While tracing inside this context, the sums over a batch that the running totals
-    add are taken over the whole batch on every device of ``mesh``: the same sum, to
-    the last bit, as on one device (a batch split over devices would otherwise be
-    summed in parts, in another order)."""
-    _BATCH_MESH.append(mesh)
+def summing_whole_batches(mesh):
+    """While tracing inside this context, a batch whose rows are split over the devices
+    of ``mesh`` is gathered whole on every device before the running totals sum it
+    (then :func:`_pairwise_sum` fixes the order), so that the totals, and the metrics,
+    of a run on several devices are those of the same run on one."""
+    stack = _SUMMING.__dict__.setdefault("meshes", [None])
+    stack.append(mesh)
     try:
         yield
     finally:
-        _BATCH_MESH.pop()
+        stack.pop()
 
 
 def _whole_batch(terms: jax.Array) -> jax.Array:
     from qdkit import sharding
 
-    return sharding.replicated(terms, _BATCH_MESH[-1])
+    return sharding.replicated(terms, _SUMMING.__dict__.setdefault("meshes", [None])[-1])
 
 
 def _pairwise_sum(x: jax.Array) -> jax.Array:
     """The sum of a ``(B,)`` vector as a fixed tree of elementwise additions (pairs,
     then pairs of pairs): its rounding does not depend on how XLA lays out or splits a
-    reduction (devices, threads, ``vmap``), so a run's totals are the same to the last
-    bit on one device or several."""
+    reduction (threads, ``vmap``, devices), so vmapped seeds and runs on several devices
+    keep the totals of the same run alone on one device."""
     while x.shape[0] > 1:
         if x.shape[0] % 2:
             x = jnp.concatenate([x, jnp.zeros((1,), x.dtype)])
@@ -237,7 +237,7 @@ class Elites:
     def size(self) -> jax.Array:
         return self.count
 
-    def write(self, added, index, was_empty, genotypes, fitness, descriptors, features, qd_offset=None) -> Elites:
+    def write(self, added, index, was_empty, genotypes, fitness, descriptors, features, qd_offset) -> Elites:
         """Store the ``added`` rows (at most one per cell) in their cells; cells filled
         for the first time join the occupied-cell list, and the totals follow (the
         QD-score's for ``qd_offset``)."""
@@ -260,7 +260,7 @@ class Elites:
         )
 
     def insert_best(
-        self, valid, index, genotypes, fitness, descriptors, features, qd_offset=None
+        self, valid, index, genotypes, fitness, descriptors, features, qd_offset
     ) -> tuple[Elites, jax.Array]:
         """MAP-Elites insertion of the ``valid`` rows: the best row of each cell enters
         when it beats the elite (first row on ties). Returns the storage and the

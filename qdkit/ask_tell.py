@@ -48,7 +48,7 @@ from qdkit import callbacks as callbacks_lib
 from qdkit import checkpoint, distributed
 from qdkit import metrics as metrics_lib
 from qdkit.archive import Archive
-from qdkit.map_elites import RunState, _as_jax, _first_state, _next_state
+from qdkit.map_elites import RunState, _as_jax, _first_state, _next_state, _unshared
 from qdkit.tasks.base import Evaluation
 
 Metrics = dict[str, np.ndarray]
@@ -279,8 +279,9 @@ class Scheduler:
             chunk = {k: v[None] for k, v in row.items()}
             for callback in self.callbacks:
                 replacement = callback(self._state, chunk)
-                if replacement is not None:
-                    self._state = replacement
+                if replacement is not None:  # tell donates the state: no buffer twice
+                    archive = replacement.archive.with_qd_offset(self.qd_offset)
+                    self._state = _unshared(replacement.replace(archive=archive))
         return row
 
     # ------------------------------------------------------------------ checkpoints

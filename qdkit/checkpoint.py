@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 import zipfile
 from typing import Any
@@ -38,6 +39,8 @@ FORMAT = "qdkit-checkpoint"
 VERSION = 4
 _META = "__qdkit__"
 _HOST = "host/"
+#: An archive's static field (its ``qd_offset``) as a tree structure prints it.
+_ARCHIVE_META = re.compile(r"(?<=Archive\[\()([^,)]*)(?=,?\)\])")
 #: What each earlier format version was written by, for the error message.
 _WRITTEN_BY = {1: "qdkit 0.1", 2: "qdkit 0.2", 3: "qdkit 0.3"}
 
@@ -189,6 +192,14 @@ def load(path: str | os.PathLike, like: Any) -> Any:
     with npz:
         like_leaves, treedef = jax.tree.flatten(like)
         if meta["treedef"] != str(treedef) or len(meta["leaves"]) != len(like_leaves):
+            saved_offsets, offsets = _ARCHIVE_META.findall(meta["treedef"]), _ARCHIVE_META.findall(str(treedef))
+            if saved_offsets != offsets and _ARCHIVE_META.sub("", meta["treedef"]) == _ARCHIVE_META.sub(
+                "", str(treedef)
+            ):
+                raise CheckpointError(
+                    f"{path} holds an archive that keeps its QD-score for qd_offset {', '.join(saved_offsets)}; this "
+                    f"run's is {', '.join(offsets)} (another task or task option?)"
+                )
             raise CheckpointError(
                 f"{path} was written for a different run configuration (archive, emitter or genotype structure differ)"
             )

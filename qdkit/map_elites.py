@@ -23,7 +23,7 @@ from jax import lax
 
 from qdkit import distributed, sharding
 from qdkit import metrics as metrics_lib
-from qdkit.archive import Archive, batch_mesh
+from qdkit.archive import Archive, summing_whole_batches
 
 Metrics = dict[str, np.ndarray]
 Callback = Callable[["RunState", Metrics], "RunState | None"]
@@ -165,7 +165,7 @@ def _init(key, task, archive, emitter, num_initial, mesh):
     evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
     evaluation, features = describe(archive, task, evaluation)
     archive = archive.with_qd_offset(task.qd_offset)  # the metrics read its running QD-score
-    with batch_mesh(mesh):
+    with summing_whole_batches(mesh):
         state, _ = _first_state(key, archive, emitter, genotypes, evaluation, features)
     return sharding.replicated(state, mesh)
 
@@ -260,7 +260,7 @@ def _step(state: RunState, task, emitter, mesh=None) -> tuple[RunState, dict[str
     genotypes = sharding.shard_batch(genotypes, mesh)
     evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
     evaluation, features = describe(state.archive, task, evaluation)
-    with batch_mesh(mesh):
+    with summing_whole_batches(mesh):
         new_state, info = _next_state(state, key, emitter, emitter_state, genotypes, evaluation, features)
     return new_state, metrics_lib.compute(new_state.archive, info, task.qd_offset)
 
@@ -342,7 +342,7 @@ def _host_run(state, task, emitter, iterations, chunk_size, callbacks, interrupt
         for callback in callbacks:
             replacement = callback(state, chunk)
             if replacement is not None:
-                state = replacement
+                state = _with_task_offset(replacement, task, None)
 
     for done in range(iterations):
         try:
@@ -462,6 +462,7 @@ def run(
     seeds = num_seeds(state)
     if seeds is not None:
         check_seeds(task, emitter, mesh, seeds)
+    state = _with_task_offset(state, task, seeds)
     if is_host(task, emitter):  # one iteration at a time; no device mesh
         with _sigint_flag(catch_interrupt) as interrupted:
             return _host_run(state, task, emitter, iterations, chunk_size, callbacks, interrupted)
@@ -486,10 +487,28 @@ def run(
             for callback in callbacks:
                 replacement = callback(state, chunk)
                 if replacement is not None:  # e.g. a refit of learned descriptors
-                    state = sharding.replicate(_unshared(replacement), mesh)
+                    state = sharding.replicate(_unshared(_with_task_offset(replacement, task, seeds)), mesh)
             if interrupted[0] and done < iterations:
                 raise Interrupted(state, _concat(collected))
     return state, _concat(collected)
+
+
+def _with_task_offset(state: RunState, task, seeds: int | None) -> RunState:
+    """``state`` with an archive that keeps its running QD-score for the task's
+    ``qd_offset`` (a state from elsewhere, such as a callback's replacement or one built
+    by hand, may keep none, and then the metrics would sum over the cells and its
+    checkpoints would not match the run's template); free when it already does."""
+    archive = state.archive
+    if _kept_offset(task.qd_offset) == archive.qd_offset:
+        return state
+    if seeds is None:
+        return state.replace(archive=archive.with_qd_offset(task.qd_offset))
+    return state.replace(archive=jax.vmap(lambda a: a.with_qd_offset(task.qd_offset))(archive))
+
+
+def _kept_offset(qd_offset) -> float | None:
+    offset = None if qd_offset is None else float(qd_offset)
+    return offset if offset is not None and np.isfinite(offset) else None
 
 
 def _unshared(tree):

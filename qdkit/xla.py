@@ -1,28 +1,36 @@
 """XLA:CPU settings qdkit runs with.
 
 XLA:CPU hands some reductions to the YNNPACK library (its "YNN reduce fusions", on by
-default in JAX 0.10). The reductions of a QD iteration are small (an arm's 8 joints, a
-2-D descriptor, a batch of 256 rows), and for them the hand-off costs more than the
-arithmetic: it also makes XLA materialise every operand of the reduction instead of
-computing it in the loop that reduces it. Turning these fusions off made a whole
-iteration of the arm default 1.5x to 2.3x faster on a 2-core CPU
-(``benchmarks/xla_options.py`` measures it; RESULTS.md has the figures).
+default in JAX 0.10). The reductions of a QD iteration are small (a batch of 256 rows, a
+2-D descriptor), and for them the hand-off can cost more than the arithmetic: it also
+makes XLA materialise every operand of the reduction instead of computing it in the
+loop that reduces it. Without these fusions, on a 2-core CPU, 16 vmapped seeds of the
+arm default ran 1.28x faster and the core-throughput rastrigin iteration 1.09x faster;
+one seed of the arm ran 2% slower and the maze 5% slower, within this machine's
+run-to-run spread (``benchmarks/xla_options.py``; RESULTS.md has the figures).
 
 Importing qdkit therefore adds ``--xla_cpu_experimental_ynn_fusion_type=-reduce`` to
-``XLA_FLAGS`` (YNNPACK keeps its matrix products), with two exceptions:
+``XLA_FLAGS`` (YNNPACK keeps its matrix products), with three exceptions:
 
-- ``QDKIT_XLA_DEFAULTS=0`` in the environment keeps XLA's own defaults;
+- ``QDKIT_XLA_DEFAULTS=0`` (or ``off``, ``false``, ``no``) in the environment keeps
+  XLA's own defaults;
 - an ``XLA_FLAGS`` that already sets ``xla_cpu_experimental_ynn_fusion_type`` is left
-  as it is.
+  as it is;
+- a jaxlib older than 0.10 (:data:`MIN_JAXLIB`, the first one this was measured on): an
+  XLA that does not know the flag refuses to start.
 
 XLA reads its flags once, when JAX starts its first backend: import qdkit before the
-first JAX computation of the process (``qdkit run`` does). The flag concerns the CPU
-compiler only; GPU and TPU programs are unchanged.
+first JAX computation of the process (``qdkit run`` does). Imported later, qdkit warns
+and leaves ``XLA_FLAGS`` alone (setting it then would change only the subprocesses).
+The flag concerns the CPU compiler only; GPU and TPU programs are unchanged.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import sys
+import warnings
 from collections.abc import MutableMapping
 
 #: The flag qdkit adds to ``XLA_FLAGS``.
@@ -31,22 +39,53 @@ FLAG = "--xla_cpu_experimental_ynn_fusion_type=-reduce"
 #: ``XLA_FLAGS`` names the flag this way; its presence means the user chose.
 _NAME = "xla_cpu_experimental_ynn_fusion_type"
 
+#: The oldest jaxlib qdkit sets the flag for.
+MIN_JAXLIB = (0, 10)
+
+
+def _jaxlib_version() -> tuple[int, ...]:
+    try:
+        text = importlib.metadata.version("jaxlib")
+    except importlib.metadata.PackageNotFoundError:
+        return ()
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def _backend_started() -> bool:
+    bridge = sys.modules.get("jax._src.xla_bridge")
+    started = getattr(bridge, "backends_are_initialized", None)
+    return bool(started and started())
+
 
 def compiler_options() -> dict[str, str]:
     """The same setting as :data:`FLAG`, as compiler options for one program
     (``jax.jit(f).lower(...).compile(compiler_options=...)``): XLA's default list of
-    YNN fusions without the reductions. Compiles the same program as the flag (used by
-    ``benchmarks/xla_options.py`` to compare both in one process)."""
+    YNN fusions without the reductions, as of jaxlib 0.10 (tests/test_xla.py checks that
+    it compiles the same program as the flag; ``benchmarks/xla_options.py`` compares it
+    with XLA's defaults in one process)."""
     return {_NAME: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_DOT"}
 
 
 def apply_defaults(environ: MutableMapping[str, str] = os.environ) -> bool:
-    """Add :data:`FLAG` to ``environ["XLA_FLAGS"]`` unless ``QDKIT_XLA_DEFAULTS=0`` or
-    ``XLA_FLAGS`` already sets the option; returns whether it was added."""
-    if environ.get("QDKIT_XLA_DEFAULTS", "1").strip() == "0":
+    """Add :data:`FLAG` to ``environ["XLA_FLAGS"]`` unless ``QDKIT_XLA_DEFAULTS`` is off,
+    ``XLA_FLAGS`` already sets the option, jaxlib is older than :data:`MIN_JAXLIB` or a
+    JAX backend has already started (then with a warning); returns whether it was
+    added."""
+    if environ.get("QDKIT_XLA_DEFAULTS", "1").strip().lower() in ("0", "off", "false", "no"):
         return False
     flags = environ.get("XLA_FLAGS", "")
-    if _NAME in flags:
+    if _NAME in flags or _jaxlib_version() < MIN_JAXLIB:
+        return False
+    if _backend_started():
+        warnings.warn(
+            "qdkit was imported after JAX started its backend: XLA keeps its default YNN reduce fusions in this "
+            "process (import qdkit first; see qdkit.xla)",
+            stacklevel=3,
+        )
         return False
     environ["XLA_FLAGS"] = f"{flags} {FLAG}".strip()
     return True

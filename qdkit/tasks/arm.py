@@ -72,8 +72,9 @@ def arm(dof: int = 8, cos: str = "fast") -> Task:
     ``cos``: ``"fast"`` (the default) evaluates the links' cosines and sines with
     :func:`qdkit.fastmath.cos_2pi`, vectorised (absolute error below 3e-7, plus the
     float32 rounding of the angle in turns); ``"xla"`` with ``jnp.cos`` / ``jnp.sin``,
-    which XLA's CPU backend evaluates one element at a time: 4x to 7x slower for the
-    whole scoring of 16 seeds x 256 arms (``benchmarks/seeds.py --arm-cos xla``).
+    which XLA's CPU backend evaluates one element at a time: 1,000 iterations of 16
+    vmapped seeds of the arm default took 2.8x as long on a 2-core CPU
+    (``benchmarks/seeds.py --arm-cos xla``; RESULTS.md).
     """
     dof = int(dof)
     if dof < 1:

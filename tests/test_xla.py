@@ -1,0 +1,98 @@
+"""qdkit's XLA:CPU flag, the arm's vectorised maths, and the archive's running totals
+as the loop uses them."""
+
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import qdkit
+from emitters import iso_line
+from qdkit import map_elites, xla
+
+
+def test_apply_defaults_respects_the_user(monkeypatch):
+    # once a backend has started the flag would change nothing: qdkit warns instead
+    monkeypatch.setattr(xla, "_backend_started", lambda: True)
+    with pytest.warns(UserWarning, match="after JAX started its backend"):
+        assert not xla.apply_defaults(late := {}) and "XLA_FLAGS" not in late
+    monkeypatch.setattr(xla, "_backend_started", lambda: False)  # as at a fresh import
+    monkeypatch.setattr(xla, "_jaxlib_version", lambda: (0, 9, 0))
+    assert not xla.apply_defaults(old := {}) and "XLA_FLAGS" not in old  # an XLA that may not know it
+    monkeypatch.setattr(xla, "_jaxlib_version", lambda: (0, 10, 2))
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    assert xla.apply_defaults(env) and env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {xla.FLAG}"
+    assert xla.apply_defaults(empty := {}) and empty["XLA_FLAGS"] == xla.FLAG
+    for off in ("0", "off", "False", "no"):
+        env = {"QDKIT_XLA_DEFAULTS": off}
+        assert not xla.apply_defaults(env) and "XLA_FLAGS" not in env
+    chosen = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=reduce"}
+    assert not xla.apply_defaults(chosen) and chosen["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type=reduce"
+
+
+def _program(compiled) -> str:
+    return re.sub(r", metadata=\{[^}]*\}", "", compiled.as_text())
+
+
+def test_the_flag_is_in_effect_and_compiles_what_compiler_options_name():
+    assert xla.FLAG in os.environ["XLA_FLAGS"].split()  # conftest imports qdkit before any computation
+
+    def f(x, w):  # a small reduction of transcendentals (the old arm) and a matrix product
+        links = jnp.stack([jnp.cos(x), jnp.sin(x)], axis=-1) / 8
+        return jnp.sum(links, axis=1), jnp.tanh(x @ w)
+
+    lowered = jax.jit(f).lower(jnp.ones((256, 8)), jnp.ones((8, 8)))
+    ours = _program(lowered.compile())
+    assert ours == _program(lowered.compile(compiler_options=xla.compiler_options()))
+    names = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+    with_reduce = _program(lowered.compile(compiler_options={"xla_cpu_experimental_ynn_fusion_type": names}))
+    assert with_reduce.count("__ynn_fusion") > ours.count("__ynn_fusion")  # the flag removes a reduce fusion
+
+
+def test_arm_fast_cosine_matches_xla():
+    angles = jax.random.uniform(jax.random.key(0), (64, 8), minval=-np.pi, maxval=np.pi)
+    fast, plain = qdkit.tasks.get("arm", cos="fast"), qdkit.tasks.get("arm", cos="xla")
+    a, b = fast.score(None, angles), plain.score(None, angles)
+    np.testing.assert_allclose(a.descriptors, b.descriptors, atol=2e-6)
+    np.testing.assert_allclose(a.extras["joint_positions"], b.extras["joint_positions"], atol=2e-6)
+    np.testing.assert_allclose(a.fitness, b.fitness)
+    np.testing.assert_allclose(a.descriptors, a.extras["joint_positions"][:, -1], atol=1e-6)
+    jac = [jax.jacobian(lambda g, t=t: t.score(None, g[None]).descriptors[0])(angles[0]) for t in (fast, plain)]
+    np.testing.assert_allclose(jac[0], jac[1], atol=1e-5)
+    with pytest.raises(ValueError, match="valid: fast, xla"):
+        qdkit.tasks.get("arm", cos="libm")
+
+
+def test_the_loop_reads_the_running_qd_score(monkeypatch):
+    task = qdkit.tasks.get("arm", dof=4)
+    archive = qdkit.GridArchive.create(
+        shape=(8, 8), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
+    )
+    assert archive.qd_offset is None and archive.with_qd_offset(float("nan")).qd_offset is None
+    emitter = iso_line(32, 0.05, 0.1, lower=task.genotype_lower, upper=task.genotype_upper)
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+    assert state.archive.qd_offset == task.qd_offset
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the metrics summed over the cells")
+
+    with monkeypatch.context() as m:
+        m.setattr(qdkit.Archive, "qd_score", no_pass)
+        fresh = iso_line(32, 0.05, 0.1, lower=task.genotype_lower, upper=task.genotype_upper)  # traced anew
+        state, metrics = map_elites.run(state, task, fresh, 5)
+    assert metrics["qd_score"][-1] == pytest.approx(float(state.archive.qd_score(task.qd_offset)), rel=1e-6)
+    # a state whose archive keeps no offset (built by hand, or a callback's) gets the task's
+    bare = state.replace(archive=state.archive.replace(qd_offset=None))
+    again, _ = map_elites.run(bare, task, emitter, 2)
+    assert again.archive.qd_offset == task.qd_offset
+
+
+def test_a_state_that_holds_one_array_twice_can_be_donated():
+    shared = jnp.arange(4.0)
+    tree = {"a": shared, "b": shared, "c": jnp.zeros(2)}
+    out = map_elites._unshared(tree)
+    assert out["a"] is shared and out["b"] is not shared and out["c"] is tree["c"]
+    np.testing.assert_array_equal(out["b"], shared)
