@@ -127,14 +127,14 @@ class Totals(NamedTuple):
     def of(cls, fitness: jax.Array, qd_offset: float | None) -> Totals:
         """Totals of a whole ``(C,)`` fitness array (``-inf`` = empty): one pass."""
         occupied = jnp.isfinite(fitness)
-        zero = jnp.zeros((), jnp.float32)
+        zero = lambda: jnp.zeros((), jnp.float32)  # noqa: E731  (one array per field, as in zero())
         return cls(
-            qd_score=zero
+            qd_score=zero()
             if qd_offset is None
             else jnp.sum(jnp.where(occupied, jnp.maximum(fitness - qd_offset, 0.0), 0.0)),
-            qd_error=zero,
+            qd_error=zero(),
             fitness_sum=jnp.sum(jnp.where(occupied, fitness, 0.0)),
-            fitness_error=zero,
+            fitness_error=zero(),
             max_fitness=jnp.max(fitness, initial=-jnp.inf),
         )
 
@@ -159,6 +159,14 @@ class Totals(NamedTuple):
             qd_score, qd_error = kahan(qd_score, qd_error, jnp.where(added, gain, 0.0))
         best = jnp.max(jnp.where(added, new, -jnp.inf), initial=-jnp.inf)
         return Totals(qd_score, qd_error, fitness_sum, fitness_error, jnp.maximum(self.max_fitness, best))
+
+
+def kept_offset(qd_offset) -> float | None:
+    """The offset an archive keeps its running QD-score for, given a task's
+    ``qd_offset``: the number as a float, ``None`` for ``None`` or a non-finite value."""
+    if qd_offset is None or not math.isfinite(float(qd_offset)):
+        return None
+    return float(qd_offset)
 
 
 _SUMMING = threading.local()
@@ -511,7 +519,7 @@ class Archive:
         none): the per-iteration metrics then read it instead of summing over the
         cells. :func:`qdkit.map_elites.init` sets the task's ``qd_offset``. One pass
         over the cells when the offset changes. Jittable."""
-        offset = None if qd_offset is None or not math.isfinite(float(qd_offset)) else float(qd_offset)
+        offset = kept_offset(qd_offset)
         if offset == self.qd_offset:
             return self
 

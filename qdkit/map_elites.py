@@ -23,7 +23,7 @@ from jax import lax
 
 from qdkit import distributed, sharding
 from qdkit import metrics as metrics_lib
-from qdkit.archive import Archive, summing_whole_batches
+from qdkit.archive import Archive, kept_offset, summing_whole_batches
 
 Metrics = dict[str, np.ndarray]
 Callback = Callable[["RunState", Metrics], "RunState | None"]
@@ -499,16 +499,11 @@ def _with_task_offset(state: RunState, task, seeds: int | None) -> RunState:
     by hand, may keep none, and then the metrics would sum over the cells and its
     checkpoints would not match the run's template); free when it already does."""
     archive = state.archive
-    if _kept_offset(task.qd_offset) == archive.qd_offset:
+    if kept_offset(task.qd_offset) == archive.qd_offset:
         return state
     if seeds is None:
         return state.replace(archive=archive.with_qd_offset(task.qd_offset))
     return state.replace(archive=jax.vmap(lambda a: a.with_qd_offset(task.qd_offset))(archive))
-
-
-def _kept_offset(qd_offset) -> float | None:
-    offset = None if qd_offset is None else float(qd_offset)
-    return offset if offset is not None and np.isfinite(offset) else None
 
 
 def _unshared(tree):
