@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
 
+import machine  # benchmarks/machine.py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -114,7 +114,7 @@ def main() -> None:
         args.iterations, args.repeats, args.batch_sizes = 20, 1, "36"
     import ribs
 
-    print(f"# ask_tell.py — {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"# ask_tell.py — {machine.cpu()}, "
           f"jax {jax.__version__} ({jax.devices()[0].platform}), ribs {ribs.__version__}")  # fmt: skip
     print(f"# sphere, {args.dim}-D, 100 x 100 grid, {args.iterations} iterations, median of {args.repeats}")
     print("| emitter | batch | library | ask µs | tell µs | overhead µs/iteration | evaluation µs | "

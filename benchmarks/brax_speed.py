@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
 import jax
 import jax.numpy as jnp
+import machine  # benchmarks/machine.py
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -145,7 +145,7 @@ def main() -> None:
         "--quick", action="store_true", help="ant_omni with spring at batch 64 only, QDax, and the DCG profile"
     )
     args = parser.parse_args()
-    print(f"# brax_speed.py — {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, jax "
+    print(f"# brax_speed.py — {machine.cpu()}, jax "
           f"{jax.__version__} ({jax.devices()[0].platform}); {LENGTH}-step episodes, MLP {HIDDEN}x{HIDDEN}")  # fmt: skip
     rows = [("spring", 64)] if args.quick else [("spring", 16), ("spring", 64), ("spring", 256), ("positional", 64),
                                                   ("generalized", 64)]  # fmt: skip

@@ -37,6 +37,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import machine  # benchmarks/machine.py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -343,7 +344,7 @@ def main() -> None:
         args.cells = 500
 
     print(
-        f"# core_throughput  jax {jax.__version__}  devices {jax.devices()}  python {platform.python_version()}  cpus {os.cpu_count()}"
+        f"# core_throughput  jax {jax.__version__}  devices {jax.devices()}  python {platform.python_version()}  {machine.cpu()}"
     )
     print(f"arm task, first call (init + first chunk, compilation included): {arm_first_call_seconds():.2f} s")
     start = time.perf_counter()

@@ -44,12 +44,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
 import jax
 import jax.numpy as jnp
+import machine  # benchmarks/machine.py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -240,7 +240,7 @@ def main() -> None:
         parser.error("--seeds, --iterations and --episode-length must be positive")
     os.makedirs(args.out, exist_ok=True)
     device = jax.devices()[0]
-    print(f"# dcg_paper.py — {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, jax "
+    print(f"# dcg_paper.py — {machine.cpu()}, jax "
           f"{jax.__version__} on {device.platform} ({device.device_kind}); scale {args.scale}: {iterations} iterations "
           f"x batch {scale['batch']}, {seeds} seeds, episode length {episode_length or 'from the preset'}, "
           f"{scale['critic_steps']} critic steps, {scale['pg_steps']} PG steps", flush=True)  # fmt: skip

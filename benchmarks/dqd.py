@@ -45,7 +45,6 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import platform
 import sys
 import time
 import warnings
@@ -53,6 +52,7 @@ from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
+import machine  # benchmarks/machine.py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -278,7 +278,7 @@ def run(args) -> None:
     if args.quick:
         args.iterations, args.dims = 5, 10
     print(f"# DQD benchmark: {args.dims}-D, {args.iterations} iterations x 540 evaluations, seed {args.seed}")
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}")
+    print(f"# {machine.cpu()}, jax {jax.__version__}")
     print(f"# pyribs' CMA-ES update: {args.pyribs_cma}" + ("" if args.pyribs_cma == "as-is" else
           " (its covariance update is then plain NumPy, not numba: pyribs' times are not its own speed)"))  # fmt: skip
     print(

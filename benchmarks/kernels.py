@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
 
 import jax
 import jax.numpy as jnp
+import machine  # benchmarks/machine.py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     n, r = args.number, args.repeats
-    print(f"# kernels.py — {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"# kernels.py — {machine.cpu()}, "
           f"jax {jax.__version__}, numpy {np.__version__}; affinity {sorted(os.sched_getaffinity(0))}")  # fmt: skip
 
     x = np.random.default_rng(0).uniform(0, 1, (1024, 100)).astype(np.float32)

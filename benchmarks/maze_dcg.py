@@ -33,6 +33,7 @@ import sys
 import time
 
 import jax
+import machine  # benchmarks/machine.py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -150,7 +151,7 @@ def main() -> None:
                   f"(batch {config.batch_size}, critic {config.critic_hidden}); {pg:,.0f} PG steps/s "
                   f"({args.batch // 2} policies, batch {config.pg_batch_size})", flush=True)  # fmt: skip
         return
-    print(f"jax {jax.__version__}, {os.cpu_count()} CPU cores; maze (standard map, 250 steps), batch {args.batch}, "
+    print(f"jax {jax.__version__}, {machine.cpu()}; maze (standard map, 250 steps), batch {args.batch}, "
           f"{args.iterations} iterations, {args.seeds} seed(s)")  # fmt: skip
     print(f"TD3/PG settings: {config}")
 

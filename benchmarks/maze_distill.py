@@ -35,6 +35,7 @@ import sys
 import time
 
 import jax
+import machine  # benchmarks/machine.py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -123,7 +124,7 @@ def main() -> None:
         args.imitate = min(args.imitate, 20)
         config = config._replace(critic_hidden=(32, 32), critic_steps=10, pg_steps=4, buffer_size=20_000)
     print(
-        f"jax {jax.__version__}, {os.cpu_count()} CPU cores; DCG-ME (8 injected actors), batch {args.batch}, "
+        f"jax {jax.__version__}, {machine.cpu()}; DCG-ME (8 injected actors), batch {args.batch}, "
         f"{args.iterations} iterations, {args.seeds} seed(s), policies 9-{args.hidden}-2 seeing position and heading"
     )
     print(f"TD3/PG settings: {config}")

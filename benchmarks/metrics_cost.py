@@ -29,6 +29,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import machine  # benchmarks/machine.py
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
@@ -49,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.iterations, args.repeats, args.sides = 3, 1, "32"
-    print(f"# metrics_cost.py  jax {jax.__version__}  {jax.devices()[0].device_kind}  cpus {os.cpu_count()}  "
+    print(f"# metrics_cost.py  jax {jax.__version__}  {jax.devices()[0].device_kind}  {machine.cpu()}  "
           f"python {platform.python_version()}  {args.iterations} iterations x {args.repeats}")  # fmt: skip
     task = core_throughput.scored_task("fastmath")
     emitter = iso_line(core_throughput.BATCH, core_throughput.ISO, core_throughput.LINE, lower=0.0, upper=1.0)

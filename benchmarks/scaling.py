@@ -51,6 +51,8 @@ import subprocess
 import sys
 import time
 
+import machine  # benchmarks/machine.py
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ISO, LINE = 0.005, 0.05
 BASE = {"batch": 1024, "kind": "grid", "cells": 10_000, "dims": 100, "seeds": 1}
@@ -431,7 +433,7 @@ def main() -> None:
     import jax
 
     print(f"# scaling.py  jax {jax.__version__}  devices {jax.devices()}  python {platform.python_version()}  "
-          f"cpus {os.cpu_count()}  {' '.join(sys.argv[1:])}")  # fmt: skip
+          f"{machine.cpu()}  {' '.join(sys.argv[1:])}")  # fmt: skip
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "scaling.json")
     results: list[dict] = []

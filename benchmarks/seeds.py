@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
 
 import jax
 import jax.numpy as jnp
+import machine  # benchmarks/machine.py
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -66,7 +66,7 @@ def main() -> None:
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     task, archive, emitter = setup(args.arm_cos)
-    print(f"# seeds.py — {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"# seeds.py — {machine.cpu()}, "
           f"jax {jax.__version__} ({jax.devices()[0].platform}); arm default (cos={args.arm_cos}), "
           f"{args.iterations} iterations; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")  # fmt: skip
 

@@ -27,6 +27,8 @@ import statistics
 import sys
 import time
 
+import machine  # benchmarks/machine.py
+
 # Measure XLA's own defaults against qdkit's: keep qdkit from setting its flags here.
 os.environ["QDKIT_XLA_DEFAULTS"] = "0"
 
@@ -133,7 +135,7 @@ def main() -> None:
             "XLA_FLAGS sets xla_cpu_experimental_ynn_fusion_type: the 'XLA defaults' column would not be XLA's"
         )
     print(f"# xla_options.py  jax {jax.__version__}  {jax.devices()[0].device_kind}  python "
-          f"{platform.python_version()}  cpus {os.cpu_count()}  {args.iterations} iterations x {args.repeats}")  # fmt: skip
+          f"{platform.python_version()}  {machine.cpu()}  {args.iterations} iterations x {args.repeats}")  # fmt: skip
     options = qdkit.xla.compiler_options()
     print(f"qdkit's options: {options}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print("\n| workload | XLA defaults µs/iteration | qdkit's options µs/iteration | defaults / qdkit |")

@@ -234,13 +234,13 @@ def evolution_strategy(
     start = None if x0 is None else flatten(jax.tree.map(lambda a: jnp.asarray(a)[None], x0))[0]
 
     def init(key, archive):
-        k_means, k_state = jax.random.split(key)
+        k_means, k_state = rng.split(key)
         if start is None:
             means = draw_means(k_means, archive, num_emitters, flatten)
         else:
             means = jnp.broadcast_to(start, (num_emitters, n))
         zeros = jnp.zeros((num_emitters,), jnp.int32)
-        k_state, k_dir = jax.random.split(k_state)
+        k_state, k_dir = rng.split(k_state)
         return ESState(
             cma=jax.vmap(cma_es.reset, in_axes=(0, None))(means, sigma0),
             key=k_state,
@@ -271,7 +271,7 @@ def evolution_strategy(
 
         age = state.age + 1
         stop = jax.vmap(cma_es.should_stop)(cma, spread) | restart_mask(restart, accepted, age)
-        key, k_means, k_dir = jax.random.split(state.key, 3)
+        key, k_means, k_dir = rng.split(state.key, 3)
 
         def restart_some(parts):
             c, direction = parts

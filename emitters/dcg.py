@@ -55,6 +55,7 @@ from emitters import rl
 from emitters.base import Emitter, EmptyState, check_positive
 from emitters.iso_line import iso_line
 from emitters.pga import check_policy_task, split_batch
+from qdkit import rng
 
 
 def dcg(
@@ -166,7 +167,7 @@ def dcg(
         )  # fmt: skip
 
     def emit(key, archive, state):
-        k_ga, k_parents, k_inject, k_pg = jax.random.split(key, 4)
+        k_ga, k_parents, k_inject, k_pg = rng.split(key, 4)
         chosen = jnp.concatenate(
             [archive.sample_indices(k_parents, pg_size), archive.sample_indices(k_inject, num_injected)]
         )
@@ -201,7 +202,7 @@ def dcg(
     def actor_episodes(state, archive):
         """The papers' negative samples: the actor played for descriptors drawn from
         the elites (plus noise), its transitions aimed at them."""
-        key, k_pick, k_noise, k_score = jax.random.split(state.key, 4)
+        key, k_pick, k_noise, k_score = rng.split(state.key, 4)
         chosen = archive.sample_indices(k_pick, rollouts)
         wanted = archive.descriptors[chosen]
         if rollout_noise > 0 and not archive.learned:  # normalised units -> the descriptors' own

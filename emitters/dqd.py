@@ -146,7 +146,7 @@ def cma_mega(
         return theta, opt_state, jax.vmap(cma_es.reset, in_axes=(0, None))(zeros, sigma0)
 
     def init(key, archive):
-        k_theta, k_grad, k_state = jax.random.split(key, 3)
+        k_theta, k_grad, k_state = rng.split(key, 3)
         if start is None:
             theta = draw_means(k_theta, archive, num_emitters, flatten)
         else:
@@ -184,7 +184,7 @@ def cma_mega(
         cma = jax.vmap(cma_es.decompose)(cma)  # 1 + M dimensions: cheap every time
         age = state.age + 1
         stop = jax.vmap(cma_es.should_stop)(cma, spread) | restart_mask(restart, accepted, age)
-        key, k_theta, k_grad = jax.random.split(state.key, 3)
+        key, k_theta, k_grad = rng.split(state.key, 3)
 
         def restart_some(parts):
             theta, opt_state, cma = parts
@@ -240,7 +240,7 @@ def omg_mega(
     n, flatten, unflatten = flattener(example_genotype)
 
     def emit(key, archive, state):
-        k_parents, k_grad, k_coef = jax.random.split(key, 3)
+        k_parents, k_grad, k_coef = rng.split(key, 3)
         index = archive.sample_indices(k_parents, batch_size)
         parents = flatten(jax.tree.map(lambda g: g[index], archive.genotypes))
         _, jac = jacobian(k_grad, unflatten(parents))

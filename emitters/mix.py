@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from emitters.base import Emitter
+from qdkit import rng
 
 
 def mix(*emitters: Emitter) -> Emitter:
@@ -24,11 +25,11 @@ def mix(*emitters: Emitter) -> Emitter:
         return jax.tree.map(lambda x: x[starts[i] : starts[i] + sizes[i]], tree)
 
     def init(key, archive):
-        keys = jax.random.split(key, len(emitters))
+        keys = rng.split(key, len(emitters))
         return tuple(e.init(k, archive) for e, k in zip(emitters, keys))
 
     def emit(key, archive, state):
-        keys = jax.random.split(key, len(emitters))
+        keys = rng.split(key, len(emitters))
         parts, states = zip(*(e.emit(k, archive, s) for e, k, s in zip(emitters, keys, state)))
         return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts), tuple(states)
 

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from emitters import rl
 from emitters.base import Emitter, EmptyState, check_batch_size
 from emitters.iso_line import iso_line
+from qdkit import rng
 
 
 def check_policy_task(task: Any, name: str) -> None:
@@ -75,7 +76,7 @@ def pga(
         return rl.emitter_state(key, nets, config)
 
     def emit(key, archive, state):
-        k_ga, k_parents, k_pg = jax.random.split(key, 3)
+        k_ga, k_parents, k_pg = rng.split(key, 3)
         parts = []
         if ga is not None:
             parts.append(ga.emit(k_ga, archive, EmptyState())[0])

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from qdkit import rng
 from qdkit.policy import MLP
 
 
@@ -277,7 +278,7 @@ class Learner(NamedTuple):
 
 def td3_init(key: jax.Array, nets: Networks, config: TD3Config) -> Learner:
     with jax.numpy_dtype_promotion("standard"):
-        k1, k2, k3 = jax.random.split(key, 3)
+        k1, k2, k3 = rng.split(key, 3)
         critic = (nets.q.init(k1), nets.q.init(k2))
         actor = nets.actor.init(k3)
         return Learner(
@@ -337,14 +338,14 @@ def td3_train(
     def batch(k) -> tuple[Replay, jax.Array | None]:
         """A minibatch replayed for its targets: ``desc`` holds ``d'``, ``reward`` the
         conditioned reward; and the return bound per row (or ``None``)."""
-        k_rows, k_desc = jax.random.split(k)
+        k_rows, k_desc = rng.split(k)
         rows = buffer_sample(buffer, k_rows, config.batch_size)
         reward = rows.reward * config.reward_scale
         bound = rows.aim_return if return_bound else None
         if nets.desc_dim:
             d_prime = condition(rows.aim)
             if archive_replay > 0:
-                k_pick, k_mix = jax.random.split(k_desc)
+                k_pick, k_mix = rng.split(k_desc)
                 finite = jnp.all(jnp.isfinite(target_descs), axis=1)
                 p = finite / jnp.maximum(jnp.sum(finite), 1)
                 pick = jax.random.choice(k_pick, target_descs.shape[0], (config.batch_size,), p=p)
@@ -374,7 +375,7 @@ def td3_train(
         return -jnp.mean(q1)
 
     def round_(learner, k):
-        keys = jax.random.split(k, 2 * delay + 1)
+        keys = rng.split(k, 2 * delay + 1)
         losses = []
         for i in range(delay):
             rows, bound = batch(keys[2 * i])
@@ -393,7 +394,7 @@ def td3_train(
         return learner, (jnp.mean(jnp.stack(losses)), a_loss)
 
     with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int32 and float (strict mode refuses)
-        learner, (c_losses, a_losses) = jax.lax.scan(round_, learner, jax.random.split(key, rounds))
+        learner, (c_losses, a_losses) = jax.lax.scan(round_, learner, rng.split(key, rounds))
     return learner, {"critic_loss": jnp.mean(c_losses), "actor_loss": jnp.mean(a_losses)}
 
 
@@ -427,7 +428,7 @@ def emitter_state(key: jax.Array, nets: Networks, config: TD3Config, *, desc_wid
     columns ``desc_width`` wide, default the networks' descriptor size; keeping state
     descriptors if ``state_descs``, aimed returns if ``aim_returns``), its own key and
     zero losses."""
-    k_learner, k_state = jax.random.split(key)
+    k_learner, k_state = rng.split(key)
     obs_size, action_size = nets.actor.sizes[0] - nets.desc_dim, nets.actor.sizes[-1]
     width = nets.desc_dim if desc_width is None else desc_width
     zero = jnp.zeros((), jnp.float32)
@@ -450,7 +451,7 @@ def learn(state: GradientState, transitions, descriptors: jax.Array, nets: Netwo
     buffer that keeps them, its state descriptor) to the buffer, then train
     (:func:`td3_train`)."""
     buffer = remember(state, transitions, descriptors, aims, state_descs, aim_returns).buffer
-    key, k_train = jax.random.split(state.key)
+    key, k_train = rng.split(state.key)
     learner, losses = td3_train(state.learner, buffer, k_train, nets, config, **train_options)
     return state._replace(learner=learner, buffer=buffer, key=key, **losses)
 
@@ -488,11 +489,11 @@ def pg_variation(
             updates, state = opt.update(grads, state)
             return (optax.apply_updates(p, updates), state), None
 
-        (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), jax.random.split(k, config.pg_steps))
+        (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), rng.split(k, config.pg_steps))
         return params
 
     with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes int32 and float (strict mode refuses)
-        return jax.vmap(improve)(policies, descs, jax.random.split(key, n))
+        return jax.vmap(improve)(policies, descs, rng.split(key, n))
 
 
 def normalise(descriptors: jax.Array, lower, upper) -> jax.Array:

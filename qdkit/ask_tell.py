@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qdkit import callbacks as callbacks_lib
-from qdkit import checkpoint, distributed
+from qdkit import checkpoint, distributed, rng
 from qdkit import metrics as metrics_lib
 from qdkit.archive import Archive
 from qdkit.map_elites import RunState, _as_jax, _first_state, _next_state, _unshared
@@ -55,7 +55,7 @@ Metrics = dict[str, np.ndarray]
 
 
 def _emit(state: RunState, emitter):
-    key, k_emit, _ = jax.random.split(state.key, 3)  # the third is run's scoring key
+    key, k_emit, _ = rng.split(state.key, 3)  # the third is run's scoring key
     genotypes, emitter_state = emitter.emit(k_emit, state.archive, state.emitter_state)
     return genotypes, (key, emitter_state)
 
@@ -167,7 +167,7 @@ class Scheduler:
             n = emitter.batch_size if num_initial is None else int(num_initial)
             if n < 1:
                 raise ValueError(f"num_initial must be positive; got {n}")
-            self._initial = lambda: initial(jax.random.split(self._key, 4)[0], n)
+            self._initial = lambda: initial(rng.split(self._key, 4)[0], n)
         elif initial is not None:
             if num_initial is not None:
                 raise ValueError("num_initial is for a function `initial`; an array gives its own length")
@@ -177,7 +177,7 @@ class Scheduler:
             initial = self._as_archive_dtypes(initial)
             self._initial = lambda: initial
         elif bool(jnp.any(archive.occupied)):  # a pre-filled archive: start emitting at once
-            k_emitter, self._key = jax.random.split(self._key)
+            k_emitter, self._key = rng.split(self._key)
             archive = jax.tree.map(jnp.copy, archive)  # a private copy: tell reuses its buffers
             self._state = RunState(archive, emitter.init(k_emitter, archive), self._key, jnp.zeros((), jnp.int32))
 

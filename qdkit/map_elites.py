@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from qdkit import distributed, sharding
+from qdkit import distributed, rng, sharding
 from qdkit import metrics as metrics_lib
 from qdkit.archive import Archive, kept_offset, summing_whole_batches
 
@@ -143,7 +143,7 @@ def _first_state(key, archive, emitter, genotypes, evaluation, features=None):
     """Insert the scored initial population and start the emitter: the state at
     iteration 0 (``key`` is the one :func:`init` was given) and the insertion's info.
     Shared by :func:`init` and the ask/tell scheduler."""
-    _, _, k_emitter, k_next = jax.random.split(key, 4)
+    _, _, k_emitter, k_next = rng.split(key, 4)
     archive, info = archive.add(genotypes, evaluation.fitness, evaluation.descriptors, features)
     state = RunState(archive, _start_emitter(emitter, k_emitter, archive, genotypes, evaluation), k_next,
                      jnp.zeros((), jnp.int32))  # fmt: skip
@@ -160,7 +160,7 @@ def _next_state(state, key, emitter, emitter_state, genotypes, evaluation, featu
 
 @functools.partial(jax.jit, static_argnames=("task", "emitter", "num_initial", "mesh"))
 def _init(key, task, archive, emitter, num_initial, mesh):
-    k_genotypes, k_score, _, _ = jax.random.split(key, 4)
+    k_genotypes, k_score, _, _ = rng.split(key, 4)
     genotypes = sharding.shard_batch(task.initial_genotypes(k_genotypes, num_initial), mesh)
     evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
     evaluation, features = describe(archive, task, evaluation)
@@ -244,7 +244,7 @@ def state_template(task, archive: Archive, emitter, seeds: int | None = None):
     """The shapes and types of a run state (what :func:`qdkit.checkpoint.load` needs),
     without evaluating anything; with ``seeds``, of a state with that many seeds."""
     if seeds is not None:
-        keys = jax.random.split(jax.random.key(0), int(seeds))
+        keys = rng.split(jax.random.key(0), int(seeds))
         return jax.eval_shape(lambda k: _init_seeds(k, task, archive, emitter, emitter.batch_size), keys)
     if is_host(task, emitter):  # nothing to trace: the emitter's own init is cheap host code
         key = jax.random.key(0)
@@ -255,7 +255,7 @@ def state_template(task, archive: Archive, emitter, seeds: int | None = None):
 
 
 def _step(state: RunState, task, emitter, mesh=None) -> tuple[RunState, dict[str, jax.Array]]:
-    key, k_emit, k_score = jax.random.split(state.key, 3)
+    key, k_emit, k_score = rng.split(state.key, 3)
     genotypes, emitter_state = emitter.emit(k_emit, state.archive, state.emitter_state)
     genotypes = sharding.shard_batch(genotypes, mesh)
     evaluation = sharding.shard_batch(task.score(k_score, genotypes), mesh)
@@ -284,7 +284,7 @@ def _insert(archive, genotypes, fitness, descriptors, features, qd_offset):
     return archive, info, metrics_lib.compute(archive, info, qd_offset)
 
 
-_split3 = jax.jit(lambda key: tuple(jax.random.split(key, 3)))
+_split3 = jax.jit(lambda key: tuple(rng.split(key, 3)))
 
 
 def _as_jax(evaluation):
@@ -295,7 +295,7 @@ def _as_jax(evaluation):
 
 
 def _host_init(key, task, archive, emitter, n):
-    k_genotypes, k_score, k_emitter, k_next = jax.random.split(key, 4)
+    k_genotypes, k_score, k_emitter, k_next = rng.split(key, 4)
     genotypes = jax.tree.map(jnp.asarray, task.initial_genotypes(k_genotypes, n))
     evaluation, features = describe(archive, task, _as_jax(task.score(k_score, genotypes)))
     archive = archive.with_qd_offset(task.qd_offset)  # the metrics read its running QD-score

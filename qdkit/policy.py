@@ -12,6 +12,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from qdkit import rng
+
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "identity": lambda x: x}
 
 
@@ -35,7 +37,7 @@ class MLP(NamedTuple):
         for name in (self.activation, self.final):
             if name not in ACTIVATIONS:
                 raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
-        keys = jax.random.split(key, len(self.sizes) - 1)
+        keys = rng.split(key, len(self.sizes) - 1)
         layers = []
         for k, n_in, n_out in zip(keys, self.sizes[:-1], self.sizes[1:]):
             limit = jnp.sqrt(3.0 / n_in)
@@ -45,7 +47,7 @@ class MLP(NamedTuple):
 
     def init_batch(self, key: jax.Array, n: int) -> Any:
         """``n`` independently initialised policies (leading axis ``n``)."""
-        return jax.vmap(self.init)(jax.random.split(key, n))
+        return jax.vmap(self.init)(rng.split(key, n))
 
     def apply(self, params: Any, x: jax.Array) -> jax.Array:
         """Outputs for inputs ``x`` (``(..., sizes[0])``)."""

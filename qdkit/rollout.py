@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from qdkit import rng
+
 
 class Transitions(NamedTuple):
     """Per-step data of rollouts, each with leading ``(..., T)`` axes.
@@ -76,8 +78,8 @@ def rollout(
 
     noise_keys = None
     if action_noise > 0.0:
-        key, k_noise = jax.random.split(key)
-        noise_keys = jax.random.split(k_noise, int(episode_length))
+        key, k_noise = rng.split(key)
+        noise_keys = rng.split(k_noise, int(episode_length))
     state = env.reset(key)
     _, transitions = lax.scan(body, (state, jnp.ones((), jnp.float32)), noise_keys, length=int(episode_length))
     return transitions
@@ -87,7 +89,7 @@ def batch_rollout(env: Any, apply_fn, params_batch: Any, key: jax.Array, episode
     """:func:`rollout` for a batch of policies (leading axis of ``params_batch``), each
     with its own key; returns ``(B, T, ...)`` transitions."""
     n = jax.tree.leaves(params_batch)[0].shape[0]
-    keys = jax.random.split(key, n)
+    keys = rng.split(key, n)
     return jax.vmap(lambda p, k: rollout(env, apply_fn, p, k, episode_length))(params_batch, keys)
 
 

@@ -387,28 +387,57 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
 def open_trackers(run: Run, start: int, every: int) -> list:
     """The experiment trackers of the run's ``log`` setting (:mod:`qdkit.trackers`),
     continuing the tracker runs recorded in ``trackers.json`` if there are any (a
-    resume), and recording the new ones."""
+    resume), and recording the new ones. A run of several seeds gives each seed its own
+    tracker runs, recorded in its own directory (:class:`SeedTrackers`)."""
     names = run.config.get("log") or []
     if not names:
         return []
-    path = os.path.join(run.directory, TRACKERS)
+    archive = run.state.archive
+    labels = ([f"learned {i}" for i in range(archive.descriptor_dim)] if archive.learned
+              else list(run.task.descriptor_names))  # fmt: skip
+    title = f"{run.config['task']} / {run.config['emitter']}"
+    if run.seeds == 1:
+        return _open_trackers(names, run.directory, run.config, start, every, labels, title)
+    top = os.path.basename(os.path.abspath(run.directory))
+    per_seed = [
+        _open_trackers(names, seed_directory(run.directory, k), seed_config(run.config, k), start, every, labels,
+                       f"{title} (seed {int(run.config.get('seed', 0)) + k})", run_name=f"{top}-seed-{k}")
+        for k in range(run.seeds)
+    ]  # fmt: skip
+    return [SeedTrackers([opened[i] for opened in per_seed]) for i in range(len(names))]
+
+
+def _open_trackers(names, directory, config, start, every, labels, title, run_name=None) -> list:
+    path = os.path.join(directory, TRACKERS)
     previous = {}
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             previous = json.load(f)
-    archive = run.state.archive
-    labels = ([f"learned {i}" for i in range(archive.descriptor_dim)] if archive.learned
-              else list(run.task.descriptor_names))  # fmt: skip
     opened = []
     for name in names:
         opened.append(trackers.build(
-            name, run.directory, run.config, every=every, previous=previous.get(name),
-            resume_from=start if name in previous else None, descriptor_names=labels,
-            title=f"{run.config['task']} / {run.config['emitter']}",
+            name, directory, config, every=every, previous=previous.get(name),
+            resume_from=start if name in previous else None, descriptor_names=labels, title=title, run_name=run_name,
         ))  # fmt: skip
         previous[name] = opened[-1].ids()
     write_json(path, previous)
     return opened
+
+
+class SeedTrackers(callbacks.PerSeed):
+    """One tracker of each seed of a run of several seeds: each gets its seed's metrics
+    rows and state (:class:`qdkit.callbacks.PerSeed`), and closes with its seed's final
+    heatmap."""
+
+    def close(self, state=None, status: str = "finished") -> None:
+        errors = []
+        for k, tracker in enumerate(self.callbacks):
+            try:
+                tracker.close(None if state is None else map_elites.seed_state(state, k), status)
+            except Exception as e:  # noqa: BLE001 - closing the other seeds' comes first
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
 
 def close_trackers(opened: list, state, status: str = "finished") -> None:

@@ -305,7 +305,8 @@ class Wandb(Tracker):
         self._run = wandb.init(
             project=project, dir=None if dir is None else os.fspath(dir), name=name, mode=mode, id=run_id,
             resume="allow" if run_id else None, config=None if run_id else self._params_given,
-            settings=wandb.Settings(silent=True, console="off"),
+            # a run of several seeds has one W&B run per seed open at once
+            reinit="create_new", settings=wandb.Settings(silent=True, console="off"),
         )  # fmt: skip
         self.run_id = self._run.id
 
@@ -353,19 +354,18 @@ def _logged_in() -> bool:
 
 
 def build(name: str, directory: str, config: dict, *, every: int, previous: dict | None = None,
-          resume_from: int | None = None, descriptor_names=None, title=None) -> Tracker:  # fmt: skip
+          resume_from: int | None = None, descriptor_names=None, title=None, run_name: str | None = None) -> Tracker:  # fmt: skip
     """The tracker ``--log name`` gives a run in ``directory``; ``previous``, the ids a
-    first run recorded (a resume continues them)."""
+    first run recorded (a resume continues them); ``run_name``, the MLflow or W&B run
+    name (default: the directory's name)."""
     common = {"config": config, "every": every, "descriptor_names": descriptor_names, "title": title}
     previous = previous or {}
+    run_name = run_name or os.path.basename(os.path.abspath(directory))
     if name == "tensorboard":
         return TensorBoard(os.path.join(directory, "tensorboard"), resume_from=resume_from, **common)
     if name == "mlflow":
-        return MLflow(
-            tracking_uri=previous.get("tracking_uri"), run_id=previous.get("run_id"),
-            run_name=os.path.basename(os.path.abspath(directory)), **common,
-        )  # fmt: skip
+        return MLflow(tracking_uri=previous.get("tracking_uri"), run_id=previous.get("run_id"), run_name=run_name,
+                      **common)  # fmt: skip
     if name == "wandb":
-        return Wandb(dir=directory, run_id=previous.get("run_id"), name=os.path.basename(os.path.abspath(directory)),
-                     **common)  # fmt: skip
+        return Wandb(dir=directory, run_id=previous.get("run_id"), name=run_name, **common)
     raise ValueError(f"unknown tracker {name!r}; valid: {', '.join(NAMES)}")

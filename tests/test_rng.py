@@ -70,3 +70,35 @@ def test_no_correlation_between_neighbours_or_rows():
 def test_unknown_generator():
     with pytest.raises(ValueError, match="valid"):
         rng.normal_fn("xorshift")
+
+
+@pytest.mark.parametrize("num", [1, 2, 3, 4, 9])
+def test_split_is_jax_random_split_bit_for_bit(num):
+    for seed in (0, 1, 42, 2**31 - 1, 987654321):
+        key = jax.random.key(seed)
+        want = jax.random.key_data(jax.random.split(key, num))
+        np.testing.assert_array_equal(jax.random.key_data(rng.split(key, num)), want)
+        np.testing.assert_array_equal(jax.random.key_data(jax.jit(lambda k: rng.split(k, num))(key)), want)
+        np.testing.assert_array_equal(jax.random.key_data(rng.split(key, np.int64(num))), want)
+        raw = jax.random.PRNGKey(seed)  # legacy raw uint32[2] keys give raw keys
+        np.testing.assert_array_equal(rng.split(raw, num), jax.random.split(raw, num))
+    keys = jax.random.split(jax.random.key(5), 6)
+    np.testing.assert_array_equal(
+        jax.random.key_data(jax.vmap(lambda k: rng.split(k, num))(keys)),
+        jax.random.key_data(jax.vmap(lambda k: jax.random.split(k, num))(keys)),
+    )
+
+
+def test_split_compiles_without_a_loop_and_hands_other_keys_to_jax():
+    hlo = jax.jit(lambda k: rng.split(k, 3)).lower(jax.random.key(0)).compile().as_text()
+    assert "while" not in hlo
+    if jax.default_backend() == "cpu":  # where jax.random.split is a 5-step while loop
+        assert "while" in jax.jit(lambda k: jax.random.split(k, 3)).lower(jax.random.key(0)).compile().as_text()
+    np.testing.assert_array_equal(  # a shape, as jax.random.split takes
+        jax.random.key_data(rng.split(jax.random.key(1), (2, 3))),
+        jax.random.key_data(jax.random.split(jax.random.key(1), (2, 3))),
+    )
+    rbg = jax.random.key(0, impl="rbg")
+    np.testing.assert_array_equal(jax.random.key_data(rng.split(rbg, 3)), jax.random.key_data(jax.random.split(rbg, 3)))
+    with pytest.raises(ValueError, match="one key"):
+        rng.split(jax.random.split(jax.random.key(0), 2), 2)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -242,7 +243,12 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
     assert "| qdkit.fastmath.cos_2pi(x) |" in result.stdout and "| archive.sample, 36 rows |" in result.stdout
     result = run_script(os.path.join(bench, "startup.py"), "--configs", "arm", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "| arm | `(defaults)` |" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| arm | `(defaults)` |"))
+    starts = re.findall(r"\| ([0-9.]+) \(([0-9.]+)\)", row)  # time to the first iteration (whole process)
+    assert len(starts) == 3 and all(0 < float(first) <= float(whole) for first, whole in starts), row
+    result = run_script(os.path.join(bench, "key_split.py"), "--quick", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| arm default, 16 seeds vmapped | 4 |" in result.stdout and "CMA-ME" in result.stdout
 
 
 def test_scaling_benchmark_smoke(tmp_path):

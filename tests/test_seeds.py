@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import qdkit
 from emitters import evolution_strategy, iso_line
-from qdkit import checkpoint, map_elites
+from qdkit import callbacks, checkpoint, map_elites
 from qdkit.cli import main
 
 
@@ -115,7 +115,6 @@ def test_cli_seeds_write_seed_directories_that_resume_together_or_alone(tmp_path
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--log", "tensorboard"], "cannot use it yet"),
         (["--devices", 2], "one device"),
         (["--descriptors", "learned"], "host work between steps"),
         (["--task", "text"], "host work between steps"),
@@ -126,3 +125,52 @@ def test_cli_seeds_refuse_what_cannot_work_before_writing(tmp_path, extra, messa
     result = CliRunner().invoke(main, ["run", "--seeds", "2", "--out", str(out), *map(str, extra), "--no-progress"])
     assert result.exit_code == 2 and message in result.output, result.output
     assert not out.exists() and "starting the bundled" not in result.output
+
+
+def test_cli_seeds_log_each_seed_to_its_own_tracker_runs_through_a_resume(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboardX")
+    pytest.importorskip("mlflow")
+    pytest.importorskip("wandb")
+    from mlflow.tracking import MlflowClient
+    from test_trackers import tensorboard_scalars, wandb_records
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    top = tmp_path / "seeds"
+    logs = ["--log", "tensorboard", "--log", "mlflow", "--log", "wandb"]
+    assert invoke("run", "--seeds", 2, "--seed", 3, "--out", top, "--iterations", 10, *SMALL, *logs).exit_code == 0
+    assert invoke("resume", top, "--iterations", 20, "--no-progress").exit_code == 0
+    client = MlflowClient()
+    run_ids = []
+    for k in range(2):
+        seed_dir = top / f"seed-{k}"
+        logged = callbacks.read_metrics(seed_dir / "metrics.jsonl")
+        assert list(logged["iteration"]) == list(range(1, 21))
+        scalars, steps, images, text = tensorboard_scalars(str(seed_dir / "tensorboard"))
+        np.testing.assert_allclose([scalars["qd_score"][s] for s in range(1, 21)], logged["qd_score"])
+        assert steps["qd_score"] == list(range(1, 21)) and 10 in images and 20 in images
+        assert f"seed = {3 + k}" in text and "seeds" not in text  # the seed's own config
+        run_id = json.loads((seed_dir / "trackers.json").read_text())["mlflow"]["run_id"]
+        run = client.get_run(run_id)  # the resume continued the seed's own MLflow run
+        assert run.info.status == "FINISHED" and run.data.params["seed"] == str(3 + k)
+        assert run.info.run_name == f"seeds-seed-{k}"
+        history = client.get_metric_history(run_id, "qd_score")
+        np.testing.assert_allclose([m.value for m in sorted(history, key=lambda m: m.step)][-20:], logged["qd_score"])
+        run_ids.append(run_id)
+        # W&B: the seed's own run (all open at once in one process), with its own rows
+        records = wandb_records(str(seed_dir))
+        wandb_id = json.loads((seed_dir / "trackers.json").read_text())["wandb"]["run_id"]
+        assert {r.run.run_id for r in records if r.WhichOneof("record_type") == "run"} == {wandb_id}
+        rows = {}
+        for r in records:
+            if r.WhichOneof("record_type") == "history":
+                for i in r.history.item:
+                    if (i.key or "/".join(i.nested_key)) == "qd_score":
+                        rows.setdefault(r.history.step.num, {})["qd_score"] = json.loads(i.value_json)
+        np.testing.assert_allclose([rows[s]["qd_score"] for s in range(1, 21)], logged["qd_score"], rtol=1e-6)
+        run_ids.append(wandb_id)
+    assert len(set(run_ids)) == 4
+    assert not np.array_equal(
+        callbacks.read_metrics(top / "seed-0" / "metrics.jsonl")["qd_score"],
+        callbacks.read_metrics(top / "seed-1" / "metrics.jsonl")["qd_score"],
+    )

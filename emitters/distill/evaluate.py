@@ -13,6 +13,7 @@ import numpy as np
 
 from emitters.base import check_positive
 from emitters.distill.policy import DistilledPolicy
+from qdkit import rng
 from qdkit.map_elites import describe
 from qdkit.rollout import episode_return, rollout
 
@@ -33,7 +34,7 @@ def evaluate_distilled(policy: DistilledPolicy, task: Any, archive: Any, key: ja
     chunk = min(int(chunk), len(targets))
     reached, fitness = [], []
     for start in range(0, len(targets), chunk):
-        key, k = jax.random.split(key)
+        key, k = rng.split(key)
         part, n = _padded(np.arange(start, min(start + chunk, len(targets))), chunk)
         f, d = _score(k, policy.specialise(jnp.asarray(targets[part])), archive, task)
         reached.append(np.asarray(d)[:n])
@@ -100,13 +101,13 @@ def evaluate_elites(task: Any, archive: Any, key: jax.Array, *, action_noise: fl
 
     @jax.jit
     def play(k, params):
-        keys = jax.random.split(k, jax.tree.leaves(params)[0].shape[0])
+        keys = rng.split(k, jax.tree.leaves(params)[0].shape[0])
         t = jax.vmap(lambda p, k: rollout(env, apply, p, k, episode_length, action_noise))(params, keys)
         return descriptor_of(t), episode_return(t)
 
     reached, fitness = [], []
     for start in range(0, len(cells), int(chunk)):
-        key, k = jax.random.split(key)
+        key, k = rng.split(key)
         part = jnp.asarray(cells[start : start + int(chunk)])
         d, f = play(k, jax.tree.map(lambda g: g[part], archive.genotypes))
         reached.append(np.asarray(d))
@@ -145,7 +146,7 @@ def reevaluate_elites(task: Any, archive: Any, key: jax.Array, *, chunk: int = 2
     chunk = max(min(int(chunk), len(cells)), 1)
     fitness, reached = [], []
     for start in range(0, len(cells), chunk):
-        key, k = jax.random.split(key)
+        key, k = rng.split(key)
         part, n = _padded(cells[start : start + chunk], chunk)
         f, d = _score(k, jax.tree.map(lambda g: g[jnp.asarray(part)], archive.genotypes), archive, task)
         fitness.append(np.asarray(f)[:n])

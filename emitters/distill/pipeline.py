@@ -13,6 +13,7 @@ import numpy as np
 from emitters.distill.evaluate import evaluate_distilled, evaluate_elites, paper_measures
 from emitters.distill.policy import DistilledPolicy
 from emitters.distill.train import TEACHERS, imitate_distilled, refine_distilled
+from qdkit import rng
 
 
 class Distilled(NamedTuple):
@@ -92,7 +93,7 @@ def distill(
     blocks: dict[str, Any] = {}
     if imitate is not None:
         teacher = teacher or ("task" if getattr(task, "teacher", None) is not None else "elites")
-        key, k_imitate = jax.random.split(key)
+        key, k_imitate = rng.split(key)
         policy, history = imitate_distilled(
             policy, task, archive, k_imitate, teacher=teacher, steps=imitate, hidden=hidden,
             learning_rate=learning_rate, chunk=min(100, imitate),
@@ -102,7 +103,7 @@ def distill(
         blocks["imitate"] = {"steps": imitate, "teacher": teacher, "hidden": [int(h) for h in policy.actor.sizes[1:-1]],
                              "learning_rate": learning_rate, "loss_per_100_steps": [float(v) for v in history]}  # fmt: skip
     if refine is not None:
-        key, k_refine = jax.random.split(key)
+        key, k_refine = rng.split(key)
         policy, history = refine_distilled(
             policy, task, archive, k_refine, steps=refine, hidden=hidden, learning_rate=learning_rate,
             chunk=min(100, refine),

@@ -15,6 +15,7 @@ import optax
 from emitters import rl
 from emitters.base import check_positive
 from emitters.distill.policy import DistilledPolicy
+from qdkit import rng
 from qdkit.rollout import rollout
 
 
@@ -46,7 +47,7 @@ def _train_in_chunks(train, params, optimiser, key, steps, chunk, callback):
         opt_state = optimiser.init(params)
         for done in range(0, steps, chunk):
             n = min(chunk, steps - done)
-            key, k = jax.random.split(key)
+            key, k = rng.split(key)
             params, opt_state, value = train(params, opt_state, k, float(done), n)
             history.append(float(value))
             if callback is not None:
@@ -108,7 +109,7 @@ def refine_distilled(
         raise ValueError("the archive is empty: there is nothing to reach")
     if policy is None and hidden is None:
         raise ValueError("refine_distilled needs a policy to start from, or hidden widths for a fresh one")
-    k_init, key = jax.random.split(key)
+    k_init, key = rng.split(key)
     # small first actions: a fresh actor that drives into a wall at once gets no gradient
     actor, params, lower, upper = _start_actor(policy, task, archive, hidden, k_init, last_scale=0.1)
     targets = rl.normalise(jnp.asarray(np.asarray(archive.descriptors)[occupied]), lower, upper)
@@ -123,9 +124,9 @@ def refine_distilled(
         return jnp.sum(((reached - d) / 2.0) ** 2)  # in units of the descriptor range
 
     def loss(p, k):
-        k_pick, k_play = jax.random.split(k)
+        k_pick, k_play = rng.split(k)
         d = targets[jax.random.randint(k_pick, (batch_size,), 0, targets.shape[0])]
-        squared = jax.vmap(reach, (None, 0, 0))(p, d, jax.random.split(k_play, batch_size))
+        squared = jax.vmap(reach, (None, 0, 0))(p, d, rng.split(k_play, batch_size))
         return jnp.mean(squared), jnp.mean(jnp.sqrt(squared))
 
     @functools.partial(jax.jit, static_argnums=4)
@@ -138,7 +139,7 @@ def refine_distilled(
             keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
             return (keep(optax.apply_updates(p, updates), p), keep(new_state, opt_state)), distance
 
-        (p, opt_state), distances = jax.lax.scan(step, (p, opt_state), jax.random.split(k, n))
+        (p, opt_state), distances = jax.lax.scan(step, (p, opt_state), rng.split(k, n))
         return p, opt_state, jnp.mean(distances)
 
     params, history = _train_in_chunks(train, params, optimiser, key, steps, chunk, callback)
@@ -214,7 +215,7 @@ def imitate_distilled(
         raise ValueError("the archive is empty: there is nothing to imitate")
     if policy is None and hidden is None:
         hidden = (256, 256)
-    k_init, key = jax.random.split(key)
+    k_init, key = rng.split(key)
     actor, params, lower, upper = _start_actor(policy, task, archive, hidden, k_init)
     cells = np.nonzero(occupied)[0]
     raw = jnp.asarray(np.asarray(archive.descriptors)[cells], jnp.float32)
@@ -232,7 +233,7 @@ def imitate_distilled(
     optimiser = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate))
 
     def episode(p, data_k, raw_k, d, k, beta):
-        k_reset, k_mix = jax.random.split(k)
+        k_reset, k_mix = rng.split(k)
 
         def body(carry, k):
             state, alive = carry
@@ -242,7 +243,7 @@ def imitate_distilled(
             return (nxt, alive * (1.0 - jnp.asarray(nxt.done, jnp.float32))), (state.obs, theirs, alive)
 
         start = (env.reset(k_reset), jnp.ones((), jnp.float32))
-        return jax.lax.scan(body, start, jax.random.split(k_mix, episode_length))[1]
+        return jax.lax.scan(body, start, rng.split(k_mix, episode_length))[1]
 
     def loss(p, obs, labels, alive, d):
         x = jnp.concatenate([obs, jnp.broadcast_to(d[:, None, :], (*obs.shape[:2], d.shape[-1]))], axis=-1)
@@ -255,17 +256,17 @@ def imitate_distilled(
             p, opt_state = carry
             k, t = inputs
             beta = jnp.clip(1.0 - t / jnp.maximum(mix * steps, 1e-9), 0.0, 1.0) if mix > 0 else jnp.zeros(())
-            k_pick, k_play = jax.random.split(k)
+            k_pick, k_play = rng.split(k)
             i = jax.random.randint(k_pick, (batch_size,), 0, targets.shape[0])
             data_i = jax.tree.map(lambda a: a[i], data)
             obs, labels, alive = jax.vmap(episode, (None, 0, 0, 0, 0, None))(
-                jax.lax.stop_gradient(p), data_i, raw[i], targets[i], jax.random.split(k_play, batch_size), beta
+                jax.lax.stop_gradient(p), data_i, raw[i], targets[i], rng.split(k_play, batch_size), beta
             )
             value, grads = jax.value_and_grad(loss)(p, obs, jax.lax.stop_gradient(labels), alive, targets[i])
             updates, opt_state = optimiser.update(grads, opt_state, p)
             return (optax.apply_updates(p, updates), opt_state), value
 
-        inputs = (jax.random.split(k, n), first + jnp.arange(n, dtype=jnp.float32))
+        inputs = (rng.split(k, n), first + jnp.arange(n, dtype=jnp.float32))
         (p, opt_state), values = jax.lax.scan(step, (p, opt_state), inputs)
         return p, opt_state, jnp.mean(values)
 

@@ -276,8 +276,6 @@ def run_config(options: dict[str, Any]) -> dict[str, Any]:
         config["log"] = sorted(set(options["log"]))
     if options["seeds"] > 1:
         config["seeds"] = options["seeds"]
-        if options["log"]:
-            raise click.UsageError("--log logs one run; a run of several --seeds cannot use it yet")
         if options["devices"] not in ("auto", 1):
             raise click.UsageError("several --seeds run on one device: leave --devices out or give --devices 1")
         if task == "text" or emitter == "lmx" or options.get("descriptors", "task") != "task":

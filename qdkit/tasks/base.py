@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from qdkit import rng
+
 
 class Evaluation(NamedTuple):
     """Result of scoring a batch.
@@ -110,7 +112,7 @@ class Task:
         if self.genotype_lower is None or self.genotype_upper is None:
             raise ValueError(f"task {self.name!r} has no genotype bounds and no init function")
         leaves, treedef = jax.tree.flatten(self.example_genotype)
-        keys = jax.random.split(key, len(leaves))
+        keys = rng.split(key, len(leaves))
         lows = _broadcast_like(self.genotype_lower, self.example_genotype)
         highs = _broadcast_like(self.genotype_upper, self.example_genotype)
         out = [
@@ -140,7 +142,7 @@ class Task:
             return out, jax.tree.map(lambda a: a[0], evaluation)
 
         flat = jax.vmap(lambda g: ravel_pytree(g)[0])(genotypes)
-        keys = jax.random.split(key, flat.shape[0])
+        keys = rng.split(key, flat.shape[0])
         jac, evaluation = jax.vmap(jax.jacrev(row, argnums=1, has_aux=True))(keys, flat)
         return evaluation, jac
 
