@@ -143,7 +143,7 @@ def main() -> None:
             if calls[variant] == 0 or calls["jax" if variant == "qdkit" else "qdkit"]:
                 raise SystemExit(f"{name}: the {variant} variant's split calls were {calls}")
             runs[variant] = {"task": task, "emitter": emitter, "state": state, "ms": [], "qd_score": None,
-                             "split": counted, "calls": calls}  # fmt: skip
+                             "split": counted}  # fmt: skip
         compiled = _cache_sizes()
         for _ in range(args.repeats):
             for run in runs.values():

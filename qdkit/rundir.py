@@ -430,22 +430,27 @@ class SeedTrackers(callbacks.PerSeed):
     heatmap."""
 
     def close(self, state=None, status: str = "finished") -> None:
-        errors = []
-        for k, tracker in enumerate(self.callbacks):
-            try:
-                tracker.close(None if state is None else map_elites.seed_state(state, k), status)
-            except Exception as e:  # noqa: BLE001 - closing the other seeds' comes first
-                errors.append(e)
-        if errors:
-            raise errors[0]
+        _close_each(
+            [
+                (tracker, None if state is None else map_elites.seed_state(state, k))
+                for k, tracker in enumerate(self.callbacks)
+            ],
+            status,
+        )
 
 
 def close_trackers(opened: list, state, status: str = "finished") -> None:
     """Log the last heatmap (of ``state``, if given) and close each tracker as
     ``status``; one that fails to close does not keep the others open (the first error
     is raised after all were tried)."""
+    _close_each([(tracker, state) for tracker in opened], status)
+
+
+def _close_each(closings: list, status: str) -> None:
+    """``tracker.close(state, status)`` for each ``(tracker, state)``, all of them
+    tried; then the first error, if any."""
     errors = []
-    for tracker in opened:
+    for tracker, state in closings:
         try:
             tracker.close(state, status)
         except Exception as e:  # noqa: BLE001 - closing the others comes first
