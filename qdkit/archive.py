@@ -70,6 +70,27 @@ NEW = 2
 REPLACEMENTS = ("threshold", "best")
 
 
+def _tracing() -> bool:
+    """Whether JAX is tracing (under ``jit``, ``vmap``, ...). Asks JAX's private
+    ``trace_state_clean``; where that is gone, answers yes (the always-correct path)."""
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:  # pragma: no cover - a JAX without it
+        return True
+    return not trace_state_clean()
+
+
+def _filled(shape: tuple[int, ...], dtype: Any, value: float | int = 0) -> jax.Array:
+    """A new ``shape`` array of ``value``. Eagerly, it is made in NumPy and transferred:
+    an eager ``jnp.full`` or ``jnp.zeros`` compiles a program for each shape and dtype
+    (5-20 ms each on a CPU; most of what ``qdkit run`` spent between its imports and
+    its first compiled step). Under a trace (``Archive.reindex`` is jittable), it is
+    ``jnp.full``, so no constant of the archive's size enters the program."""
+    if _tracing():
+        return jnp.full(shape, value, dtype)
+    return jax.device_put(np.full(shape, value, dtype))
+
+
 class AddInfo(NamedTuple):
     """What happened to each row of a batch passed to :meth:`Archive.add`.
 
@@ -121,7 +142,7 @@ class Totals(NamedTuple):
     @classmethod
     def zero(cls) -> Totals:
         # one array per field: a state whose leaves share a buffer cannot be donated
-        return cls(*(jnp.zeros((), jnp.float32) for _ in range(4)), jnp.full((), -jnp.inf, jnp.float32))
+        return cls(*(_filled((), jnp.float32) for _ in range(4)), _filled((), jnp.float32, -np.inf))
 
     @classmethod
     def of(cls, fitness: jax.Array, qd_offset: float | None) -> Totals:
@@ -228,14 +249,14 @@ class Elites:
         features), an empty occupied-cell list, a zero count and zero totals."""
         return cls(
             genotypes=jax.tree.map(
-                lambda x: jnp.zeros((num_cells, *jnp.shape(x)), jnp.asarray(x).dtype), example_genotype
+                lambda x: _filled((num_cells, *jnp.shape(x)), jnp.result_type(x)), example_genotype
             ),
-            fitness=jnp.full((num_cells,), -jnp.inf, jnp.float32),
-            descriptors=jnp.zeros((num_cells, descriptor_dim), jnp.float32),
-            order=jnp.zeros((num_cells,), jnp.int32),
-            count=jnp.zeros((), jnp.int32),
+            fitness=_filled((num_cells,), jnp.float32, -np.inf),
+            descriptors=_filled((num_cells, descriptor_dim), jnp.float32),
+            order=_filled((num_cells,), jnp.int32),
+            count=_filled((), jnp.int32),
             totals=Totals.zero(),
-            features=None if feature_dim is None else jnp.zeros((num_cells, feature_dim), jnp.float32),
+            features=None if feature_dim is None else _filled((num_cells, feature_dim), jnp.float32),
         )
 
     @property
@@ -338,7 +359,7 @@ class Thresholds:
             raise ValueError(f"unknown replacement rule {replacement!r}; valid: {', '.join(REPLACEMENTS)}")
         if learning_rate == 1.0 and threshold_min == -math.inf:
             return None
-        return cls(jnp.full((num_cells,), threshold_min, jnp.float32), learning_rate, threshold_min, replacement)
+        return cls(_filled((num_cells,), jnp.float32, threshold_min), learning_rate, threshold_min, replacement)
 
     def moved(self, accepted, fitness, index, ranked, ranked_cell) -> Thresholds:
         """Thresholds after a batch (the batch rule over each cell's accepted rows)."""

@@ -45,7 +45,7 @@ def as_bounds(lower: Any, upper: Any, dim: int | None = None) -> tuple[jax.Array
         raise ValueError(f"lower and upper must have the same (M,) shape; got {lo.shape}, {hi.shape}")
     if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
         raise ValueError(f"descriptor bounds must be finite with upper > lower; got {lo}, {hi}")
-    return jnp.asarray(lo), jnp.asarray(hi)
+    return jax.device_put(lo), jax.device_put(hi)  # jnp.asarray would compile a program per shape
 
 
 def check_edges(edges: Any) -> tuple[tuple[float, ...], ...]:

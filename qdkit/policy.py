@@ -7,6 +7,7 @@ genotype. ``MLP(sizes)`` is a value (hashable, usable as a static argument).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -15,6 +16,19 @@ import jax.numpy as jnp
 from qdkit import rng
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "identity": lambda x: x}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_layers(mlp: MLP, key: jax.Array) -> tuple[dict[str, jax.Array], ...]:
+    # one program (eagerly, each operation would compile one of its own: about 0.4 s
+    # for the maze's policy at start-up); the same weights, bit for bit
+    keys = rng.split(key, len(mlp.sizes) - 1)
+    layers = []
+    for k, n_in, n_out in zip(keys, mlp.sizes[:-1], mlp.sizes[1:]):
+        limit = jnp.sqrt(3.0 / n_in)
+        w = jax.random.uniform(k, (n_in, n_out), jnp.float32, -limit, limit)
+        layers.append({"w": w, "b": jnp.zeros((n_out,), jnp.float32)})
+    return tuple(layers)
 
 
 class MLP(NamedTuple):
@@ -37,13 +51,7 @@ class MLP(NamedTuple):
         for name in (self.activation, self.final):
             if name not in ACTIVATIONS:
                 raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
-        keys = rng.split(key, len(self.sizes) - 1)
-        layers = []
-        for k, n_in, n_out in zip(keys, self.sizes[:-1], self.sizes[1:]):
-            limit = jnp.sqrt(3.0 / n_in)
-            w = jax.random.uniform(k, (n_in, n_out), jnp.float32, -limit, limit)
-            layers.append({"w": w, "b": jnp.zeros((n_out,), jnp.float32)})
-        return tuple(layers)
+        return _init_layers(self, key)
 
     def init_batch(self, key: jax.Array, n: int) -> Any:
         """``n`` independently initialised policies (leading axis ``n``)."""

@@ -379,12 +379,15 @@ def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | No
     lr, tmin = archive_thresholds(config, task)
     soft = {"learning_rate": lr, "threshold_min": tmin, "replacement": config.get("replacement") or "threshold"}
     seed = int(config.get("seed", 0))
-    cvt = {"cells": int(config.get("cells") or 1024), "centroids": centroids, "key": jax.random.key(seed + 1_000_003)}
+
+    def cvt() -> dict[str, Any]:  # a key only where a CVT needs one: an eager key costs a compile at start-up
+        return {"cells": int(config.get("cells") or 1024), "centroids": centroids, "key": jax.random.key(seed + 1_000_003)}
+
     if source != "task":
         shape = config.get("shape")
         dims = len(shape) if shape and kind == "grid" else 2
         projection = feedback.Projection(task.feature_dim, dims)
-        layout = {"shape": tuple(shape or (32,) * dims)} if kind == "grid" else cvt
+        layout = {"shape": tuple(shape or (32,) * dims)} if kind == "grid" else cvt()
         return feedback.LearnedArchive.create(
             projection=projection, params=projection.init(jax.random.key(seed + 7_000_003)),
             example_genotype=task.example_genotype, **layout, **soft,
@@ -401,7 +404,7 @@ def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | No
         return GridArchive.create(
             shape=tuple(shape), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype, **soft
         )
-    return CVTArchive.create(lower=task.lower, upper=task.upper, example_genotype=task.example_genotype, **cvt, **soft)
+    return CVTArchive.create(lower=task.lower, upper=task.upper, example_genotype=task.example_genotype, **cvt(), **soft)
 
 
 # ------------------------------------------------------------------- model client

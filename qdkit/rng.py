@@ -151,6 +151,23 @@ def split(key: jax.Array, num: int = 2) -> jax.Array:
     return jax.random.wrap_key_data(words, impl=impl) if typed else words
 
 
+def key(seed) -> jax.Array:
+    """``jax.random.key(seed)`` for an int seed, or the stacked keys of a sequence of
+    seeds; the same keys, made without compiling a program where that is simple (JAX's
+    default Threefry implementation and seeds in ``[0, 2**31)``: the key is the words
+    ``(0, seed)``). An eager ``jax.random.key`` compiles its seeding, and stacking keys
+    compiles too: about 30 ms before the first step of ``qdkit run``. Anything else is
+    handed to ``jax.random.key``."""
+    many = np.ndim(seed) > 0
+    seeds = [operator.index(s) for s in (seed if many else [seed])]
+    simple = jax.config.jax_default_prng_impl == "threefry2x32" and all(0 <= s < 2**31 for s in seeds)
+    if not simple:
+        made = [jax.random.key(s) for s in seeds]
+        return jnp.stack(made) if many else made[0]
+    words = np.array([[0, s] for s in seeds], np.uint32).reshape(-1, 2)
+    return jax.random.wrap_key_data(jax.device_put(words if many else words[0]))
+
+
 @functools.partial(jax.jit, static_argnums=1)
 def _split_words(data: jax.Array, num: int) -> jax.Array:
     # jitted: eagerly, the rounds would be a hundred dispatches; inside a trace it inlines

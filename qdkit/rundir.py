@@ -31,7 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from qdkit import callbacks, checkpoint, distributed, export, map_elites, registry, sharding, trackers
+from qdkit import callbacks, checkpoint, distributed, export, map_elites, registry, rng, sharding, trackers
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.npz"
@@ -123,8 +123,8 @@ def seed_keys(config: dict[str, Any]) -> jax.Array:
     """The run's PRNG key, or one key per seed (``seed``, ``seed + 1``, ...)."""
     seed = int(config["seed"])
     if seeds_of(config) == 1:
-        return jax.random.key(seed)
-    return jax.numpy.stack([jax.random.key(seed + k) for k in range(seeds_of(config))])
+        return rng.key(seed)
+    return rng.key([seed + k for k in range(seeds_of(config))])
 
 
 DOMAIN = "domain.toml"

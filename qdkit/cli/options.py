@@ -203,8 +203,10 @@ def cache_directory() -> str:
 def enable_compile_cache(enabled: bool | None) -> str | None:
     """Turn on JAX's persistent compilation cache for this process unless ``enabled`` is
     False (``None``: on unless ``QDKIT_COMPILE_CACHE`` is 0/off/false); returns its
-    directory, or ``None``. Programs that compile in under half a second
-    (``QDKIT_CACHE_MIN_COMPILE_SECS``) are not kept; past 2 GiB the least recently used
+    directory, or ``None``. Every program is kept, however quickly it compiled
+    (``QDKIT_CACHE_MIN_COMPILE_SECS`` sets a floor): the many small ones of a policy
+    task's set-up add up (with a floor of 0.5 s, a second start of the maze with DCG took
+    0.9 s longer; benchmarks/startup.py, RESULTS.md). Past 2 GiB the least recently used
     entries go.
     A directory that cannot be created leaves the cache off, with a warning."""
     if enabled is None:
@@ -220,7 +222,7 @@ def enable_compile_cache(enabled: bool | None) -> str | None:
         click.echo(f"warning: no compilation cache ({e})", err=True)
         return None
     try:
-        seconds = float(os.environ.get("QDKIT_CACHE_MIN_COMPILE_SECS", "0.5"))
+        seconds = float(os.environ.get("QDKIT_CACHE_MIN_COMPILE_SECS", "0"))
     except ValueError as e:
         raise click.UsageError(f"QDKIT_CACHE_MIN_COMPILE_SECS must be a number of seconds ({e})") from e
     jax.config.update("jax_compilation_cache_dir", directory)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -94,7 +95,7 @@ def arm(dof: int = 8, cos: str = "fast") -> Task:
     return Task(
         name="arm",
         score=score,
-        example_genotype=jnp.zeros((dof,), jnp.float32),
+        example_genotype=jax.device_put(np.zeros((dof,), np.float32)),
         genotype_lower=-np.pi,
         genotype_upper=np.pi,
         lower=np.array([-1.0, -1.0], np.float32),

@@ -48,7 +48,7 @@ def _first_two_genes_task(name: str, dims: int, raw, offset: float) -> Task:
     return Task(
         name=name,
         score=score,
-        example_genotype=jnp.zeros((dims,), jnp.float32),
+        example_genotype=jax.device_put(np.zeros((dims,), np.float32)),
         genotype_lower=0.0,
         genotype_upper=1.0,
         lower=np.zeros(2, np.float32),
@@ -98,7 +98,7 @@ def _projection_task(name: str, dims: int, raw, worst: float) -> Task:
     return Task(
         name=name,
         score=score,
-        example_genotype=jnp.zeros((dims,), jnp.float32),
+        example_genotype=jax.device_put(np.zeros((dims,), np.float32)),
         genotype_lower=None,
         genotype_upper=None,
         init=functools.partial(_uniform_box, dims=dims),

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qdkit import rng
 from qdkit.policy import MLP
 from qdkit.rollout import batch_rollout, episode_return, final_state_descriptor
 from qdkit.tasks.base import Evaluation, PolicyTask
@@ -215,7 +216,7 @@ def _locomotion(name: str, kind: str, episode_length, backend: str, hidden, omni
     return PolicyTask(
         name=task_name,
         score=score,
-        example_genotype=policy.init(jax.random.key(0)),
+        example_genotype=policy.init(rng.key(0)),
         genotype_lower=None,
         genotype_upper=None,
         lower=np.full(dims, -bound if kind == "omni" else 0.0, np.float32),

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qdkit import rng
 from qdkit.policy import MLP
 from qdkit.rollout import batch_rollout, episode_return, final_state_descriptor
 from qdkit.tasks.base import Evaluation, PolicyTask, Task, features_from_extra
@@ -101,8 +102,9 @@ class MazeEnv:
         self.map_name = map_name
         self.observe_position = bool(observe_position)
         self.observation_size = 5 + (4 if self.observe_position else 0)
-        self.walls = jnp.asarray(BORDERS + MAPS[map_name]["walls"], jnp.float32)
-        self.goal = jnp.asarray(MAPS[map_name]["goal"], jnp.float32)
+        # device_put: an eager jnp.asarray compiles a program per shape
+        self.walls = jax.device_put(np.asarray(BORDERS + MAPS[map_name]["walls"], np.float32))
+        self.goal = jax.device_put(np.asarray(MAPS[map_name]["goal"], np.float32))
 
     def lasers(self, pos: jax.Array, angle: jax.Array) -> jax.Array:
         """Distance to the nearest wall along each laser, as a fraction of the range."""
@@ -291,7 +293,7 @@ def maze(
     policy = MLP((env.observation_size, hidden, env.action_size))
 
     steps = np.linspace(0, episode_length - 1, min(TRAJECTORY_POINTS, episode_length) + 1)[1:]
-    sample_at = jnp.asarray(np.round(steps).astype(np.int32))
+    sample_at = np.round(steps).astype(np.int32)
 
     def score(key: jax.Array, params: Any) -> Evaluation:
         transitions = batch_rollout(env, policy.apply, params, key, episode_length)
@@ -303,7 +305,7 @@ def maze(
     return PolicyTask(
         name="maze",
         score=score,
-        example_genotype=policy.init(jax.random.key(0)),
+        example_genotype=policy.init(rng.key(0)),
         genotype_lower=None,
         genotype_upper=None,
         lower=np.zeros(2, np.float32),
