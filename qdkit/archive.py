@@ -248,9 +248,7 @@ class Elites:
         """Zero genotypes ``(C, ...)``, ``-inf`` fitness, zero descriptors (and
         features), an empty occupied-cell list, a zero count and zero totals."""
         return cls(
-            genotypes=jax.tree.map(
-                lambda x: _filled((num_cells, *jnp.shape(x)), jnp.result_type(x)), example_genotype
-            ),
+            genotypes=jax.tree.map(lambda x: _filled((num_cells, *jnp.shape(x)), jnp.result_type(x)), example_genotype),
             fitness=_filled((num_cells,), jnp.float32, -np.inf),
             descriptors=_filled((num_cells, descriptor_dim), jnp.float32),
             order=_filled((num_cells,), jnp.int32),

@@ -381,7 +381,11 @@ def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | No
     seed = int(config.get("seed", 0))
 
     def cvt() -> dict[str, Any]:  # a key only where a CVT needs one: an eager key costs a compile at start-up
-        return {"cells": int(config.get("cells") or 1024), "centroids": centroids, "key": jax.random.key(seed + 1_000_003)}
+        return {
+            "cells": int(config.get("cells") or 1024),
+            "centroids": centroids,
+            "key": jax.random.key(seed + 1_000_003),
+        }
 
     if source != "task":
         shape = config.get("shape")
@@ -404,7 +408,9 @@ def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | No
         return GridArchive.create(
             shape=tuple(shape), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype, **soft
         )
-    return CVTArchive.create(lower=task.lower, upper=task.upper, example_genotype=task.example_genotype, **cvt(), **soft)
+    return CVTArchive.create(
+        lower=task.lower, upper=task.upper, example_genotype=task.example_genotype, **cvt(), **soft
+    )
 
 
 # ------------------------------------------------------------------- model client
