@@ -244,14 +244,14 @@ def state_template(task, archive: Archive, emitter, seeds: int | None = None):
     """The shapes and types of a run state (what :func:`qdkit.checkpoint.load` needs),
     without evaluating anything; with ``seeds``, of a state with that many seeds."""
     if seeds is not None:
-        keys = rng.split(jax.random.key(0), int(seeds))
+        keys = rng.split(rng.key(0), int(seeds))
         return jax.eval_shape(lambda k: _init_seeds(k, task, archive, emitter, emitter.batch_size), keys)
     if is_host(task, emitter):  # nothing to trace: the emitter's own init is cheap host code
-        key = jax.random.key(0)
+        key = rng.key(0)
         archive = archive.with_qd_offset(task.qd_offset)
         return RunState(archive, emitter.init(key, archive), key, jnp.zeros((), jnp.int32))
     check(task, archive, emitter)
-    return jax.eval_shape(lambda key: _init(key, task, archive, emitter, emitter.batch_size, None), jax.random.key(0))
+    return jax.eval_shape(lambda key: _init(key, task, archive, emitter, emitter.batch_size, None), rng.key(0))
 
 
 def _step(state: RunState, task, emitter, mesh=None) -> tuple[RunState, dict[str, jax.Array]]:
