@@ -204,8 +204,9 @@ def enable_compile_cache(enabled: bool | None) -> str | None:
     """Turn on JAX's persistent compilation cache for this process unless ``enabled`` is
     False (``None``: on unless ``QDKIT_COMPILE_CACHE`` is 0/off/false); returns its
     directory, or ``None``. Every program is kept, however quickly it compiled
-    (``QDKIT_CACHE_MIN_COMPILE_SECS`` sets a floor): small ones add up (with a floor of
-    0.5 s, the maze with DCG compiled 11 programs, 0.3 s, again at every start). Past
+    (``QDKIT_CACHE_MIN_COMPILE_SECS`` sets a floor): small ones add up (below a floor of
+    0.5 s, the maze with DCG compiles 12 programs, 0.7 s, which were compiled again at
+    every start: benchmarks/compiles.py). Past
     2 GiB the least recently used entries go.
     A directory that cannot be created leaves the cache off, with a warning."""
     if enabled is None:
