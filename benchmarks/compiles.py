@@ -64,7 +64,10 @@ def main() -> None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": root, "MPLBACKEND": "Agg"}
     version = subprocess.run(
-        [sys.executable, "-c", "import ml_dtypes; print(ml_dtypes.__version__)"], env=env, capture_output=True, text=True
+        [sys.executable, "-c", "import ml_dtypes; print(ml_dtypes.__version__)"],
+        env=env,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     print(f"# compiles.py — {machine.cpu()}, qdkit from {root}, ml_dtypes {version}")
     print("| configuration | programs before the first chunk | their compile s | programs in the run | under 0.5 s "
