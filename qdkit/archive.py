@@ -86,6 +86,8 @@ def _filled(shape: tuple[int, ...], dtype: Any, value: float | int = 0) -> jax.A
     (5-20 ms each on a CPU; most of what ``qdkit run`` spent between its imports and
     its first compiled step). Under a trace (``Archive.reindex`` is jittable), it is
     ``jnp.full``, so no constant of the archive's size enters the program."""
+    if jnp.issubdtype(dtype, jax.dtypes.extended):  # e.g. key genotypes: NumPy has none
+        return jnp.zeros(shape, dtype)
     if _tracing():
         return jnp.full(shape, value, dtype)
     return jax.device_put(np.full(shape, value, dtype))

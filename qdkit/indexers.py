@@ -45,7 +45,9 @@ def as_bounds(lower: Any, upper: Any, dim: int | None = None) -> tuple[jax.Array
         raise ValueError(f"lower and upper must have the same (M,) shape; got {lo.shape}, {hi.shape}")
     if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
         raise ValueError(f"descriptor bounds must be finite with upper > lower; got {lo}, {hi}")
-    return jax.device_put(lo), jax.device_put(hi)  # jnp.asarray would compile a program per shape
+    # copies, then device_put: jnp.asarray would compile a program per shape, and a
+    # device_put of the caller's own array may alias its memory on a CPU
+    return jax.device_put(np.array(lo, np.float32)), jax.device_put(np.array(hi, np.float32))
 
 
 def check_edges(edges: Any) -> tuple[tuple[float, ...], ...]:

@@ -244,7 +244,7 @@ def state_template(task, archive: Archive, emitter, seeds: int | None = None):
     """The shapes and types of a run state (what :func:`qdkit.checkpoint.load` needs),
     without evaluating anything; with ``seeds``, of a state with that many seeds."""
     if seeds is not None:
-        keys = rng.split(rng.key(0), int(seeds))
+        keys = rng.key(list(range(int(seeds))))  # shapes only
         return jax.eval_shape(lambda k: _init_seeds(k, task, archive, emitter, emitter.batch_size), keys)
     if is_host(task, emitter):  # nothing to trace: the emitter's own init is cheap host code
         key = rng.key(0)
@@ -507,13 +507,18 @@ def _with_task_offset(state: RunState, task, seeds: int | None) -> RunState:
 
 
 def _copy_leaf(leaf):
-    """A copy of one leaf in a new buffer. A JAX array this process holds whole is
-    copied by ``jax.device_put`` (its sharding kept, no program compiled: an eager
-    ``jnp.copy`` compiles one for each shape and dtype, about 5 ms each, eight of them
-    before the first step of ``qdkit run``'s arm); anything else by ``jnp.copy``."""
-    if isinstance(leaf, jax.Array) and leaf.is_fully_addressable and not isinstance(leaf, jax.core.Tracer):
-        return jax.device_put(leaf, may_alias=False)
-    return jnp.copy(leaf)
+    """A copy of one leaf in new buffers. A JAX array this process holds whole is
+    copied by ``jax.device_put(..., may_alias=False)`` (its sharding kept, no program
+    compiled: an eager ``jnp.copy`` compiles one for each shape and dtype, about 5 ms
+    each, eight of them before the first step of ``qdkit run``'s arm); a PRNG key
+    through its key data (``device_put`` of a key replicated over several devices
+    reuses a buffer); anything else by ``jnp.copy``."""
+    if isinstance(leaf, jax.core.Tracer) or not isinstance(leaf, jax.Array) or not leaf.is_fully_addressable:
+        return jnp.copy(leaf)
+    if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        data = jax.device_put(jax.random.key_data(leaf), may_alias=False)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    return jax.device_put(leaf, may_alias=False)
 
 
 def _private_copy(tree):

@@ -25,7 +25,7 @@ import numpy as np
 
 import emitters
 import feedback
-from qdkit import tasks
+from qdkit import rng, tasks
 from qdkit.archive import Archive
 from qdkit.cvt_archive import CVTArchive
 from qdkit.grid_archive import GridArchive
@@ -384,7 +384,7 @@ def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | No
         return {
             "cells": int(config.get("cells") or 1024),
             "centroids": centroids,
-            "key": jax.random.key(seed + 1_000_003),
+            "key": rng.key(seed + 1_000_003),
         }
 
     if source != "task":
@@ -393,7 +393,7 @@ def build_archive(config: dict[str, Any], task: Task, centroids: np.ndarray | No
         projection = feedback.Projection(task.feature_dim, dims)
         layout = {"shape": tuple(shape or (32,) * dims)} if kind == "grid" else cvt()
         return feedback.LearnedArchive.create(
-            projection=projection, params=projection.init(jax.random.key(seed + 7_000_003)),
+            projection=projection, params=projection.init(rng.key(seed + 7_000_003)),
             example_genotype=task.example_genotype, **layout, **soft,
         )  # fmt: skip
     if kind == "grid" and task.edges is not None and not config.get("shape"):

@@ -159,12 +159,16 @@ def key(seed) -> jax.Array:
     compiles too: about 30 ms before the first step of ``qdkit run``. Anything else is
     handed to ``jax.random.key``."""
     many = np.ndim(seed) > 0
-    seeds = [operator.index(s) for s in (seed if many else [seed])]
-    simple = jax.config.jax_default_prng_impl == "threefry2x32" and all(0 <= s < 2**31 for s in seeds)
-    if not simple:
+    seeds = list(seed) if many else [seed]
+    simple = (
+        jax.config.jax_default_prng_impl == "threefry2x32"
+        and bool(seeds)
+        and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and 0 <= s < 2**31 for s in seeds)
+    )
+    if not simple:  # (a traced seed, another implementation, a seed outside [0, 2**31))
         made = [jax.random.key(s) for s in seeds]
-        return jnp.stack(made) if many else made[0]
-    words = np.array([[0, s] for s in seeds], np.uint32).reshape(-1, 2)
+        return (jnp.stack(made) if made else jax.random.split(jax.random.key(0), 0)) if many else made[0]
+    words = np.array([[0, int(s)] for s in seeds], np.uint32).reshape(-1, 2)
     return jax.random.wrap_key_data(jax.device_put(words if many else words[0]))
 
 

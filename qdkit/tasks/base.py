@@ -102,7 +102,7 @@ class Task:
         batch = jax.tree.map(
             lambda x: jax.ShapeDtypeStruct((1, *jnp.shape(x)), jnp.asarray(x).dtype), self.example_genotype
         )
-        shape = jax.eval_shape(lambda k, g: self.features(self.score(k, g)), jax.random.key(0), batch).shape
+        shape = jax.eval_shape(lambda k, g: self.features(self.score(k, g)), rng.key(0), batch).shape
         return int(np.prod(shape[1:]))
 
     def initial_genotypes(self, key: jax.Array, n: int) -> Any:

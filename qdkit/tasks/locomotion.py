@@ -109,7 +109,8 @@ class BraxEnv:
                     radii.append(sizes[g, 0])
             if not pts:
                 raise ValueError(f"{name}: foot link {link} has no capsule or sphere to detect contact with")
-            self.points.append((link, jnp.asarray(np.array(pts), jnp.float32), jnp.asarray(radii, jnp.float32)))
+            points = (np.array(pts, np.float32), np.array(radii, np.float32))
+            self.points.append((link, *jax.device_put(points)))  # jnp.asarray would compile per shape
 
     def contacts(self, pipeline_state) -> jax.Array:
         """1 for each foot whose lowest point is within ``CONTACT`` of the ground."""
