@@ -21,7 +21,7 @@ ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "identity": lambda x: x}
 @functools.partial(jax.jit, static_argnums=0)
 def _init_layers(mlp: MLP, key: jax.Array) -> tuple[dict[str, jax.Array], ...]:
     # one program, which the compilation cache keeps (eagerly, each operation compiled
-    # one of its own, about 20 for the maze's policy at every start); the same weights,
+    # one of its own, about ten for the maze's policy at every start); the same weights,
     # bit for bit
     keys = rng.split(key, len(mlp.sizes) - 1)
     layers = []
