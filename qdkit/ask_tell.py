@@ -48,7 +48,7 @@ from qdkit import callbacks as callbacks_lib
 from qdkit import checkpoint, distributed, rng
 from qdkit import metrics as metrics_lib
 from qdkit.archive import Archive
-from qdkit.map_elites import RunState, _as_jax, _first_state, _next_state, _unshared
+from qdkit.map_elites import RunState, _as_jax, _first_state, _next_state, _private_copy, _unshared
 from qdkit.tasks.base import Evaluation
 
 Metrics = dict[str, np.ndarray]
@@ -178,7 +178,7 @@ class Scheduler:
             self._initial = lambda: initial
         elif bool(jnp.any(archive.occupied)):  # a pre-filled archive: start emitting at once
             k_emitter, self._key = rng.split(self._key)
-            archive = jax.tree.map(jnp.copy, archive)  # a private copy: tell reuses its buffers
+            archive = _private_copy(archive)  # tell reuses its buffers
             self._state = RunState(archive, emitter.init(k_emitter, archive), self._key, jnp.zeros((), jnp.int32))
 
     # ------------------------------------------------------------------ reading
