@@ -9,6 +9,11 @@ Times are wall-clock: the first call of each configuration includes its compilat
 ratio of S vmapped seeds to one seed, warm. A warm time is the median of ``--repeats``
 calls; "one after another" is one call per seed, summed.
 
+The S seeds run on one device, and then split over ``--devices`` devices (each running
+its share of the seeds vmapped; :mod:`qdkit.sharding`), as ``qdkit run --seeds`` does. On
+a CPU the script makes that many CPU devices (``jax_num_cpu_devices``, default: one per
+core) before JAX starts; one seed and the one-device rows use the first device.
+
 ``--arm-cos xla`` scores the arm with XLA's cosine and sine instead of qdkit's vectorised
 ones (the arm's ``cos`` option; the default is ``fast``), to show what that speed-up of
 the task's maths does on its own.
@@ -16,6 +21,7 @@ the task's maths does on its own.
     python benchmarks/seeds.py                      # S = 4, 16 (about 3 minutes on 2 cores)
     python benchmarks/seeds.py --arm-cos xla        # the same with XLA's cosine in the arm
     python benchmarks/seeds.py --seeds 4 --iterations 200    # quick
+    python benchmarks/seeds.py --devices 1          # without the rows over several devices
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import qdkit  # noqa: E402
 from emitters import iso_line  # noqa: E402
-from qdkit import map_elites  # noqa: E402
+from qdkit import map_elites, sharding, xla  # noqa: E402
 from qdkit.tasks.arm import COS as ARM_COS  # noqa: E402
 
 
@@ -48,10 +54,10 @@ def setup(cos: str = "fast"):
     return task, archive, emitter
 
 
-def timed(task, archive, emitter, key, iterations) -> tuple[float, np.ndarray]:
+def timed(task, archive, emitter, key, iterations, mesh=None) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
-    state = map_elites.init(key, task, archive, emitter)
-    state, metrics = map_elites.run(state, task, emitter, iterations)
+    state = map_elites.init(key, task, archive, emitter, mesh=mesh)
+    state, metrics = map_elites.run(state, task, emitter, iterations, mesh=mesh)
     jax.block_until_ready(state)
     return time.perf_counter() - start, metrics["qd_score"][-1]
 
@@ -62,16 +68,22 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3, help="warm calls per configuration (median)")
     parser.add_argument("--arm-cos", choices=ARM_COS, default="fast")
+    parser.add_argument("--devices", type=int, default=xla.cpus(),
+                        help="devices to split the seeds over, in rows of their own (default: one per core; 1: none)")  # fmt: skip
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.devices < 1:
+        parser.error("--devices must be at least 1")
+    xla.use_cpu_devices(args.devices)  # before JAX starts (a CPU makes that many devices)
     task, archive, emitter = setup(args.arm_cos)
     print(f"# seeds.py — {machine.cpu()}, "
           f"jax {jax.__version__} ({jax.devices()[0].platform}); arm default (cos={args.arm_cos}), "
-          f"{args.iterations} iterations; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")  # fmt: skip
+          f"{args.iterations} iterations; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
+          f"{len(jax.devices())} devices")  # fmt: skip
 
-    def warm(key):
-        runs = [timed(task, archive, emitter, key, args.iterations) for _ in range(args.repeats)]
+    def warm(key, mesh=None):
+        runs = [timed(task, archive, emitter, key, args.iterations, mesh) for _ in range(args.repeats)]
         return statistics.median(t for t, _ in runs), runs[-1][1]
 
     cold1, _ = timed(task, archive, emitter, jax.random.key(0), args.iterations)
@@ -85,6 +97,14 @@ def main() -> None:
         warm_s, scores = warm(keys)
         print(f"| {s} seeds, vmapped | {s} | {cold:.2f} | {warm_s:.3f} | {warm_s / warm1:.2f}× | "
               f"{float(np.mean(scores)):.1f} |")  # fmt: skip
+        count = min(args.devices, len(jax.devices()))
+        if count > 1 and s % count == 0:
+            mesh = sharding.batch_mesh(count)
+            cold, _ = timed(task, archive, emitter, keys, args.iterations, mesh)
+            warm_d, scores_d = warm(keys, mesh)
+            same = "same" if np.array_equal(np.asarray(scores_d), np.asarray(scores)) else "DIFFERENT"
+            print(f"| {s} seeds over {count} devices, vmapped on each ({same} scores) | {s} | {cold:.2f} | "
+                  f"{warm_d:.3f} | {warm_d / warm1:.2f}× | {float(np.mean(scores_d)):.1f} |")  # fmt: skip
         sequential = [timed(task, archive, emitter, jax.random.key(k), args.iterations) for k in range(s)]
         total = sum(t for t, _ in sequential)
         print(f"| {s} seeds, one after another (compiled once) | {s} | — | {total:.3f} | {total / warm1:.2f}× | "

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import PartitionSpec as P
 
 from qdkit import distributed, rng, sharding
 from qdkit import metrics as metrics_lib
@@ -178,15 +179,17 @@ def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | 
         key: PRNG key (``jax.random.key(seed)``), or a vector of ``S`` keys
             (``jnp.stack([jax.random.key(s) for s in seeds])``): ``S`` independent runs
             as one computation (``vmap``), their state with a leading seed axis
-            (:func:`seed_state` takes one out). Seeds need a compiled task and emitter
-            and one device.
+            (:func:`seed_state` takes one out). Seeds need a compiled task and emitter;
+            with a ``mesh`` the seeds are split over its devices.
         task: a :class:`qdkit.tasks.Task`.
         archive: an empty (or pre-filled) archive.
         emitter: an :class:`emitters.Emitter`.
         num_initial: size of the random initial population (default: the emitter's
             batch size), drawn by ``task.initial_genotypes``.
         mesh: optional device mesh from :func:`qdkit.sharding.batch_mesh`: the batch is
-            split over its devices, the archive replicated.
+            split over its devices, the archive replicated. With several seeds, the
+            seeds are split over its devices instead (``S`` a multiple of their number;
+            see :mod:`qdkit.sharding`).
 
     Raises:
         ValueError: a task, archive and emitter that cannot run together (see
@@ -199,7 +202,8 @@ def init(key: jax.Array, task, archive: Archive, emitter, *, num_initial: int | 
     typed = jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key)
     if typed and jnp.ndim(key) == 1:  # several seeds: one computation with a leading seed axis
         check_seeds(task, emitter, mesh, jnp.shape(key)[0])
-        return _init_seeds(key, task, archive, emitter, n)
+        mesh = None if mesh is None or mesh.size == 1 else mesh
+        return _init_seeds(sharding.shard_seeds(key, mesh), task, archive, emitter, n, mesh)
     if jnp.ndim(key) != (0 if typed else 1):
         raise ValueError(
             f"key must be one PRNG key or a vector of keys from jax.random.key (one per seed); got shape "
@@ -221,13 +225,32 @@ def check_seeds(task, emitter, mesh, seeds: int) -> None:
             "several seeds run as one compiled computation; this task or emitter runs host code between steps "
             "(a language model or a person): run the seeds one after another"
         )
-    if mesh is not None and mesh.size > 1:
-        raise ValueError("several seeds in one run use one device; give no mesh (--devices 1)")
+    sharding.check_seed_mesh(mesh, seeds)
 
 
-@functools.partial(jax.jit, static_argnames=("task", "emitter", "num_initial"))
-def _init_seeds(keys, task, archive, emitter, num_initial):
-    return jax.vmap(lambda key: _init(key, task, archive, emitter, num_initial, None))(keys)
+def _over_seeds(fn, mesh, replicated_args: int = 0):
+    """``fn`` (of seed-axis arguments, then ``replicated_args`` others) vmapped over the
+    leading seed axis; with a mesh, each device runs its share of the seeds
+    (``shard_map``), with no communication between them."""
+
+    def vmapped(*args):
+        split = len(args) - replicated_args
+        return jax.vmap(lambda *mine: fn(*mine, *args[split:]))(*args[:split])
+
+    if mesh is None:
+        return vmapped
+
+    def per_device(*args):
+        spec = P(mesh.axis_names[0])
+        specs = (spec,) * (len(args) - replicated_args) + (P(),) * replicated_args
+        return jax.shard_map(vmapped, mesh=mesh, in_specs=specs, out_specs=spec, check_vma=False)(*args)
+
+    return per_device
+
+
+@functools.partial(jax.jit, static_argnames=("task", "emitter", "num_initial", "mesh"))
+def _init_seeds(keys, task, archive, emitter, num_initial, mesh=None):
+    return _over_seeds(lambda key: _init(key, task, archive, emitter, num_initial, None), mesh)(keys)
 
 
 def num_seeds(state: RunState) -> int | None:
@@ -245,7 +268,7 @@ def state_template(task, archive: Archive, emitter, seeds: int | None = None):
     without evaluating anything; with ``seeds``, of a state with that many seeds."""
     if seeds is not None:
         keys = rng.key(list(range(int(seeds))))  # shapes only
-        return jax.eval_shape(lambda k: _init_seeds(k, task, archive, emitter, emitter.batch_size), keys)
+        return jax.eval_shape(lambda k: _init_seeds(k, task, archive, emitter, emitter.batch_size, None), keys)
     if is_host(task, emitter):  # nothing to trace: the emitter's own init is cheap host code
         key = rng.key(0)
         archive = archive.with_qd_offset(task.qd_offset)
@@ -381,10 +404,12 @@ def _chunk(state, num, task, emitter, chunk_size, mesh):
 _run_chunk = jax.jit(_chunk, static_argnames=("task", "emitter", "chunk_size", "mesh"), donate_argnums=(0,))
 
 
-@functools.partial(jax.jit, static_argnames=("task", "emitter", "chunk_size"), donate_argnums=(0,))
-def _run_chunk_seeds(state, num, task, emitter, chunk_size):
-    """:func:`_chunk` for a state with a leading seed axis: metrics ``(chunk, S)``."""
-    state, buffers = jax.vmap(lambda s: _chunk(s, num, task, emitter, chunk_size, None))(state)
+@functools.partial(jax.jit, static_argnames=("task", "emitter", "chunk_size", "mesh"), donate_argnums=(0,))
+def _run_chunk_seeds(state, num, task, emitter, chunk_size, mesh=None):
+    """:func:`_chunk` for a state with a leading seed axis (split over ``mesh``'s
+    devices, if given): metrics ``(chunk, S)``."""
+    chunk = _over_seeds(lambda s, n: _chunk(s, n, task, emitter, chunk_size, None), mesh, replicated_args=1)
+    state, buffers = chunk(state, num)
     return state, {k: v.T for k, v in buffers.items()}
 
 
@@ -436,7 +461,8 @@ def run(
         mesh: optional device mesh (:func:`qdkit.sharding.batch_mesh`): each batch is
             split over its devices and the archive replicated; the elites are those of
             the single-device run, scores equal up to the last bit (see
-            :mod:`qdkit.sharding`).
+            :mod:`qdkit.sharding`). A state of several seeds is split over its devices
+            by seed instead, each seed's numbers those of the one-device run.
 
     Host tasks and emitters (``host=True``: language models, people) run one
     iteration at a time outside the compiler (insertion stays compiled; ``mesh`` is
@@ -466,11 +492,15 @@ def run(
     if is_host(task, emitter):  # one iteration at a time; no device mesh
         with _sigint_flag(catch_interrupt) as interrupted:
             return _host_run(state, task, emitter, iterations, chunk_size, callbacks, interrupted)
-    sharding.check_mesh(mesh)
-    sharding.check_batch(mesh, emitter.batch_size)
+    if seeds is None:
+        sharding.check_mesh(mesh)
+        sharding.check_batch(mesh, emitter.batch_size)
+    else:
+        mesh = None if mesh is None or mesh.size == 1 else mesh
+    place = functools.partial(sharding.replicate if seeds is None else sharding.shard_seeds, mesh=mesh)
     collected: list[Metrics] = []
     # A private copy: the chunks donate (reuse) their input buffers.
-    state = sharding.replicate(_private_copy(state), mesh)
+    state = place(_private_copy(state))
     done = 0
     with _sigint_flag(catch_interrupt) as interrupted:
         while done < iterations:
@@ -479,7 +509,7 @@ def run(
             if seeds is None:
                 state, buffers = _run_chunk(state, np.int32(num), task, emitter, chunk_size, mesh)
             else:
-                state, buffers = _run_chunk_seeds(state, np.int32(num), task, emitter, chunk_size)
+                state, buffers = _run_chunk_seeds(state, np.int32(num), task, emitter, chunk_size, mesh)
             chunk = {k: v[:num] for k, v in distributed.to_host(buffers).items()}
             chunk["iteration"] = np.arange(start + 1, start + num + 1, dtype=np.int64)
             collected.append(chunk)
@@ -487,7 +517,7 @@ def run(
             for callback in callbacks:
                 replacement = callback(state, chunk)
                 if replacement is not None:  # e.g. a refit of learned descriptors
-                    state = sharding.replicate(_unshared(_with_task_offset(replacement, task, seeds)), mesh)
+                    state = place(_unshared(_with_task_offset(replacement, task, seeds)))
             if interrupted[0] and done < iterations:
                 raise Interrupted(state, _concat(collected))
     return state, _concat(collected)

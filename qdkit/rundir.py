@@ -65,7 +65,7 @@ class Run:
 
     def mesh(self):
         """The device mesh for this run (``None`` for one device); validates the count."""
-        if map_elites.is_host(self.task, self.emitter) or self.seeds > 1:
+        if map_elites.is_host(self.task, self.emitter):
             return None
         return _mesh(self.config, self.emitter.batch_size, self.devices)
 
@@ -73,9 +73,12 @@ class Run:
 def _mesh(config: dict[str, Any], batch_size: int, devices: int | str | None = None):
     """The mesh for the run's recorded device choice, or for ``devices`` when given (a
     run of several processes uses all their devices unless told otherwise: the recorded
-    choice may come from another layout)."""
+    choice may come from another layout). A run of several seeds splits its seeds over
+    the devices rather than its batch."""
     if devices is None:
         devices = "auto" if jax.process_count() > 1 else config.get("devices", "auto")
+    if seeds_of(config) > 1:
+        return sharding.resolve_seeds(devices, seeds_of(config))
     return sharding.resolve(devices, batch_size)
 
 
@@ -155,7 +158,7 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
     # the device count is checked before any file is written
     seeds = seeds_of(config)
     host = map_elites.is_host(task, emitter)
-    mesh = None if host or seeds > 1 else _mesh(config, emitter.batch_size, config.get("devices", "auto"))
+    mesh = None if host else _mesh(config, emitter.batch_size, config.get("devices", "auto"))
     centroids = registry.cvt_centroids(archive)
     if writer and centroids is not None:
         np.save(os.path.join(directory, CENTROIDS), centroids)

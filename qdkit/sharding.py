@@ -20,6 +20,15 @@ the batch split pays; for cheap functions (rastrigin, 412 B per row scored in we
 under a microsecond) the gather dominates from 2 devices and one device is faster
 (``benchmarks/devices_throughput.py``, figures in ``benchmarks/RESULTS.md``).
 
+Several seeds (a run state with a leading seed axis: :func:`qdkit.map_elites.init` with
+a vector of keys) use a mesh differently: the *seeds* are split over its devices, each
+device running its share of them vmapped, with no communication (the seeds are
+independent searches); every seed's numbers are those of the one-device run, to the
+last bit. On a CPU this is how several seeds use several cores: XLA runs each device's
+program on a thread of its own, while one device runs most of a small iteration on one
+core. ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` makes ``N`` CPU devices;
+``qdkit run --seeds`` sets it (:func:`qdkit.xla.add_cpu_devices`).
+
 Several processes (hosts): start one process per host with the same code and call
 :func:`qdkit.distributed.initialize` first; ``jax.devices()`` then lists every
 process's devices and :func:`batch_mesh` spans them all. A mesh of such a run must hold
@@ -99,6 +108,42 @@ def resolve(devices: int | str | None, batch_size: int) -> Mesh | None:
     mesh = batch_mesh(int(devices))  # validates the count
     check_batch(mesh, batch_size)
     return None if mesh.size == 1 else mesh
+
+
+def resolve_seeds(devices: int | str | None, seeds: int) -> Mesh | None:
+    """The mesh for a CLI ``--devices`` value in a run of several seeds: ``"auto"`` takes
+    as many of this process's devices as divide the number of seeds, a number takes that
+    many (it must divide it); one device means no mesh."""
+    if devices in (None, "auto"):
+        count = usable_devices(seeds, len(jax.local_devices()))
+        return None if count == 1 else Mesh(np.asarray(jax.local_devices()[:count]), (AXIS,))
+    mesh = batch_mesh(int(devices))  # validates the count
+    check_seed_mesh(mesh, seeds)
+    return None if mesh.size == 1 else mesh
+
+
+def check_seed_mesh(mesh: Mesh | None, seeds: int) -> None:
+    """Refuse a mesh that cannot split ``seeds`` seeds: one of several processes, not
+    1-D, or a device count that does not divide the seeds."""
+    if mesh is None or mesh.size == 1:
+        return
+    if spans_processes(mesh) or jax.process_count() > 1:
+        raise ValueError("several seeds run in one process: leave out the process options, or --seeds")
+    if len(mesh.axis_names) != 1:
+        raise ValueError(f"several seeds are split over a 1-D mesh (sharding.batch_mesh()); got axes {mesh.axis_names}")
+    if seeds % mesh.size:
+        raise ValueError(
+            f"{seeds} seeds do not split evenly over {mesh.size} devices: give a multiple of {mesh.size} seeds, or "
+            "fewer devices"
+        )
+
+
+def shard_seeds(tree: Any, mesh: Mesh | None) -> Any:
+    """Outside ``jit``: ``tree`` (leaves with a leading seed axis) laid out over the
+    mesh's devices, each holding its share of the seeds."""
+    if mesh is None or mesh.size == 1:
+        return tree
+    return jax.device_put(tree, NamedSharding(mesh, P(mesh.axis_names[0])))
 
 
 def check_mesh(mesh: Mesh | None) -> None:

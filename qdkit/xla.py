@@ -89,3 +89,30 @@ def apply_defaults(environ: MutableMapping[str, str] = os.environ) -> bool:
         return False
     environ["XLA_FLAGS"] = f"{flags} {FLAG}".strip()
     return True
+
+
+def cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def use_cpu_devices(count: int, environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Have JAX make ``count`` CPU devices (``jax_num_cpu_devices``), unless something
+    already chose their number (``JAX_NUM_CPU_DEVICES``, the config option, or
+    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``), ``QDKIT_XLA_DEFAULTS``
+    is off, or a JAX backend has started; returns whether it did. ``qdkit run --seeds``
+    calls it: on a CPU each device runs its share of the seeds on a thread of its own
+    (see :mod:`qdkit.sharding`). GPU and TPU devices are not affected."""
+    import jax
+
+    if count < 2 or environ.get("QDKIT_XLA_DEFAULTS", "1").strip().lower() in ("0", "off", "false", "no"):
+        return False
+    if "xla_force_host_platform_device_count" in environ.get("XLA_FLAGS", ""):
+        return False
+    if jax.config.jax_num_cpu_devices != -1 or _backend_started():
+        return False
+    jax.config.update("jax_num_cpu_devices", int(count))
+    return True

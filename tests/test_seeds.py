@@ -4,7 +4,10 @@ directories that resume together or alone."""
 
 import dataclasses
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +18,7 @@ from click.testing import CliRunner
 
 import qdkit
 from emitters import evolution_strategy, iso_line
-from qdkit import callbacks, checkpoint, map_elites
+from qdkit import callbacks, checkpoint, map_elites, sharding, xla
 from qdkit.cli import main
 
 
@@ -61,6 +64,52 @@ def test_a_stateful_emitter_runs_seeds_and_host_work_is_refused():
     assert map_elites.num_seeds(raw) is None
 
 
+def test_seeds_split_over_devices_are_the_one_device_runs_to_the_bit():
+    # conftest makes 4 CPU devices: each runs its share of the seeds, with no communication
+    task = qdkit.tasks.get("arm", dof=4)
+    archive = small_archive(task, "grid")
+    emitter = iso_line(32, 0.01, 0.1, lower=task.genotype_lower, upper=task.genotype_upper)
+    one = map_elites.init(keys(3, 4, 5, 6), task, archive, emitter)
+    one, one_metrics = map_elites.run(one, task, emitter, 25, chunk_size=10)
+    for count in (2, 4):
+        mesh = sharding.batch_mesh(count)
+        state = map_elites.init(keys(3, 4, 5, 6), task, archive, emitter, mesh=mesh)
+        assert len(state.archive.fitness.sharding.device_set) == count
+        state, metrics = map_elites.run(state, task, emitter, 25, chunk_size=10, mesh=mesh)
+        assert len(state.archive.fitness.sharding.device_set) == count
+        for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(one)):
+            a, b = (jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x for x in (a, b))
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        for name, values in one_metrics.items():
+            np.testing.assert_array_equal(metrics[name], values)
+        # a state from one device continues over several, and the other way round
+        half, _ = map_elites.run(map_elites.init(keys(3, 4, 5, 6), task, archive, emitter), task, emitter, 10)
+        rest, _ = map_elites.run(half, task, emitter, 15, chunk_size=10, mesh=mesh)
+        np.testing.assert_array_equal(np.asarray(rest.archive.fitness), np.asarray(one.archive.fitness))
+    with pytest.raises(ValueError, match="3 seeds do not split evenly over 2 devices"):
+        map_elites.init(keys(0, 1, 2), task, archive, emitter, mesh=sharding.batch_mesh(2))
+    with pytest.raises(ValueError, match="3 seeds do not split evenly over 2 devices"):
+        map_elites.run(map_elites.init(keys(0, 1, 2), task, archive, emitter), task, emitter, 5,
+                       mesh=sharding.batch_mesh(2))  # fmt: skip
+    square = jax.sharding.Mesh(np.asarray(jax.devices()[:4]).reshape(2, 2), ("a", "b"))
+    with pytest.raises(ValueError, match="1-D mesh"):
+        map_elites.init(keys(0, 1, 2, 3), task, archive, emitter, mesh=square)
+
+
+def test_use_cpu_devices_leaves_a_chosen_count_alone(monkeypatch):
+    jax.devices()  # this process's backend has started: nothing may change now
+    assert not xla.use_cpu_devices(2, {})
+    monkeypatch.setattr(xla, "_backend_started", lambda: False)  # as before anything touched a device
+    assert jax.config.jax_num_cpu_devices == -1  # conftest chose its count in XLA_FLAGS
+    updates = []
+    monkeypatch.setattr(jax.config, "update", lambda name, value: updates.append((name, value)))
+    assert not xla.use_cpu_devices(2, {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    assert not xla.use_cpu_devices(2, {"QDKIT_XLA_DEFAULTS": "off"})
+    assert not xla.use_cpu_devices(1, {})
+    assert updates == []
+    assert xla.use_cpu_devices(2, {}) and updates == [("jax_num_cpu_devices", 2)]
+
+
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
@@ -72,7 +121,7 @@ def test_cli_seeds_write_seed_directories_that_resume_together_or_alone(tmp_path
     top, single = tmp_path / "three", tmp_path / "single"
     result = invoke("run", "--seeds", 3, "--seed", 7, "--iterations", 20, "--out", top, *SMALL)
     assert result.exit_code == 0, result.output
-    assert "3 seeds: mean QD-score" in result.output and (top / "comparison.png").stat().st_size > 1000
+    assert "3 seeds over 3 devices: mean QD-score" in result.output and (top / "comparison.png").stat().st_size > 1000
     for k in range(3):
         config = json.loads((top / f"seed-{k}" / "config.json").read_text())
         assert config["seed"] == 7 + k and "seeds" not in config
@@ -115,7 +164,7 @@ def test_cli_seeds_write_seed_directories_that_resume_together_or_alone(tmp_path
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--devices", 2], "one device"),
+        (["--devices", 3], "2 seeds do not split evenly over 3 devices"),
         (["--descriptors", "learned"], "host work between steps"),
         (["--task", "text"], "host work between steps"),
     ],
@@ -125,6 +174,36 @@ def test_cli_seeds_refuse_what_cannot_work_before_writing(tmp_path, extra, messa
     result = CliRunner().invoke(main, ["run", "--seeds", "2", "--out", str(out), *map(str, extra), "--no-progress"])
     assert result.exit_code == 2 and message in result.output, result.output
     assert not out.exists() and "starting the bundled" not in result.output
+
+
+def test_cli_seeds_over_devices_give_the_runs_of_one_device(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert invoke("run", "--seeds", 4, "--iterations", 20, "--devices", 1, "--out", one, *SMALL).exit_code == 0
+    result = invoke("run", "--seeds", 4, "--iterations", 20, "--devices", 2, "--out", two, *SMALL)
+    assert result.exit_code == 0 and "4 seeds over 2 devices: mean QD-score" in result.output, result.output
+    for k in range(4):
+        assert (one / f"seed-{k}" / "metrics.jsonl").read_text() == (two / f"seed-{k}" / "metrics.jsonl").read_text()
+    # resumed over 4 devices (auto: 4 of them divide 4 seeds), and the one-device run on one
+    result = invoke("resume", two, "--iterations", 30, "--devices", "auto", "--no-progress")
+    assert result.exit_code == 0 and "4 seeds over 4 devices" in result.output, result.output
+    assert invoke("resume", one, "--iterations", 30, "--no-progress").exit_code == 0
+    for k in range(4):
+        assert (one / f"seed-{k}" / "metrics.jsonl").read_text() == (two / f"seed-{k}" / "metrics.jsonl").read_text()
+    result = CliRunner().invoke(main, ["resume", str(two), "--iterations", "40", "--devices", "3", "--no-progress"])
+    assert result.exit_code != 0 and "4 seeds do not split evenly over 3 devices" in result.output, result.output
+
+
+def test_cli_seeds_take_one_cpu_device_per_core(tmp_path):
+    # a fresh process that chose no device count: qdkit run --seeds makes one CPU device per core
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    result = subprocess.run(
+        [sys.executable, "-m", "qdkit.cli", "run", "--seeds", "2", "--iterations", "3", "--no-progress",
+         "--out", str(tmp_path / "run"), *map(str, SMALL)],
+        env={**env, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    over = "2 seeds over 2 devices" if xla.cpus() >= 2 else "2 seeds: mean"
+    assert over in result.stdout, result.stdout
 
 
 def test_cli_seeds_log_each_seed_to_its_own_tracker_runs_through_a_resume(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 import feedback
-from qdkit import checkpoint, distributed, map_elites, registry, rundir, tasks, trackers
+from qdkit import checkpoint, distributed, map_elites, registry, rundir, sharding, tasks, trackers, xla
 from qdkit.cli.model import model_endpoint
 from qdkit.cli.options import (
     Devices,
@@ -105,7 +105,8 @@ output_options = _group(
                  help="Iterations between checkpoints."),
     click.option("--devices", type=Devices(), default="auto", show_default=True,
                  help="Devices to split each batch over: a number, or auto (as many devices as divide the batch; with "
-                      "several processes, every process's devices)."),
+                      "several processes, every process's devices). With --seeds, the seeds are split over the devices "
+                      "instead (auto: as many as divide --seeds; on a CPU, one device per core)."),
     click.option("--overwrite", is_flag=True, help="Replace an existing run in --out."),
     click.option("--log", "log", multiple=True, type=click.Choice(trackers.NAMES),
                  help="Also log to an experiment tracker (repeatable): metrics rows, the config as parameters, the "
@@ -145,6 +146,17 @@ def same_in_every_process(config: dict[str, Any]) -> None:
             "the processes of this run were given different settings (seed, batch size, ...): give every process "
             "the same command line and options"
         )
+
+
+def seed_devices(seeds: int, devices: int | str | None) -> None:
+    """Before anything touches a device: for a run of several seeds on a CPU, one CPU
+    device per core that shares the seeds evenly (``--devices auto``) or the number
+    given, unless the process's CPU device count was already chosen (see
+    :func:`qdkit.xla.use_cpu_devices`); each device runs its seeds on a core of its own."""
+    if seeds < 2:  # (several processes refuse several seeds later, with the reason)
+        return
+    count = sharding.usable_devices(seeds, xla.cpus()) if devices in (None, "auto") else int(devices)
+    xla.use_cpu_devices(count)
 
 
 def echo(text: str, **kwargs: Any) -> None:
@@ -226,8 +238,10 @@ def execute(run: rundir.Run, iterations: int, progress: bool) -> None:
             echo(f"seed {int(run.config['seed']) + k}: {len(found)} elites (coverage {float(found.coverage()):.1%}, "
                  f"QD-score {scores[-1]:.6g})")  # fmt: skip
         spread = f" ± {np.std(scores, ddof=1):.4g} (sd)" if len(scores) > 1 else ""
-        echo(f"{int(np.max(run.state.iteration))} iterations, {run.seeds} seeds: mean QD-score {np.mean(scores):.6g}"
-             f"{spread}")  # fmt: skip
+        mesh = run.mesh()
+        where = f" over {mesh.size} devices" if mesh is not None else ""
+        echo(f"{int(np.max(run.state.iteration))} iterations, {run.seeds} seeds{where}: mean QD-score "
+             f"{np.mean(scores):.6g}{spread}")  # fmt: skip
     else:
         found = run.state.archive.results()
         echo(
@@ -276,8 +290,6 @@ def run_config(options: dict[str, Any]) -> dict[str, Any]:
         config["log"] = sorted(set(options["log"]))
     if options["seeds"] > 1:
         config["seeds"] = options["seeds"]
-        if options["devices"] not in ("auto", 1):
-            raise click.UsageError("several --seeds run on one device: leave --devices out or give --devices 1")
         if task == "text" or emitter == "lmx" or options.get("descriptors", "task") != "task":
             raise click.UsageError(
                 "several --seeds run as one compiled computation: text tasks, the LMX emitter and --descriptors "
@@ -302,6 +314,12 @@ def run(**options: Any) -> None:
     enable_compile_cache(options["compile_cache"])
     join_processes(options.pop("coordinator"), options.pop("num_processes"), options.pop("process_id"))
     config = run_config(options)
+    seed_devices(rundir.seeds_of(config), options["devices"])
+    if rundir.seeds_of(config) > 1:
+        try:  # before anything is written
+            sharding.resolve_seeds(options["devices"], rundir.seeds_of(config))
+        except ValueError as e:
+            raise click.UsageError(str(e)) from e
     same_in_every_process({**config, "out": options["out"]})
     out = options["out"]
     if out is None:
@@ -344,8 +362,7 @@ def resume(directory, iterations, devices, max_requests, max_tokens, progress, c
     enable_compile_cache(compile_cache)
     join_processes(coordinator, num_processes, process_id)
     config = read_config(directory)
-    if rundir.seeds_of(config) > 1 and devices not in (None, "auto", 1):
-        raise click.UsageError("a run of several seeds runs on one device: leave --devices out")
+    seed_devices(rundir.seeds_of(config), config.get("devices", "auto") if devices is None else devices)
     try:
         rundir.check_seeds_behind(directory)  # before anything is written
     except (rundir.RunDirError, checkpoint.CheckpointError) as e:
