@@ -23,7 +23,8 @@ and times ``--repeats`` calls of n and of 2n iterations, interleaved. The cost o
 iteration is the difference of the medians over n iterations; what a call costs once
 (qdkit's ``map_elites.run`` copies the run state it is handed, since its loop reuses
 the buffers; every call hands results back to the host) is reported apart, as "per
-call". Evaluations/s count every seed; peak
+call". ``--libraries qdkit-donate`` adds qdkit handing the state over instead
+(``map_elites.run(..., donate=True)``, as ``qdkit run`` does): no copy. Evaluations/s count every seed; peak
 memory is the process's maximum resident set (``ru_maxrss``, read as KB as Linux
 reports it), printed with what the process held after importing the library, before
 building anything. Grid sizes are the nearest squares (32^2 = 1,024 cells are plotted
@@ -34,6 +35,7 @@ gives all of them XLA's defaults.
 
     python benchmarks/scaling.py                               # every sweep (about 30 minutes on 2 cores)
     python benchmarks/scaling.py --sweeps cells --libraries qdkit
+    python benchmarks/scaling.py --sweeps cells --libraries qdkit,qdkit-donate,pyribs   # the copy's cost
     python benchmarks/scaling.py --quick                       # smoke run: small points only
     python benchmarks/scaling.py --report benchmarks/out/scaling.json   # reprint and replot
 """
@@ -70,6 +72,10 @@ QUICK = {
     "seeds": [{"seeds": s} for s in (1, 2)],
 }
 LIBRARIES = ("qdkit", "pyribs", "qdax")
+#: ``qdkit-donate``: qdkit handing its state over to ``map_elites.run`` (``donate=True``,
+#: as ``qdkit run`` does), which then reuses its buffers instead of copying the state
+#: first; only when asked for (``--libraries qdkit,qdkit-donate``).
+ALL_LIBRARIES = ("qdkit", "qdkit-donate", "pyribs", "qdax")
 AXIS = {"batch": "batch", "cells": "cells", "genotype": "dims", "seeds": "seeds"}
 
 
@@ -140,10 +146,11 @@ def qdkit_point(p: dict):
     emitter = iso_line(batch, ISO, LINE, lower=0.0, upper=1.0)
     keys = jax.random.key(0) if seeds == 1 else jnp.stack([jax.random.key(k) for k in range(seeds)])
     state = qdkit.map_elites.init(keys, task, archive, emitter)
+    donate = p["library"] == "qdkit-donate"
     holder = {"state": state}
 
     def step(n: int) -> None:
-        holder["state"], _ = qdkit.map_elites.run(holder["state"], task, emitter, n)
+        holder["state"], _ = qdkit.map_elites.run(holder["state"], task, emitter, n, donate=donate)
         jax.block_until_ready(holder["state"].archive.fitness)
 
     def coverage() -> float:
@@ -250,7 +257,7 @@ def pyribs_point(p: dict):
     return step, coverage, setup
 
 
-POINTS = {"qdkit": qdkit_point, "pyribs": pyribs_point, "qdax": qdax_point}
+POINTS = {"qdkit": qdkit_point, "qdkit-donate": qdkit_point, "pyribs": pyribs_point, "qdax": qdax_point}
 
 
 def run_point(p: dict, seconds: float, repeats: int) -> dict:
@@ -258,7 +265,8 @@ def run_point(p: dict, seconds: float, repeats: int) -> dict:
     import jax  # noqa: F401  (imports count as the baseline)
 
     sys.path.insert(0, os.path.join(HERE, ".."))
-    __import__({"qdkit": "emitters", "pyribs": "ribs.schedulers", "qdax": "qdax.core.map_elites"}[p["library"]])
+    __import__({"qdkit": "emitters", "qdkit-donate": "emitters", "pyribs": "ribs.schedulers",
+                "qdax": "qdax.core.map_elites"}[p["library"]])  # fmt: skip
     base_mb = rss_mb()
     step, coverage, setup = POINTS[p["library"]](p)
     start = time.perf_counter()
@@ -333,7 +341,7 @@ def print_tables(results: list[dict]) -> None:
             print(f"| {AXIS[sweep]} | library | evals/s | ns/eval | per call ms | peak MB | imports MB | set-up s | "
                   "first iteration s | coverage |")  # fmt: skip
             print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-            for r in sorted(part, key=lambda r: (x_of(sweep, r), LIBRARIES.index(r["library"]))):
+            for r in sorted(part, key=lambda r: (x_of(sweep, r), ALL_LIBRARIES.index(r["library"]))):
                 if "error" in r:
                     print(f"| {x_of(sweep, r):,} | {r['library']} | {r['error']} | | | | | | | |")
                     continue
@@ -347,7 +355,7 @@ def print_tables(results: list[dict]) -> None:
                 unit, cost = "ns per evaluation and parameter", lambda r: r["ns_per_eval"] / r["dims"]
             else:
                 unit, cost = "ns/eval", lambda r: r["ns_per_eval"]
-            for library in LIBRARIES:
+            for library in ALL_LIBRARIES:
                 mine = sorted((r for r in part if r["library"] == library and "error" not in r),
                               key=lambda r: x_of(sweep, r))  # fmt: skip
                 if len(mine) >= 2:
@@ -374,7 +382,7 @@ def plot(results: list[dict], path: str) -> None:
         return
     fig, axes = plt.subplots(2, len(panels), figsize=(4 * len(panels), 7), squeeze=False)
     for col, (sweep, kind) in enumerate(panels):
-        for library, marker in zip(LIBRARIES, "os^"):
+        for library, marker in zip(ALL_LIBRARIES, "oDs^"):
             mine = sorted((r for r in results if r["sweep"] == sweep and r["library"] == library and "error" not in r
                            and (kind is None or r["kind"] == kind)), key=lambda r: x_of(sweep, r))  # fmt: skip
             if not mine:
@@ -396,7 +404,8 @@ def plot(results: list[dict], path: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweeps", default=",".join(SWEEPS), help=f"comma-separated, of {', '.join(SWEEPS)}")
-    parser.add_argument("--libraries", default=",".join(LIBRARIES), help="comma-separated, of qdkit, pyribs, qdax")
+    parser.add_argument("--libraries", default=",".join(LIBRARIES),
+                        help="comma-separated, of qdkit, pyribs, qdax (and qdkit-donate)")  # fmt: skip
     parser.add_argument("--seconds", type=float, default=1.0, help="target length of one timed call")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per point before it is given up")
@@ -426,8 +435,8 @@ def main() -> None:
         if name not in SWEEPS:
             parser.error(f"unknown sweep {name!r}; valid: {', '.join(SWEEPS)}")
     for name in libraries:
-        if name not in LIBRARIES:
-            parser.error(f"unknown library {name!r}; valid: {', '.join(LIBRARIES)}")
+        if name not in ALL_LIBRARIES:
+            parser.error(f"unknown library {name!r}; valid: {', '.join(ALL_LIBRARIES)}")
     if args.quick:
         args.seconds, args.repeats = 0.2, 1
     import jax
@@ -445,7 +454,7 @@ def main() -> None:
                 results.append(r)
                 shown = r.get("error") or (f"{r['evals_per_s']:12,.0f} evals/s {r['ns_per_eval']:9,.0f} ns/eval "
                                            f"peak {r['peak_mb']:8,.0f} MB  ({r['wall_s']:.0f} s)")  # fmt: skip
-                print(f"  {sweep:8s} {library:6s} {label(p):58s} {shown}", flush=True)
+                print(f"  {sweep:8s} {library:12s} {label(p):58s} {shown}", flush=True)
                 with open(path, "w") as fh:
                     json.dump({"argv": sys.argv[1:], "jax": jax.__version__, "results": results}, fh, indent=1)
     print_tables(results)

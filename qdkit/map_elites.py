@@ -443,11 +443,12 @@ def run(
     callbacks: Sequence[Callback] = (),
     catch_interrupt: bool = True,
     mesh=None,
+    donate: bool = False,
 ) -> tuple[RunState, Metrics]:
     """Run ``iterations`` MAP-Elites iterations.
 
     Args:
-        state: from :func:`init` or a checkpoint. It is not modified.
+        state: from :func:`init` or a checkpoint. It is not modified (unless donated).
         task, emitter: as given to :func:`init`.
         iterations: number of iterations to run (``>= 0``).
         chunk_size: iterations per compiled chunk; host work happens between chunks.
@@ -463,6 +464,12 @@ def run(
             the single-device run, scores equal up to the last bit (see
             :mod:`qdkit.sharding`). A state of several seeds is split over its devices
             by seed instead, each seed's numbers those of the one-device run.
+        donate: hand ``state`` over to the loop, which then reuses its buffers rather
+            than copying it first: the copy holds a second archive for the length of
+            the call (at 10^6 cells it is most of the process's peak memory). JAX
+            deletes donated arrays, so neither ``state`` nor any array it shares (one
+            passed through from elsewhere) may be used after the call; use the
+            returned state. ``qdkit run`` and ``qdkit resume`` donate.
 
     Host tasks and emitters (``host=True``: language models, people) run one
     iteration at a time outside the compiler (insertion stays compiled; ``mesh`` is
@@ -499,8 +506,8 @@ def run(
         mesh = None if mesh is None or mesh.size == 1 else mesh
     place = functools.partial(sharding.replicate if seeds is None else sharding.shard_seeds, mesh=mesh)
     collected: list[Metrics] = []
-    # A private copy: the chunks donate (reuse) their input buffers.
-    state = place(_private_copy(state))
+    # The chunks donate (reuse) their input buffers: a private copy unless handed over.
+    state = place(_unshared(state) if donate else _private_copy(state))
     done = 0
     with _sigint_flag(catch_interrupt) as interrupted:
         while done < iterations:

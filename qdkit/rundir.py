@@ -368,6 +368,7 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
             chunk_size=chunk,
             callbacks=hooks,
             mesh=mesh,
+            donate=True,  # run.state is replaced by the result (or by the interrupted state)
         )
     except map_elites.Interrupted as interrupted:  # also Stopped (a spent budget)
         if writer:

@@ -61,6 +61,20 @@ def test_input_state_is_not_consumed():
     np.testing.assert_array_equal(state.archive.fitness, before)  # still readable, unchanged
 
 
+def test_a_donated_state_is_consumed_and_gives_the_same_run():
+    task, archive, emitter = setup()
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+    kept, kept_metrics = map_elites.run(state, task, emitter, 12, chunk_size=5)
+    assert not state.archive.fitness.is_deleted()
+    given, given_metrics = map_elites.run(state, task, emitter, 12, chunk_size=5, donate=True)
+    assert state.archive.fitness.is_deleted() and state.archive.genotypes.is_deleted()  # its buffers were reused
+    for a, b in zip(jax.tree.leaves(given.archive), jax.tree.leaves(kept.archive)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(given_metrics["qd_score"], kept_metrics["qd_score"])
+    again, _ = map_elites.run(given, task, emitter, 3, donate=True)  # the returned state goes on
+    assert int(again.iteration) == 15 and given.archive.fitness.is_deleted()
+
+
 def test_no_recompilation_after_first_chunk():
     task, archive, emitter = setup(batch=32)
     state = map_elites.init(jax.random.key(0), task, archive, emitter)
