@@ -21,17 +21,18 @@ Every point runs in a fresh process (so that peak memory is that point's): it bu
 compiles and warms up, picks a number n of iterations that takes about ``--seconds``,
 and times ``--repeats`` calls of n and of 2n iterations, interleaved. The cost of an
 iteration is the difference of the medians over n iterations; what a call costs once
-(qdkit's ``map_elites.run`` copies the run state it is handed, since its loop reuses
-the buffers; every call hands results back to the host) is reported apart, as "per
-call". ``--libraries qdkit-donate`` adds qdkit handing the state over instead
-(``map_elites.run(..., donate=True)``, as ``qdkit run`` does): no copy. Evaluations/s count every seed; peak
-memory is the process's maximum resident set (``ru_maxrss``, read as KB as Linux
-reports it), printed with what the process held after importing the library, before
-building anything. Grid sizes are the nearest squares (32^2 = 1,024 cells are plotted
-as 10^3, 316^2 = 99,856 as 10^5). A point that fails or runs out of
-``--timeout`` is reported as such, not retried. Every point's process runs with the
-XLA:CPU flag qdkit sets on import (``qdkit.xla``), QDax's too; ``QDKIT_XLA_DEFAULTS=0``
-gives all of them XLA's defaults.
+(qdkit's ``map_elites.run`` copies the run state it is handed, since its loop reuses the
+buffers; every call hands results back to the host) is reported apart, as "per call".
+``--libraries qdkit-donate`` adds qdkit handing the state over instead
+(``map_elites.run(..., donate=True)``, as ``qdkit run`` does): no copy. Evaluations/s
+count every seed; peak memory is the process's maximum resident set (``ru_maxrss``, read
+as KB as Linux reports it), printed with what the process held after importing the
+library, before building anything, and the peak once the archive and the initial state
+were built ("peak when built"). ``--cells 1000000`` keeps only those points of the cells
+sweep. Grid sizes are the nearest squares (32^2 = 1,024 cells are plotted as 10^3, 316^2
+= 99,856 as 10^5). A point that fails or runs out of ``--timeout`` is reported as such,
+not retried. Every point's process runs with the XLA:CPU flag qdkit sets on import
+(``qdkit.xla``), QDax's too; ``QDKIT_XLA_DEFAULTS=0`` gives all of them XLA's defaults.
 
     python benchmarks/scaling.py                               # every sweep (about 30 minutes on 2 cores)
     python benchmarks/scaling.py --sweeps cells --libraries qdkit
@@ -269,6 +270,7 @@ def run_point(p: dict, seconds: float, repeats: int) -> dict:
                 "qdax": "qdax.core.map_elites"}[p["library"]])  # fmt: skip
     base_mb = rss_mb()
     step, coverage, setup = POINTS[p["library"]](p)
+    built_mb = rss_mb()  # the peak so far: building the archive and the initial state
     start = time.perf_counter()
     step(1)  # compiles (QDax's scan compiles once per distinct length)
     first = time.perf_counter() - start
@@ -299,6 +301,7 @@ def run_point(p: dict, seconds: float, repeats: int) -> dict:
     evals = p["batch"] * p["seeds"]
     return {**p, "iterations": n, "seconds_per_iteration": median, "evals_per_s": evals / median,
             "ns_per_eval": 1e9 * median / evals, "per_call_s": per_call, "peak_mb": rss_mb(), "base_mb": base_mb,
+            "built_mb": built_mb,
             "setup_s": setup, "first_s": first, "coverage": coverage()}  # fmt: skip
 
 
@@ -338,16 +341,17 @@ def print_tables(results: list[dict]) -> None:
             part = [r for r in rows if kind is None or r["kind"] == kind]
             title = f"{sweep}" + (f" ({kind})" if kind else "")
             print(f"\n### {title}: the rest at {label({**BASE, **SWEEP_BASE[sweep], 'kind': kind or 'grid'})}")
-            print(f"| {AXIS[sweep]} | library | evals/s | ns/eval | per call ms | peak MB | imports MB | set-up s | "
-                  "first iteration s | coverage |")  # fmt: skip
-            print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+            print(f"| {AXIS[sweep]} | library | evals/s | ns/eval | per call ms | peak MB | peak when built MB | "
+                  "imports MB | set-up s | first iteration s | coverage |")  # fmt: skip
+            print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             for r in sorted(part, key=lambda r: (x_of(sweep, r), ALL_LIBRARIES.index(r["library"]))):
                 if "error" in r:
-                    print(f"| {x_of(sweep, r):,} | {r['library']} | {r['error']} | | | | | | | |")
+                    print(f"| {x_of(sweep, r):,} | {r['library']} | {r['error']} | | | | | | | | |")
                     continue
                 print(f"| {x_of(sweep, r):,} | {r['library']} | {r['evals_per_s']:,.0f} | {r['ns_per_eval']:,.0f} | "
                       f"{1e3 * r['per_call_s']:,.0f} | "
-                      f"{r['peak_mb']:,.0f} | {r['base_mb']:,.0f} | {r['setup_s']:.2f} | {r['first_s']:.2f} | "
+                      f"{r['peak_mb']:,.0f} | {r.get('built_mb', float('nan')):,.0f} | {r['base_mb']:,.0f} | "
+                      f"{r['setup_s']:.2f} | {r['first_s']:.2f} | "
                       f"{r['coverage']:.3f} |")  # fmt: skip
             # the cost that should stay flat along the sweep: per evaluation, and for the
             # genotype sweep per evaluation and parameter (scoring and variation are O(D))
@@ -412,6 +416,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small points only, short timings (smoke run)")
     parser.add_argument("--out", default=os.path.join(HERE, "out", "scaling"), help="results json and plot go here")
     parser.add_argument("--report", help="reprint the tables and replot from a results json")
+    parser.add_argument("--cells", help="comma-separated cell counts: only these points of the cells sweep")
     parser.add_argument("--point", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.point:
@@ -448,6 +453,8 @@ def main() -> None:
     results: list[dict] = []
     for sweep in sweeps:
         for change in (QUICK if args.quick else SWEEPS)[sweep]:
+            if sweep == "cells" and args.cells and str(change["cells"]) not in args.cells.split(","):
+                continue
             for library in libraries:
                 p = {**BASE, **change, "library": library, "sweep": sweep}
                 r = spawn(p, args)

@@ -74,24 +74,51 @@ def save(
     The file holds plain arrays, whatever devices or processes ``state`` lay on (an
     array split over processes is gathered, a collective), so it loads on any layout.
     """
-    path = os.fspath(path)
+    arrays, described, treedef, iteration = _on_host(state)
+    _write(path, arrays, described, treedef, iteration, config, host)
+
+
+def save_seeds(paths: list[str | os.PathLike], state: Any, configs: list[dict | None] | None = None) -> None:
+    """Write seed ``k`` of ``state`` (leaves with a leading seed axis, e.g. a run state of
+    several seeds) to ``paths[k]`` with ``configs[k]``: the checkpoint that
+    :func:`save` writes for ``map_elites.seed_state(state, k)``, but the state crosses
+    to the host once and is sliced there (no device program per leaf and seed)."""
+    arrays, described, treedef, iteration = _on_host(state)
+    configs = [None] * len(paths) if configs is None else configs
+    if len(configs) != len(paths):
+        raise ValueError(f"{len(paths)} paths but {len(configs)} configs")
+    for k, path in enumerate(paths):
+        mine = [{**entry, "shape": entry["shape"][1:]} for entry in described]
+        _write(path, [a[k] for a in arrays], mine, treedef, None if iteration is None else iteration[k],
+               configs[k], None)  # fmt: skip
+
+
+def _on_host(state: Any) -> tuple[list[np.ndarray], list[dict], Any, np.ndarray | None]:
+    """The leaves of ``state`` as NumPy arrays (a key as its key data), how to rebuild
+    each, the tree structure and the iteration (``None`` when ``state`` has none)."""
     leaves, treedef = jax.tree.flatten(state)
     leaves = distributed.to_host(leaves)
-    arrays: dict[str, np.ndarray] = {}
+    arrays: list[np.ndarray] = []
     described = []
-    for i, leaf in enumerate(leaves):
+    for leaf in leaves:
         entry: dict[str, Any] = {}
         if _is_key(leaf):
             entry["key_impl"] = str(jax.random.key_impl(leaf))
             leaf = jax.random.key_data(leaf)
         array = np.asarray(leaf)
         entry.update(dtype=array.dtype.str, shape=list(array.shape))
-        arrays[f"leaf_{i}"] = array
+        arrays.append(array)
         described.append(entry)
+    iteration = getattr(state, "iteration", None)
+    iteration = None if iteration is None else np.asarray(distributed.to_host(iteration))
+    return arrays, described, treedef, iteration
+
+
+def _write(path, leaves, described, treedef, iteration, config, host) -> None:
+    path = os.fspath(path)
+    arrays = {f"leaf_{i}": array for i, array in enumerate(leaves)}
     for name, value in (host or {}).items():
         arrays[_HOST + name] = np.asarray(value)
-    iteration = getattr(state, "iteration", None)
-    iteration = None if iteration is None else distributed.to_host(iteration)
     meta = {
         "format": FORMAT,
         "version": VERSION,

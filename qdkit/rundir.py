@@ -212,10 +212,12 @@ class RunCheckpointer(callbacks.Checkpointer):
     def save(self, state) -> None:
         super().save(state)
         if self.run.seeds > 1 and distributed.is_writer():
-            for k in range(self.run.seeds):
-                directory, config = seed_directory(self.run.directory, k), seed_config(self.run.config, k)
+            directories = [seed_directory(self.run.directory, k) for k in range(self.run.seeds)]
+            configs = [seed_config(self.run.config, k) for k in range(self.run.seeds)]
+            for directory in directories:
                 os.makedirs(directory, exist_ok=True)
-                checkpoint.save(os.path.join(directory, CHECKPOINT), map_elites.seed_state(state, k), config)
+            checkpoint.save_seeds([os.path.join(d, CHECKPOINT) for d in directories], state, configs)
+            for directory, config in zip(directories, configs):
                 write_json(os.path.join(directory, CONFIG), config)  # e.g. a new iteration total
 
 

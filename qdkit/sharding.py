@@ -143,7 +143,18 @@ def shard_seeds(tree: Any, mesh: Mesh | None) -> Any:
     mesh's devices, each holding its share of the seeds."""
     if mesh is None or mesh.size == 1:
         return tree
-    return jax.device_put(tree, NamedSharding(mesh, P(mesh.axis_names[0])))
+    target = NamedSharding(mesh, P(mesh.axis_names[0]))
+
+    def one(leaf):
+        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            if leaf.sharding.is_equivalent_to(target, leaf.ndim):
+                return leaf
+            # through the host: JAX would compile a program to split a device array
+            data = jax.device_put(np.asarray(jax.random.key_data(leaf)), target)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+        return jax.device_put(leaf, target)
+
+    return jax.tree.map(one, tree)
 
 
 def check_mesh(mesh: Mesh | None) -> None:

@@ -50,6 +50,23 @@ def saved(tmp_path):
     return path, state
 
 
+def test_save_seeds_writes_what_save_writes_for_each_seed(tmp_path):
+    task, archive, emitter = build()
+    keys = qdkit.rng.key([3, 4, 5])
+    state, _ = map_elites.run(map_elites.init(keys, task, archive, emitter), task, emitter, 4)
+    paths = [tmp_path / f"seeds-{k}.npz" for k in range(3)]
+    checkpoint.save_seeds(paths, state, [{"seed": 3 + k} for k in range(3)])
+    template = map_elites.state_template(task, archive, emitter)
+    for k, path in enumerate(paths):
+        one = map_elites.seed_state(state, k)
+        checkpoint.save(tmp_path / "one.npz", one, {"seed": 3 + k})
+        assert checkpoint.read_meta(path) == checkpoint.read_meta(tmp_path / "one.npz")
+        leaves_equal(checkpoint.load(path, template), one)
+        leaves_equal(checkpoint.load(path, template), checkpoint.load(tmp_path / "one.npz", template))
+    with pytest.raises(ValueError, match="3 paths but 2 configs"):
+        checkpoint.save_seeds(paths, state, [{}, {}])
+
+
 def test_write_is_atomic(tmp_path, monkeypatch):
     path, state = saved(tmp_path)
     good = path.read_bytes()

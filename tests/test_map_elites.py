@@ -73,6 +73,12 @@ def test_a_donated_state_is_consumed_and_gives_the_same_run():
     np.testing.assert_array_equal(given_metrics["qd_score"], kept_metrics["qd_score"])
     again, _ = map_elites.run(given, task, emitter, 3, donate=True)  # the returned state goes on
     assert int(again.iteration) == 15 and given.archive.fitness.is_deleted()
+    # a threshold archive holds its empty storage twice (storage and result archive)
+    soft = qdkit.GridArchive.create(shape=(16, 16), lower=task.lower, upper=task.upper,
+                                    example_genotype=task.example_genotype, learning_rate=0.5, threshold_min=-10.0)  # fmt: skip
+    soft_state, _ = map_elites.run(map_elites.init(jax.random.key(1), task, soft, emitter), task, emitter, 3,
+                                   donate=True)  # fmt: skip
+    assert int(soft_state.iteration) == 3
 
 
 def test_no_recompilation_after_first_chunk():

@@ -106,16 +106,20 @@ def test_policy_init_is_one_program_with_the_eager_weights():
         np.testing.assert_array_equal(a, b)
 
 
-def test_qdkit_run_compiles_only_its_programs_before_the_first_step(tmp_path):
-    # the arm default as one seed: before the first step, only the initial batch
+@pytest.mark.parametrize("seeds, init, chunk", [(1, "jit(_init)", "jit(_chunk)"),
+                                               (2, "jit(_init_seeds)", "jit(_run_chunk_seeds)")])  # fmt: skip
+def test_qdkit_run_compiles_only_its_programs_before_the_first_step(tmp_path, seeds, init, chunk):
+    # the arm default: before the first step, only the initial batch (with two seeds over
+    # two of conftest's devices, each seed's first checkpoint is sliced on the host)
     env = {**os.environ, "JAX_LOG_COMPILES": "1", "QDKIT_COMPILE_CACHE": "0"}
     result = subprocess.run(
         [sys.executable, "-m", "qdkit.cli", "run", "--iterations", "1", "--batch-size", "16", "--no-progress",
-         "--out", str(tmp_path / "run")],
+         "--seeds", str(seeds), "--out", str(tmp_path / "run")],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     compiled_names = re.findall(r"Compiling (\S+) with global shapes", result.stderr)
-    assert "jit(_chunk)" in compiled_names, compiled_names
-    before = compiled_names[: compiled_names.index("jit(_chunk)")]
-    assert before == ["jit(_init)"], before
+    assert chunk in compiled_names, compiled_names
+    before = compiled_names[: compiled_names.index(chunk)]
+    assert before == [init], before
+    assert seeds == 1 or "2 seeds over 2 devices" in result.stdout, result.stdout
