@@ -466,7 +466,8 @@ def run(
             by seed instead, each seed's numbers those of the one-device run.
         donate: hand ``state`` over to the loop, which then reuses its buffers rather
             than copying it first: the copy holds a second archive for the length of
-            the call (at 10^6 cells it is most of the process's peak memory). JAX
+            the call and takes its time (0.2-0.3 s per call at 10^6 cells on a
+            2-core CPU; ``benchmarks/scaling.py``, RESULTS.md). JAX
             deletes donated arrays, so neither ``state`` nor any array it shares (one
             passed through from elsewhere) may be used after the call; use the
             returned state. ``qdkit run`` and ``qdkit resume`` donate.
