@@ -22,6 +22,8 @@ message rather than silently reinterpreted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import os
 import re
@@ -59,10 +61,26 @@ def _is_key(leaf: Any) -> bool:
     return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
+@dataclasses.dataclass(frozen=True)
+class HostCopy:
+    """A state's leaves copied to the host once (:func:`on_host`), for several
+    checkpoints of the same state (:func:`save`, :func:`save_seeds`) without a transfer
+    each. ``iteration`` is the state's (``None`` when it has none)."""
+
+    arrays: list[np.ndarray]
+    described: list[dict]
+    treedef: Any
+    iteration: np.ndarray | None
+
+
 def save(
-    path: str | os.PathLike, state: Any, config: dict | None = None, host: dict[str, np.ndarray] | None = None
+    path: str | os.PathLike,
+    state: Any,
+    config: dict | None = None,
+    host: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Write ``state`` (any pytree, typically a :class:`qdkit.RunState`) to ``path``.
+    """Write ``state`` (any pytree, typically a :class:`qdkit.RunState`, or its
+    :class:`HostCopy`) to ``path``.
 
     ``host`` holds named NumPy arrays of host-side state that must stay consistent with
     ``state`` (a QDHF refitter's judgments, refit count and random streams); they are
@@ -74,28 +92,41 @@ def save(
     The file holds plain arrays, whatever devices or processes ``state`` lay on (an
     array split over processes is gathered, a collective), so it loads on any layout.
     """
-    arrays, described, treedef, iteration = _on_host(state)
-    _write(path, arrays, described, treedef, iteration, config, host)
+    copy = on_host(state)
+    _write(path, copy.arrays, copy.described, copy.treedef, copy.iteration, config, host)
 
 
 def save_seeds(paths: list[str | os.PathLike], state: Any, configs: list[dict | None] | None = None) -> None:
     """Write seed ``k`` of ``state`` (leaves with a leading seed axis, e.g. a run state of
-    several seeds) to ``paths[k]`` with ``configs[k]``: the checkpoint that
-    :func:`save` writes for ``map_elites.seed_state(state, k)``, but the state crosses
-    to the host once and is sliced there (no device program per leaf and seed)."""
-    arrays, described, treedef, iteration = _on_host(state)
+    several seeds, or its :class:`HostCopy`) to ``paths[k]`` with ``configs[k]``: the
+    checkpoint that :func:`save` writes for ``map_elites.seed_state(state, k)``, but the
+    state crosses to the host once and is sliced there (no device program per leaf and
+    seed).
+
+    Raises:
+        ValueError: not one path per seed, or not one config per path.
+    """
+    copy = on_host(state)
     configs = [None] * len(paths) if configs is None else configs
     if len(configs) != len(paths):
         raise ValueError(f"{len(paths)} paths but {len(configs)} configs")
+    axes = {a.shape[0] if a.ndim else None for a in copy.arrays}
+    if axes != {len(paths)}:
+        raise ValueError(
+            f"{len(paths)} paths, but the state's leaves have leading axes {sorted(axes, key=str)}: give one path per "
+            "seed of a state with a leading seed axis"
+        )
     for k, path in enumerate(paths):
-        mine = [{**entry, "shape": entry["shape"][1:]} for entry in described]
-        _write(path, [a[k] for a in arrays], mine, treedef, None if iteration is None else iteration[k],
-               configs[k], None)  # fmt: skip
+        mine = [{**entry, "shape": entry["shape"][1:]} for entry in copy.described]
+        iteration = None if copy.iteration is None else copy.iteration[k]
+        _write(path, [a[k] for a in copy.arrays], mine, copy.treedef, iteration, configs[k], None)
 
 
-def _on_host(state: Any) -> tuple[list[np.ndarray], list[dict], Any, np.ndarray | None]:
+def on_host(state: Any) -> HostCopy:
     """The leaves of ``state`` as NumPy arrays (a key as its key data), how to rebuild
-    each, the tree structure and the iteration (``None`` when ``state`` has none)."""
+    each, the tree structure and the iteration; ``state`` itself when it is one."""
+    if isinstance(state, HostCopy):
+        return state
     leaves, treedef = jax.tree.flatten(state)
     leaves = distributed.to_host(leaves)
     arrays: list[np.ndarray] = []
@@ -111,7 +142,7 @@ def _on_host(state: Any) -> tuple[list[np.ndarray], list[dict], Any, np.ndarray 
         described.append(entry)
     iteration = getattr(state, "iteration", None)
     iteration = None if iteration is None else np.asarray(distributed.to_host(iteration))
-    return arrays, described, treedef, iteration
+    return HostCopy(arrays, described, treedef, iteration)
 
 
 def _write(path, leaves, described, treedef, iteration, config, host) -> None:
@@ -202,13 +233,17 @@ def load_host(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise CheckpointError(f"{path} is corrupt (host arrays unreadable): {e}") from e
 
 
-def load(path: str | os.PathLike, like: Any) -> Any:
+def load(path: str | os.PathLike, like: Any, sharding: jax.sharding.Sharding | None = None) -> Any:
     """Read a checkpoint into the structure of ``like``.
 
     Args:
         path: the checkpoint file.
         like: a template with the same pytree structure, leaf shapes and dtypes (a
             state, or ``jax.eval_shape`` of the function that builds one).
+        sharding: where every leaf goes, straight from the file (a PRNG key through its
+            key data); JAX's default device when ``None``. For instance a state of
+            several seeds split over a mesh (``NamedSharding(mesh, P(axis))``) with no
+            copy left on the first device.
 
     Raises:
         CheckpointError: missing, truncated, corrupt or foreign file, or a structure,
@@ -236,10 +271,11 @@ def load(path: str | os.PathLike, like: Any) -> Any:
                 array = npz[f"leaf_{i}"]
             except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
                 raise CheckpointError(f"{path} is corrupt (leaf {i} unreadable): {e}") from e
+            put = jnp.asarray if sharding is None else functools.partial(jax.device_put, device=sharding)
             if "key_impl" in entry:
-                leaf = jax.random.wrap_key_data(jnp.asarray(array), impl=entry["key_impl"])
+                leaf = jax.random.wrap_key_data(put(array), impl=entry["key_impl"])
             else:
-                leaf = jnp.asarray(array)
+                leaf = put(array)
             if leaf.shape != tuple(template.shape) or leaf.dtype != template.dtype:
                 raise CheckpointError(
                     f"{path} does not match this run: leaf {i} is {leaf.dtype}{list(leaf.shape)}, "

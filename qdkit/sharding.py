@@ -26,8 +26,8 @@ device running its share of them vmapped, with no communication (the seeds are
 independent searches); every seed's numbers are those of the one-device run, to the
 last bit. On a CPU this is how several seeds use several cores: XLA runs each device's
 program on a thread of its own, while one device runs most of a small iteration on one
-core. ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` makes ``N`` CPU devices;
-``qdkit run --seeds`` sets it (:func:`qdkit.xla.add_cpu_devices`).
+core. :func:`qdkit.xla.use_cpu_devices` (JAX's ``jax_num_cpu_devices``, before the
+first use of a device) makes ``N`` CPU devices; ``qdkit run --seeds`` calls it.
 
 Several processes (hosts): start one process per host with the same code and call
 :func:`qdkit.distributed.initialize` first; ``jax.devices()`` then lists every
@@ -128,13 +128,17 @@ def check_seed_mesh(mesh: Mesh | None, seeds: int) -> None:
     if mesh is None or mesh.size == 1:
         return
     if spans_processes(mesh) or jax.process_count() > 1:
-        raise ValueError("several seeds run in one process: leave out the process options, or --seeds")
+        raise ValueError(
+            f"several seeds run in one process, over its own devices; this is process {jax.process_index()} of "
+            f"{jax.process_count()} (run the seeds without jax.distributed / the process options)"
+        )
     if len(mesh.axis_names) != 1:
         raise ValueError(f"several seeds are split over a 1-D mesh (sharding.batch_mesh()); got axes {mesh.axis_names}")
     if seeds % mesh.size:
+        fits = [n for n in range(1, len(jax.local_devices()) + 1) if seeds % n == 0]
         raise ValueError(
-            f"{seeds} seeds do not split evenly over {mesh.size} devices: give a multiple of {mesh.size} seeds, or "
-            "fewer devices"
+            f"{seeds} seeds do not split evenly over {mesh.size} devices; device counts that do here: "
+            f"{', '.join(map(str, fits))}"
         )
 
 

@@ -102,17 +102,28 @@ def cpus() -> int:
 def use_cpu_devices(count: int, environ: MutableMapping[str, str] = os.environ) -> bool:
     """Have JAX make ``count`` CPU devices (``jax_num_cpu_devices``), unless something
     already chose their number (``JAX_NUM_CPU_DEVICES``, the config option, or
-    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``), ``QDKIT_XLA_DEFAULTS``
-    is off, or a JAX backend has started; returns whether it did. ``qdkit run --seeds``
-    calls it: on a CPU each device runs its share of the seeds on a thread of its own
-    (see :mod:`qdkit.sharding`). GPU and TPU devices are not affected."""
+    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``) or a JAX backend has
+    started (then it warns if the count differs: JAX makes its devices once); returns
+    whether it did. ``qdkit run --seeds`` calls it: on a CPU each device runs its share
+    of the seeds on a thread of its own (see :mod:`qdkit.sharding`). GPU and TPU devices
+    are not affected. ``QDKIT_XLA_DEFAULTS`` does not concern it (``--devices 1`` keeps
+    one device)."""
     import jax
 
-    if count < 2 or environ.get("QDKIT_XLA_DEFAULTS", "1").strip().lower() in ("0", "off", "false", "no"):
+    if count < 2:
         return False
     if "xla_force_host_platform_device_count" in environ.get("XLA_FLAGS", ""):
         return False
-    if jax.config.jax_num_cpu_devices != -1 or _backend_started():
+    if jax.config.jax_num_cpu_devices != -1:
+        return False
+    if _backend_started():
+        have = len(jax.devices("cpu"))
+        if have != count:
+            warnings.warn(
+                f"JAX has already started with {have} CPU device(s); call qdkit.xla.use_cpu_devices({count}) "
+                "before the first JAX computation of the process to get more",
+                stacklevel=2,
+            )
         return False
     jax.config.update("jax_num_cpu_devices", int(count))
     return True

@@ -65,6 +65,17 @@ def test_save_seeds_writes_what_save_writes_for_each_seed(tmp_path):
         leaves_equal(checkpoint.load(path, template), checkpoint.load(tmp_path / "one.npz", template))
     with pytest.raises(ValueError, match="3 paths but 2 configs"):
         checkpoint.save_seeds(paths, state, [{}, {}])
+    with pytest.raises(ValueError, match=r"2 paths, but the state's leaves have leading axes \[3\]"):
+        checkpoint.save_seeds(paths[:2], state)
+    # one host copy serves the checkpoint of all seeds and each seed's
+    copy = checkpoint.on_host(state)
+    checkpoint.save(tmp_path / "all-a.npz", state, {"n": 1})
+    checkpoint.save(tmp_path / "all-b.npz", copy, {"n": 1})
+    assert (tmp_path / "all-a.npz").read_bytes() == (tmp_path / "all-b.npz").read_bytes()
+    checkpoint.save_seeds([tmp_path / "copy-0.npz", tmp_path / "copy-1.npz", tmp_path / "copy-2.npz"], copy,
+                          [{"seed": 3 + k} for k in range(3)])  # fmt: skip
+    for k, path in enumerate(paths):
+        assert path.read_bytes() == (tmp_path / f"copy-{k}.npz").read_bytes()
 
 
 def test_write_is_atomic(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import qdkit
 from emitters import evolution_strategy, iso_line
-from qdkit import callbacks, checkpoint, map_elites, sharding, xla
+from qdkit import callbacks, checkpoint, map_elites, rundir, sharding, xla
 from qdkit.cli import main
 
 
@@ -86,6 +86,11 @@ def test_seeds_split_over_devices_are_the_one_device_runs_to_the_bit():
         half, _ = map_elites.run(map_elites.init(keys(3, 4, 5, 6), task, archive, emitter), task, emitter, 10)
         rest, _ = map_elites.run(half, task, emitter, 15, chunk_size=10, mesh=mesh)
         np.testing.assert_array_equal(np.asarray(rest.archive.fitness), np.asarray(one.archive.fitness))
+        split = map_elites.init(keys(3, 4, 5, 6), task, archive, emitter, mesh=mesh)
+        half, _ = map_elites.run(split, task, emitter, 10, mesh=mesh)
+        rest, _ = map_elites.run(half, task, emitter, 15, chunk_size=10)
+        np.testing.assert_array_equal(np.asarray(rest.archive.fitness), np.asarray(one.archive.fitness))
+        np.testing.assert_array_equal(np.asarray(rest.archive.genotypes), np.asarray(one.archive.genotypes))
     with pytest.raises(ValueError, match="3 seeds do not split evenly over 2 devices"):
         map_elites.init(keys(0, 1, 2), task, archive, emitter, mesh=sharding.batch_mesh(2))
     with pytest.raises(ValueError, match="3 seeds do not split evenly over 2 devices"):
@@ -98,16 +103,17 @@ def test_seeds_split_over_devices_are_the_one_device_runs_to_the_bit():
 
 def test_use_cpu_devices_leaves_a_chosen_count_alone(monkeypatch):
     jax.devices()  # this process's backend has started: nothing may change now
-    assert not xla.use_cpu_devices(2, {})
+    with pytest.warns(UserWarning, match="already started with 4 CPU device"):
+        assert not xla.use_cpu_devices(2, {})
     monkeypatch.setattr(xla, "_backend_started", lambda: False)  # as before anything touched a device
     assert jax.config.jax_num_cpu_devices == -1  # conftest chose its count in XLA_FLAGS
     updates = []
     monkeypatch.setattr(jax.config, "update", lambda name, value: updates.append((name, value)))
     assert not xla.use_cpu_devices(2, {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
-    assert not xla.use_cpu_devices(2, {"QDKIT_XLA_DEFAULTS": "off"})
     assert not xla.use_cpu_devices(1, {})
     assert updates == []
     assert xla.use_cpu_devices(2, {}) and updates == [("jax_num_cpu_devices", 2)]
+    assert xla.use_cpu_devices(3, {"QDKIT_XLA_DEFAULTS": "off"})  # about XLA's flags, not the device count
 
 
 def invoke(*args):
@@ -176,7 +182,7 @@ def test_cli_seeds_refuse_what_cannot_work_before_writing(tmp_path, extra, messa
     assert not out.exists() and "starting the bundled" not in result.output
 
 
-def test_cli_seeds_over_devices_give_the_runs_of_one_device(tmp_path):
+def test_cli_seeds_over_devices_give_the_runs_of_one_device(tmp_path, monkeypatch):
     one, two = tmp_path / "one", tmp_path / "two"
     assert invoke("run", "--seeds", 4, "--iterations", 20, "--devices", 1, "--out", one, *SMALL).exit_code == 0
     result = invoke("run", "--seeds", 4, "--iterations", 20, "--devices", 2, "--out", two, *SMALL)
@@ -189,8 +195,19 @@ def test_cli_seeds_over_devices_give_the_runs_of_one_device(tmp_path):
     assert invoke("resume", one, "--iterations", 30, "--no-progress").exit_code == 0
     for k in range(4):
         assert (one / f"seed-{k}" / "metrics.jsonl").read_text() == (two / f"seed-{k}" / "metrics.jsonl").read_text()
+    loaded = rundir.load(str(two), 2)  # each device reads its own seeds from the checkpoint
+    for leaf in jax.tree.leaves(loaded.state):
+        assert len(leaf.sharding.device_set) == 2 and leaf.sharding.spec[0] == sharding.AXIS
+    copies, on_host = [], checkpoint.on_host  # the run's checkpoint and the seeds' from one host copy
+    monkeypatch.setattr(checkpoint, "on_host", lambda s: copies.append(type(s)) or on_host(s))
+    rundir.RunCheckpointer(loaded, 1).save(loaded.state)
+    assert copies.count(checkpoint.HostCopy) == 2 and len(copies) == 3, copies
+    monkeypatch.undo()
+    before = {p: p.read_bytes() for p in sorted(two.rglob("*")) if p.is_file()}
     result = CliRunner().invoke(main, ["resume", str(two), "--iterations", "40", "--devices", "3", "--no-progress"])
     assert result.exit_code != 0 and "4 seeds do not split evenly over 3 devices" in result.output, result.output
+    assert "device counts that do here: 1, 2, 4" in result.output, result.output
+    assert {p: p.read_bytes() for p in sorted(two.rglob("*")) if p.is_file()} == before  # nothing rewritten
 
 
 def test_cli_seeds_take_one_cpu_device_per_core(tmp_path):

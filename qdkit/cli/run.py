@@ -52,8 +52,8 @@ search_options = _group(
     seed_option,
     click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
                  help="Runs of seeds SEED, SEED+1, ... as one compiled computation, in --out/seed-K directories, "
-                      "with comparison.png of their curves (compiled tasks and emitters, one device; a CVT's "
-                      "centroids are SEED's, shared by every seed)."),
+                      "with comparison.png of their curves (compiled tasks and emitters, one process; the seeds are "
+                      "split over --devices; a CVT's centroids are SEED's, shared by every seed)."),
 )  # fmt: skip
 
 archive_options = _group(
@@ -157,6 +157,17 @@ def seed_devices(seeds: int, devices: int | str | None) -> None:
         return
     count = sharding.usable_devices(seeds, xla.cpus()) if devices in (None, "auto") else int(devices)
     xla.use_cpu_devices(count)
+
+
+def check_seed_devices(seeds: int, devices: int | str | None) -> None:
+    """:func:`seed_devices`, then refuse a device count that cannot split the seeds,
+    before anything is written."""
+    seed_devices(seeds, devices)
+    if seeds > 1:
+        try:
+            sharding.resolve_seeds(devices, seeds)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from e
 
 
 def echo(text: str, **kwargs: Any) -> None:
@@ -314,12 +325,7 @@ def run(**options: Any) -> None:
     enable_compile_cache(options["compile_cache"])
     join_processes(options.pop("coordinator"), options.pop("num_processes"), options.pop("process_id"))
     config = run_config(options)
-    seed_devices(rundir.seeds_of(config), options["devices"])
-    if rundir.seeds_of(config) > 1:
-        try:  # before anything is written
-            sharding.resolve_seeds(options["devices"], rundir.seeds_of(config))
-        except ValueError as e:
-            raise click.UsageError(str(e)) from e
+    check_seed_devices(rundir.seeds_of(config), options["devices"])
     same_in_every_process({**config, "out": options["out"]})
     out = options["out"]
     if out is None:
@@ -351,7 +357,12 @@ def run(**options: Any) -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 @click.option("--iterations", type=click.IntRange(min=1), default=None,
               help="New total number of iterations [default: the run's].")  # fmt: skip
-@click.option("--devices", type=Devices(), default=None, help="Devices to split each batch over [default: the run's].")
+@click.option(
+    "--devices",
+    type=Devices(),
+    default=None,
+    help="Devices to split each batch (with several seeds: the seeds) over [default: the run's].",
+)
 @budget_options
 @progress_option
 @compile_cache_option
@@ -362,7 +373,7 @@ def resume(directory, iterations, devices, max_requests, max_tokens, progress, c
     enable_compile_cache(compile_cache)
     join_processes(coordinator, num_processes, process_id)
     config = read_config(directory)
-    seed_devices(rundir.seeds_of(config), config.get("devices", "auto") if devices is None else devices)
+    check_seed_devices(rundir.seeds_of(config), config.get("devices", "auto") if devices is None else devices)
     try:
         rundir.check_seeds_behind(directory)  # before anything is written
     except (rundir.RunDirError, checkpoint.CheckpointError) as e:
