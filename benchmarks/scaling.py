@@ -23,8 +23,10 @@ and times ``--repeats`` calls of n and of 2n iterations, interleaved. The cost o
 iteration is the difference of the medians over n iterations; what a call costs once
 (qdkit's ``map_elites.run`` copies the run state it is handed, since its loop reuses the
 buffers; every call hands results back to the host) is reported apart, as "per call".
-``--libraries qdkit-donate`` adds qdkit handing the state over instead
-(``map_elites.run(..., donate=True)``, as ``qdkit run`` does): no copy. Evaluations/s
+``--libraries qdkit-donate`` adds qdkit handing its buffers over instead, as ``qdkit
+run`` does: the empty archive to ``map_elites.init(..., donate=True)`` (the initial
+state is written into it) and the state to ``map_elites.run(..., donate=True)`` (no
+copy). Evaluations/s
 count every seed; peak memory is the process's maximum resident set (``ru_maxrss``, read
 as KB as Linux reports it), printed with what the process held after importing the
 library, before building anything, and the peak once the archive and the initial state
@@ -73,9 +75,9 @@ QUICK = {
     "seeds": [{"seeds": s} for s in (1, 2)],
 }
 LIBRARIES = ("qdkit", "pyribs", "qdax")
-#: ``qdkit-donate``: qdkit handing its state over to ``map_elites.run`` (``donate=True``,
-#: as ``qdkit run`` does), which then reuses its buffers instead of copying the state
-#: first; only when asked for (``--libraries qdkit,qdkit-donate``).
+#: ``qdkit-donate``: qdkit handing its archive over to ``map_elites.init`` and its state
+#: to ``map_elites.run`` (``donate=True``, as ``qdkit run`` does), which then reuse their
+#: buffers instead of new ones; only when asked for (``--libraries qdkit,qdkit-donate``).
 ALL_LIBRARIES = ("qdkit", "qdkit-donate", "pyribs", "qdax")
 AXIS = {"batch": "batch", "cells": "cells", "genotype": "dims", "seeds": "seeds"}
 
@@ -146,8 +148,9 @@ def qdkit_point(p: dict):
     setup = time.perf_counter() - start
     emitter = iso_line(batch, ISO, LINE, lower=0.0, upper=1.0)
     keys = jax.random.key(0) if seeds == 1 else jnp.stack([jax.random.key(k) for k in range(seeds)])
-    state = qdkit.map_elites.init(keys, task, archive, emitter)
-    donate = p["library"] == "qdkit-donate"
+    donate = p["library"] == "qdkit-donate"  # the archive to init, and the state to each run call
+    state = jax.block_until_ready(qdkit.map_elites.init(keys, task, archive, emitter, donate=donate))
+    del archive
     holder = {"state": state}
 
     def step(n: int) -> None:
@@ -204,7 +207,7 @@ def qdax_point(p: dict):
     else:
         carry = jax.jit(jax.vmap(init))(keys)
         many = jax.jit(jax.vmap(scan, in_axes=(0, None)), static_argnums=1)
-    holder = {"carry": carry}
+    holder = {"carry": jax.block_until_ready(carry)}  # (built: "peak when built" counts the initial state)
 
     def step(n: int) -> None:
         holder["carry"] = many(holder["carry"], n)

@@ -184,7 +184,7 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
             seed_metrics = os.path.join(seed_directory(directory, k), METRICS)
             if os.path.exists(seed_metrics):
                 os.remove(seed_metrics)
-    state = map_elites.init(seed_keys(config), task, archive, emitter, mesh=mesh)
+    state = map_elites.init(seed_keys(config), task, archive, emitter, mesh=mesh, donate=True)
     for name in (JUDGMENTS, registry.HUMAN_JUDGMENTS, TRACKERS):
         if writer and os.path.exists(os.path.join(directory, name)):
             os.remove(os.path.join(directory, name))

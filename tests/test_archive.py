@@ -309,3 +309,21 @@ def test_add_is_jittable_and_in_scan():
         looped, _ = jax.jit(lambda a, f, d: a.add(jnp.zeros((8, 3)), f, d))(looped, fitness[i], descriptors[i])
     np.testing.assert_array_equal(scanned.fitness, looped.fitness)
     assert statuses.shape == (5, 8)
+
+
+def test_a_new_archive_is_not_made_on_the_host_first():
+    # filled from one broadcast element: no host array of the archive's size (a whole
+    # NumPy array would stay alive beside the device copy until a garbage collection)
+    import tracemalloc
+
+    from qdkit import archive as archive_module
+
+    archive_module._filled((8, 4), jnp.float32, jnp.nan)
+    tracemalloc.start()
+    try:
+        filled = archive_module._filled((200_000, 50), jnp.float32, -jnp.inf)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20 and filled.nbytes == 40_000_000, peak
+    np.testing.assert_array_equal(np.asarray(filled[::9999]), np.full((21, 50), -np.inf, np.float32))

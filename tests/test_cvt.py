@@ -91,3 +91,25 @@ def test_bad_arguments():
         qdkit.CVTArchive.create(cells=4, lower=[0], upper=[1], example_genotype=jnp.zeros(1), lookup="kd")
     with pytest.raises(ValueError, match="samples"):
         cvt.kmeans_centroids(jax.random.key(0), 100, jnp.zeros(2), jnp.ones(2), samples=10)
+
+
+def test_building_a_table_holds_it_on_the_host_once(monkeypatch):
+    # the table is filled in place as int32 (not gathered as int64 rows, concatenated,
+    # then converted): NumPy's peak is about one table, however many centroids
+    import tracemalloc
+
+    import scipy.spatial  # noqa: F401  (imported before the measurement, as by an earlier table)
+
+    monkeypatch.setattr(cvt, "_BLOCK_ELEMENTS", 1 << 14)  # small blocks: the table dominates
+    centroids = np.random.default_rng(3).uniform(0.0, 1.0, (20_000, 2)).astype(np.float32)
+    lower, upper = jnp.zeros(2), jnp.ones(2)
+    grid = cvt.table_shape_for(len(centroids), 2)
+    cvt._bucket_centers(lower, upper, grid)  # (its eager programs compile outside the measurement)
+    tracemalloc.start()
+    try:
+        table = cvt.build_table(centroids, lower, upper, grid)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert table.dtype == jnp.int32 and table.shape[0] == int(np.prod(grid))
+    assert peak < 1.6 * table.nbytes, (peak, table.nbytes)
