@@ -25,6 +25,7 @@ from jax import lax
 _BLOCK_ELEMENTS = 1 << 22
 _COLLECT_BYTES = 1 << 25  # a table this large is worth a garbage collection (about 10-50 ms)
 MAX_TABLE_DIM = 3
+_NONE = np.iinfo(np.int32).max  # no centroid (sorts last)
 
 
 def _sq_dist(points: jax.Array, centroids: jax.Array) -> jax.Array:
@@ -67,45 +68,45 @@ def _neighbours(tree, cents: np.ndarray, centers: np.ndarray, k: int) -> tuple[n
     return idx, np.sum(diff * diff, axis=-1, dtype=np.float32)
 
 
-def _nearest_k(tree, cents: np.ndarray, centers: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_neighbours` ordered by float32 squared distance then index (as
-    ``lax.top_k`` orders them)."""
-    idx, d2 = _neighbours(tree, cents, centers, k)
-    order = np.lexsort((idx, d2), axis=1)
-    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(d2, order, axis=1)
-
-
-def _reach_counts(tree, cents: np.ndarray, centers: np.ndarray, radius: np.float32) -> np.ndarray:
-    """How many centroids lie within each bucket's reach ``d* + 2r`` (the float32 test
-    the lookup relies on): the k nearest are looked at, doubling k for the buckets
-    whose k-th neighbour is still inside (with a margin for float32 against the tree's
-    float64 order)."""
-    counts = np.zeros(len(centers), np.int64)
-    todo, k = np.arange(len(centers)), min(cents.shape[0], 8)
+def _reach_sets(tree, cents: np.ndarray, centers: np.ndarray, radius: np.float32, k: int = 8) -> list:
+    """Every centroid within each bucket's reach ``d* + 2r`` (the float32 test the
+    lookup relies on), as ``(rows, counts, members)`` groups: bucket ``rows[j]`` has
+    ``counts[j]`` centroids, in increasing index order in ``members`` after those of
+    ``rows[:j]``. The k nearest are
+    looked at (``k`` first), doubling k for the buckets whose k-th neighbour is still
+    inside (with a margin for float32 against the tree's float64 order)."""
+    groups = []
+    todo, k = np.arange(len(centers), dtype=np.int32), min(cents.shape[0], k)
     while todo.size:
         later = []
         block = max(1, _BLOCK_ELEMENTS // k)  # (block, k) neighbour arrays at once
         for i in range(0, todo.size, block):
             rows = todo[i : i + block]
-            _, d2 = _neighbours(tree, cents, centers[rows], k)  # counting needs no order
+            idx, d2 = _neighbours(tree, cents, centers[rows], k)
             reach = np.sqrt(np.min(d2, axis=1)) + np.float32(2.0) * radius
             limit = reach * reach * np.float32(1 + 1e-5) + np.float32(1e-12)
             more = (np.max(d2, axis=1) <= limit * np.float32(1 + 1e-4)) & (k < cents.shape[0])
-            counts[rows] = np.sum(d2 <= limit[:, None], axis=1)
+            done = ~more
+            inside = d2[done] <= limit[done, None]
+            members = np.where(inside, idx[done], _NONE).astype(np.int32)
+            members.sort(axis=1)  # in index order, then _NONE
+            counts = np.sum(inside, axis=1).astype(np.int32)
+            # ragged: each row's members one after another (less memory than the rows)
+            groups.append((rows[done], counts, members[members != _NONE]))
             later.append(rows[more])
         todo, k = np.concatenate(later), min(cents.shape[0], 2 * k)
-    return counts
+    return groups
 
 
 def build_table(centroids: jax.Array, lower: jax.Array, upper: jax.Array, grid: tuple[int, ...]) -> jax.Array:
     """``(prod(grid), K)`` int32 candidate centroids per bucket (host-side, not jittable).
 
-    Each bucket keeps ``K`` nearest centroids (stored sorted by index), ``K`` being the
-    largest number of centroids within a bucket's reach ``d* + 2r``, rounded up to a
-    multiple of 4; every centroid within the reach is among them (which of several
-    equally distant ones fill the last places follows the tree's order). Neighbours come
-    from a k-d tree (``scipy.spatial.cKDTree``), so building costs about ``C log C``
-    rather than the ``C^2`` of comparing every bucket with every centroid."""
+    Each bucket lists every centroid within its reach ``d* + 2r``, in increasing index
+    order, and fills the rest of its ``K`` places with its first (lowest) one; ``K`` is
+    the largest number of centroids within a bucket's reach, rounded up to a multiple of
+    4. Neighbours come from a k-d tree (``scipy.spatial.cKDTree``), so building costs
+    about ``C log C`` rather than the ``C^2`` of comparing every bucket with every
+    centroid; each bucket is queried until its reach is covered, and no further."""
     from scipy.spatial import cKDTree
 
     centers = np.asarray(_bucket_centers(lower, upper, grid), np.float32)
@@ -113,19 +114,37 @@ def build_table(centroids: jax.Array, lower: jax.Array, upper: jax.Array, grid: 
     side = (np.asarray(upper, np.float32) - np.asarray(lower, np.float32)) / np.asarray(grid, np.float32)
     radius = np.float32(0.5) * np.sqrt(np.sum(side * side, dtype=np.float32))
     tree = cKDTree(cents.astype(np.float64))
-    k = int(np.max(_reach_counts(tree, cents, centers, radius)))
+    # the first k: what covers three quarters of a sample of the buckets (too small a k costs a
+    # query of the same buckets with twice as many, too large one neighbours never used)
+    sample = np.random.default_rng(0).choice(len(centers), min(len(centers), 1024), replace=False)
+    counts = [c for _, c, _ in _reach_sets(tree, cents, centers[sample], radius)]
+    first = 1 << int(np.ceil(np.log2(max(1.0, np.percentile(np.concatenate(counts), 75)))))
+    groups = _reach_sets(tree, cents, centers, radius, max(8, first))
+    k = max(int(np.max(counts, initial=1)) for _, counts, _ in groups)
     k = min(cents.shape[0], -(-k // 4) * 4)  # round up: fewer distinct compilations
-    block = max(1, _BLOCK_ELEMENTS // k)
     table = np.empty((len(centers), k), np.int32)  # filled in place: no int64 copies of the whole table
-    for i in range(0, len(centers), block):
-        table[i : i + block] = np.sort(_nearest_k(tree, cents, centers[i : i + block], k)[0], axis=1)
-    table, host = jax.device_put(table).block_until_ready(), table  # (jnp.asarray would stage a copy)
-    del host
-    if table.nbytes >= _COLLECT_BYTES:
+    block = max(1, _BLOCK_ELEMENTS // k)
+    places = np.arange(k, dtype=np.int32)
+    while groups:
+        rows, counts, members = groups.pop()  # (each group's memory released once copied)
+        ends = np.cumsum(counts, dtype=np.int64)
+        for i in range(0, len(rows), block):
+            at, count = rows[i : i + block], counts[i : i + block]
+            start = int(ends[i] - counts[i])
+            part = members[start : int(ends[min(i + block, len(rows)) - 1])]
+            offsets = np.cumsum(count, dtype=np.int64) - count
+            fill = np.empty((len(at), k), np.int32)
+            fill[np.repeat(np.arange(len(at)), count), np.arange(len(part)) - np.repeat(offsets, count)] = part
+            firsts = part[offsets] if len(part) else fill[:, 0]
+            table[at] = np.where(places[None, :] < count[:, None], fill, firsts[:, None])
+        del rows, counts, members
+    out = jax.device_put(table).block_until_ready()  # (jnp.asarray would stage a copy)
+    del table
+    if out.nbytes >= _COLLECT_BYTES:
         # JAX keeps the NumPy source of a transfer alive until Python's garbage collector
         # runs (JAX 0.10): at 10^6 cells, 160 MB more for the rest of the set-up
         gc.collect()
-    return table
+    return out
 
 
 def nearest_table(

@@ -210,10 +210,11 @@ class RunCheckpointer(callbacks.Checkpointer):
         self.run = run
 
     def save(self, state) -> None:
-        if self.run.seeds > 1 and distributed.is_writer():
+        seeds = self.run.seeds > 1 and distributed.is_writer()
+        if seeds:
             state = checkpoint.on_host(state)  # one transfer for the run's checkpoint and the seeds'
         super().save(state)
-        if self.run.seeds > 1 and distributed.is_writer():
+        if seeds:
             directories = [seed_directory(self.run.directory, k) for k in range(self.run.seeds)]
             configs = [seed_config(self.run.config, k) for k in range(self.run.seeds)]
             for directory in directories:
@@ -311,10 +312,9 @@ def load(
     if seeds > 1 and jax.process_count() > 1:
         raise RunDirError(f"{directory} holds a run of {seeds} seeds, which runs in one process")
     template = map_elites.state_template(task, archive, emitter, seeds if seeds > 1 else None)
-    split = None  # several seeds over devices: each device reads its seeds, no first copy on one
+    # several seeds over devices: each device reads its seeds, no first copy on one
     mesh = _mesh(config, emitter.batch_size, devices) if seeds > 1 else None
-    if mesh is not None:
-        split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names[0]))
+    split = None if mesh is None else sharding.seed_sharding(mesh)
     state = checkpoint.load(os.path.join(directory, CHECKPOINT), template, split)
     refitter = registry.build_refitter(built, directory)
     if refitter is not None:

@@ -142,12 +142,18 @@ def check_seed_mesh(mesh: Mesh | None, seeds: int) -> None:
         )
 
 
+def seed_sharding(mesh: Mesh) -> NamedSharding:
+    """The layout of leaves with a leading seed axis over a 1-D mesh: each device holds
+    its share of the seeds."""
+    return NamedSharding(mesh, P(mesh.axis_names[0]))
+
+
 def shard_seeds(tree: Any, mesh: Mesh | None) -> Any:
     """Outside ``jit``: ``tree`` (leaves with a leading seed axis) laid out over the
     mesh's devices, each holding its share of the seeds."""
     if mesh is None or mesh.size == 1:
         return tree
-    target = NamedSharding(mesh, P(mesh.axis_names[0]))
+    target = seed_sharding(mesh)
 
     def one(leaf):
         if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):

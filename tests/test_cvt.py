@@ -24,9 +24,10 @@ def test_table_lookup_equals_brute_force(dim, cells):
 
 
 def test_table_is_the_brute_force_definition_on_clustered_centroids():
-    """The k-d tree build keeps, per bucket, the K nearest centroids with K the widest
-    reach count: checked against the all-pairs definition, on clusters (buckets far from
-    every centroid need many doublings of k)."""
+    """The k-d tree build keeps, per bucket, exactly the centroids within its reach (in
+    index order, the row filled with its first), K the widest reach count: checked
+    against the all-pairs definition, on clusters (buckets far from every centroid need
+    many doublings of k)."""
     rng = np.random.default_rng(0)
     centroids = np.concatenate([rng.normal(0.2, 0.02, (600, 2)), rng.uniform(0, 1, (200, 2))]).astype(np.float32)
     lower, upper, grid = jnp.zeros(2), jnp.ones(2), (29, 29)
@@ -38,8 +39,10 @@ def test_table_is_the_brute_force_definition_on_clustered_centroids():
     counts = np.sum(d2 <= (reach * reach * np.float32(1 + 1e-5))[:, None], axis=1)
     k = -(-int(counts.max()) // 4) * 4
     assert table.shape == (29 * 29, k) and k > 40
-    expected = np.sort(np.argsort(d2, axis=1, kind="stable")[:, :k], axis=1)
-    np.testing.assert_array_equal(table, expected)
+    for row, dists, count in zip(table, d2, counts):
+        within = np.flatnonzero(dists <= (np.sqrt(dists.min()) + 2 * radius) ** 2 * np.float32(1 + 1e-5))
+        np.testing.assert_array_equal(row[:count], within)  # every centroid in reach, in index order
+        assert np.all(row[count:] == within[0])  # the rest: the first again
 
 
 def test_ties_go_to_lowest_index():
@@ -95,7 +98,9 @@ def test_bad_arguments():
 
 def test_building_a_table_holds_it_on_the_host_once(monkeypatch):
     # the table is filled in place as int32 (not gathered as int64 rows, concatenated,
-    # then converted): NumPy's peak is about one table, however many centroids
+    # then converted): NumPy's peak is the table and the buckets' reach sets (ragged,
+    # about a third of a table, released before the table goes to the device), however
+    # many centroids; the code before gave about 5 tables
     import tracemalloc
 
     import scipy.spatial  # noqa: F401  (imported before the measurement, as by an earlier table)
@@ -112,4 +117,4 @@ def test_building_a_table_holds_it_on_the_host_once(monkeypatch):
     finally:
         tracemalloc.stop()
     assert table.dtype == jnp.int32 and table.shape[0] == int(np.prod(grid))
-    assert peak < 1.6 * table.nbytes, (peak, table.nbytes)
+    assert peak < 1.75 * table.nbytes, (peak, table.nbytes)

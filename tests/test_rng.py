@@ -102,3 +102,25 @@ def test_split_compiles_without_a_loop_and_hands_other_keys_to_jax():
     np.testing.assert_array_equal(jax.random.key_data(rng.split(rbg, 3)), jax.random.key_data(jax.random.split(rbg, 3)))
     with pytest.raises(ValueError, match="one key"):
         rng.split(jax.random.split(jax.random.key(0), 2), 2)
+
+
+@pytest.mark.parametrize("shape", [(1024,), (1001, 33), (3, 700)])
+def test_pieces_give_the_same_values(monkeypatch, shape):
+    """A draw made in pieces (the CPU default for large draws) equals the draw made as
+    one loop, bit for bit, for every stream; odd sizes split mid-pair."""
+    n = int(np.prod(shape))
+    assert len(rng.pieces(n)) == 3 and rng.pieces(n)[0] == 0 and rng.pieces(n)[-1] == n
+    key = jax.random.key(7)
+    pieces = [np.asarray(jax.jit(lambda k, s=s: rng.normal(k, shape, stream=s))(key)) for s in (0, 4)]
+    monkeypatch.setattr(rng, "PIECE_ELEMENTS", 1 << 40)  # one loop
+    assert len(rng.pieces(n)) == 2
+    one = [np.asarray(jax.jit(lambda k, s=s: rng.normal(k, shape, stream=s))(key)) for s in (0, 4)]
+    for a, b in zip(pieces, one):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(pieces[0], pieces[1])
+
+
+def test_small_draws_are_one_piece():
+    assert rng.pieces(2 * rng.PIECE_ELEMENTS - 1) == [0, 2 * rng.PIECE_ELEMENTS - 1]
+    assert rng.pieces(0) == [0, 0]
+    assert rng.normal(jax.random.key(0), (0, 3)).shape == (0, 3)
