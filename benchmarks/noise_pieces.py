@@ -31,7 +31,7 @@ import qdkit  # noqa: E402
 from emitters import iso_line  # noqa: E402
 from qdkit import rng  # noqa: E402
 
-CONFIGS = ((1024, 100), (256, 100), (4096, 100), (1024, 1000))
+CONFIGS = ((1024, 100), (256, 100), (64, 100), (4096, 100), (1024, 1000))
 
 
 def runner(batch: int, dims: int, one_loop: bool, iterations: int):

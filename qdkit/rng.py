@@ -107,12 +107,11 @@ def normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32, stream: in
     pieces, the values the same whichever way. On a CPU backend a draw of ``n >= 2 *
     PIECE_ELEMENTS`` is made as two pieces kept apart by an optimisation barrier (see
     :func:`pieces`): XLA's CPU compiler makes faster code of them than of the
-    concatenated halves. In qdkit's loop on ``benchmarks/core_throughput.py``'s workload
-    (1,024 x 100 normals an iteration) the iteration took about 120 ns less per
-    evaluation, and draws from 64 x 100 to 1,024 x 1,000 gained as much or more per
-    100 genes (``benchmarks/noise_pieces.py``, on one CPU and on two); why XLA's code
-    differs so much was not established. Elsewhere (other backends, smaller draws) the
-    draw is one loop.
+    concatenated halves. In qdkit's loop with Iso+LineDD, from 64 x 100 to 1,024 x 1,000
+    normals an iteration, each normal cost about 1.2 ns less on two CPUs and 1.8 ns less
+    on one (``benchmarks/noise_pieces.py``: 120 ns per evaluation at 100 genes); why
+    XLA's code differs so much was not established. Elsewhere (other backends, smaller
+    draws) the draw is one loop.
     """
     n = math.prod(shape)
     bounds = pieces(n)
