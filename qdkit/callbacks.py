@@ -174,25 +174,74 @@ class Checkpointer:
     """Saves the run state every ``every`` iterations (at the first chunk end past each
     multiple), and on demand with :meth:`save`. ``host``, if given, is called at each
     save for named arrays of host-side state to write into the same file
-    (:func:`qdkit.checkpoint.save`)."""
+    (:func:`qdkit.checkpoint.save`).
 
-    def __init__(self, path: str | os.PathLike, every: int, config: dict | None = None, host=None):
+    ``background=True`` writes the periodic checkpoints from a thread of their own: the
+    state is copied to the host at the chunk end (the next chunk may reuse its device
+    buffers), and the file is written while the next chunk computes. At most one write
+    is in flight; the next one, :meth:`save` and :meth:`wait` wait for it, and raise the
+    error it met, if any. Each file is still written atomically, so a run killed during
+    a write resumes from the checkpoint before. With ``host`` the writes stay in the
+    loop (the host state is not copied)."""
+
+    def __init__(
+        self, path: str | os.PathLike, every: int, config: dict | None = None, host=None, *, background: bool = False
+    ):
         if int(every) < 1:
             raise ValueError(f"checkpoint interval must be positive; got {every}")
         self.path = os.fspath(path)
         self.every = int(every)
         self.config = config
         self.host = host
+        self.background = bool(background) and host is None
         self.last_saved: int | None = None
+        self._pending: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def __call__(self, state, metrics) -> None:
         iteration = int(metrics["iteration"][-1])
         start = int(metrics["iteration"][0]) - 1
         if iteration // self.every > start // self.every:
-            self.save(state)
+            if self.background and distributed.is_writer():
+                self._save_later(state)
+            else:
+                self.save(state)
 
     def save(self, state) -> None:
+        """Write ``state`` now (after any write in flight)."""
+        self.wait()
         if not distributed.is_writer():
             return
-        checkpoint.save(self.path, state, self.config, host=None if self.host is None else self.host())
-        self.last_saved = int(np.max(distributed.to_host(state.iteration)))  # (every seed alike)
+        self._write(state, None if self.host is None else self.host())
+
+    def wait(self) -> None:
+        """Wait for the write in flight, if any; raise the error it met."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _save_later(self, state) -> None:
+        self.wait()
+        copy = checkpoint.on_host(state)
+        # an array read back on a CPU is a view of the device's buffer, and JAX does not
+        # donate a buffer that is viewed (it copies it): copied, so that the next chunk
+        # takes its buffers over while this file is written
+        copy = checkpoint.HostCopy([np.array(a, copy=True) for a in copy.arrays], copy.described, copy.treedef,
+                                   None if copy.iteration is None else np.array(copy.iteration, copy=True))  # fmt: skip
+
+        def write():
+            try:
+                self._write(copy, None)
+            except BaseException as error:  # raised by the next save or wait
+                self._error = error
+
+        self._pending = threading.Thread(target=write, name="qdkit-checkpoint")
+        self._pending.start()
+
+    def _write(self, state, host) -> None:
+        checkpoint.save(self.path, state, self.config, host=host)
+        iteration = distributed.to_host(state.iteration)
+        self.last_saved = None if iteration is None else int(np.max(iteration))  # (every seed alike)

@@ -205,15 +205,17 @@ class RunCheckpointer(callbacks.Checkpointer):
     """The run's checkpoint (with the refitter's host state), and in a run of several
     seeds each seed's own, in its directory, after the one of all seeds."""
 
-    def __init__(self, run: Run, every: int):
-        super().__init__(os.path.join(run.directory, CHECKPOINT), every, run.config, host=host_state(run))
+    def __init__(self, run: Run, every: int, *, background: bool = False):
+        super().__init__(
+            os.path.join(run.directory, CHECKPOINT), every, run.config, host=host_state(run), background=background
+        )
         self.run = run
 
-    def save(self, state) -> None:
-        seeds = self.run.seeds > 1 and distributed.is_writer()
+    def _write(self, state, host) -> None:
+        seeds = self.run.seeds > 1
         if seeds:
             state = checkpoint.on_host(state)  # one transfer for the run's checkpoint and the seeds'
-        super().save(state)
+        super()._write(state, host)
         if seeds:
             directories = [seed_directory(self.run.directory, k) for k in range(self.run.seeds)]
             configs = [seed_config(self.run.config, k) for k in range(self.run.seeds)]
@@ -345,7 +347,7 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
     mesh = run.mesh()
     refit_if_due(run)
     every = int(run.config.get("checkpoint_every", 100))
-    ckpt = RunCheckpointer(run, every)
+    ckpt = RunCheckpointer(run, every, background=True)  # (written while the next chunk computes)
     start = int(np.max(distributed.to_host(run.state.iteration)))
     writer = distributed.is_writer()
     if run.seeds > 1:  # each seed's rows in its own directory

@@ -87,3 +87,57 @@ def test_progress_bar_shows_live_counters_during_a_slow_iteration():
     bar.close()
     last = out.getvalue().rsplit("\r", 1)[-1]
     assert "requests=1" in last and "qd_score=1.5" in last, last
+
+
+def test_background_checkpoints_match_and_survive_donated_buffers(tmp_path):
+    """Periodic checkpoints written from a thread, while later chunks run on donated
+    buffers, hold the same state as checkpoints written in the loop; the last one is the
+    latest state."""
+    import jax
+
+    import qdkit
+    from emitters import iso_line
+
+    task = qdkit.tasks.get("rastrigin", dims=20)
+    archive = qdkit.GridArchive.create(shape=(10, 10), lower=task.lower, upper=task.upper,
+                                       example_genotype=task.example_genotype)  # fmt: skip
+    emitter = iso_line(64, 0.01, 0.1, lower=0.0, upper=1.0)
+    template = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
+    saved = {}
+    for background in (False, True):
+        path = tmp_path / f"{background}.npz"
+        ckpt = callbacks.Checkpointer(path, every=10, background=background)
+        state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
+        snapshots = []
+
+        def keep(state, metrics, path=path, snapshots=snapshots, ckpt=ckpt):
+            ckpt.wait()  # the write of the previous chunk end is complete: its file is read
+            if path.exists():
+                snapshots.append(checkpoint.load(path, template))
+
+        state, _ = qdkit.map_elites.run(state, task, emitter, 40, chunk_size=10, callbacks=[keep, ckpt], donate=True)
+        ckpt.wait()
+        snapshots.append(checkpoint.load(path, template))
+        saved[background] = snapshots
+        assert int(snapshots[-1].iteration) == 40
+        np.testing.assert_array_equal(snapshots[-1].archive.fitness, state.archive.fitness)
+    assert [int(s.iteration) for s in saved[True]] == [int(s.iteration) for s in saved[False]] == [10, 20, 30, 40]
+    for a, b in zip(saved[False], saved[True]):
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+                x, y = jax.random.key_data(x), jax.random.key_data(y)
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_background_write_errors_are_raised_not_lost(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    ckpt = callbacks.Checkpointer(tmp_path / "file" / "c.npz", every=1, background=True)
+    ckpt(FakeState(1), chunk(0, 1))  # the write fails in its thread
+    with pytest.raises(OSError):
+        ckpt.wait()
+    ckpt.wait()  # reported once
+    ckpt(FakeState(2), chunk(1, 1))
+    with pytest.raises(OSError):
+        ckpt.save(FakeState(2))  # the next save reports the write before it
+    # with host state, the writes stay in the loop
+    assert not callbacks.Checkpointer(tmp_path / "c.npz", every=1, host=dict, background=True).background
