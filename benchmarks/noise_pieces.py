@@ -10,6 +10,7 @@ repeats), and checks that both ways end with the same archive, bit for bit.
 
     python benchmarks/noise_pieces.py
     taskset -c 0 python benchmarks/noise_pieces.py    # the process on one CPU
+    python benchmarks/noise_pieces.py --configs 256x8,36x10,16x4 --evaluations 100000 --piece-elements 16
     python benchmarks/noise_pieces.py --quick         # smoke run
 """
 
@@ -34,7 +35,7 @@ from qdkit import rng  # noqa: E402
 CONFIGS = ((1024, 100), (256, 100), (64, 100), (4096, 100), (1024, 1000))
 
 
-def runner(batch: int, dims: int, one_loop: bool, iterations: int):
+def runner(batch: int, dims: int, one_loop: bool, iterations: int, piece_elements: int | None = None):
     """qdkit's loop on rastrigin (``dims`` genes, 100 x 100 grid), compiled with the
     noise made as one loop or in pieces; returns ``timed()`` and the state getter."""
     task = qdkit.tasks.get("rastrigin", dims=dims)
@@ -43,7 +44,7 @@ def runner(batch: int, dims: int, one_loop: bool, iterations: int):
     )
     emitter = iso_line(batch, 0.005, 0.05, lower=0.0, upper=1.0)
     default = rng.PIECE_ELEMENTS
-    rng.PIECE_ELEMENTS = 1 << 62 if one_loop else default  # read when the loop is traced
+    rng.PIECE_ELEMENTS = 1 << 62 if one_loop else (piece_elements or default)  # read when the loop is traced
     try:
         state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
         state, _ = qdkit.map_elites.run(state, task, emitter, iterations)  # compiles
@@ -65,17 +66,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--evaluations", type=int, default=300 * 1024, help="evaluations per timed run")
+    parser.add_argument("--configs", help="batch x genes pairs, e.g. 256x8,36x10 (default: the table's five)")
+    parser.add_argument(
+        "--piece-elements", type=int, help="the pieces' threshold (default: qdkit's), to try small draws"
+    )
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     configs = CONFIGS
+    if args.configs:
+        configs = tuple(tuple(int(v) for v in pair.split("x")) for pair in args.configs.split(","))
     if args.quick:
         args.repeats, args.evaluations, configs = 1, 4 * 1024, CONFIGS[:1]
-    print(f"# noise_pieces  jax {jax.__version__}  {machine.cpu()}  CPUs for this process: {qdkit.xla.cpus()}")
+    threshold = args.piece_elements or rng.PIECE_ELEMENTS
+    print(f"# noise_pieces  jax {jax.__version__}  {machine.cpu()}  CPUs for this process: {qdkit.xla.cpus()}  "
+          f"pieces from {2 * threshold:,} elements")  # fmt: skip
     print("| batch x genes | one loop ns/eval | pieces ns/eval | difference | same archive |")
     print("|---|---:|---:|---:|---|")
     for batch, dims in configs:
         iterations = max(1, args.evaluations // batch)
-        runs = {name: runner(batch, dims, name == "one loop", iterations) for name in ("one loop", "pieces")}
+        runs = {
+            name: runner(batch, dims, name == "one loop", iterations, args.piece_elements)
+            for name in ("one loop", "pieces")
+        }
         times = {name: [] for name in runs}
         for _ in range(args.repeats):
             for name, (timed, _) in runs.items():

@@ -254,6 +254,9 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
     assert re.search(r"^\| 1024 x 100 \| [0-9,]+ \| [0-9,]+ \| [-+][0-9,]+ \| yes \|$", result.stdout, re.M), (
         result.stdout
     )
+    result = run_script(os.path.join(bench, "step_profile.py"), "--iterations", "3", "--top", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "wall time per iteration" in result.stdout and result.stdout.count("| 1.0 |") == 3, result.stdout
     result = run_script(os.path.join(bench, "compiles.py"), "--configs", "arm", "--repeats", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| arm | 1: _init |" in result.stdout and "- ml_dtypes: " in result.stdout, result.stdout
