@@ -208,17 +208,25 @@ class Checkpointer:
                 self.save(state)
 
     def save(self, state) -> None:
-        """Write ``state`` now (after any write in flight)."""
-        self.wait()
-        if not distributed.is_writer():
-            return
-        self._write(state, None if self.host is None else self.host())
+        """Write ``state`` now, after any write in flight; a failed earlier write is
+        raised after this one is made (so the latest state is still saved)."""
+        try:
+            self.wait()
+        except Exception as error:
+            earlier = error
+        else:
+            earlier = None
+        if distributed.is_writer():
+            self._write(state, None if self.host is None else self.host())
+        if earlier is not None:
+            raise earlier
 
     def wait(self) -> None:
-        """Wait for the write in flight, if any; raise the error it met."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.join()
+        """Wait for the write in flight, if any; raise the error it met. (``last_saved``
+        counts a background write once this has returned.)"""
+        if self._pending is not None:
+            self._pending.join()  # (forgotten only once finished: a later save cannot overtake it)
+            self._pending = None
         error, self._error = self._error, None
         if error is not None:
             raise error

@@ -387,6 +387,8 @@ def execute(run: Run, iterations: int, *, progress: bool = True) -> map_elites.R
         close_trackers(logging, interrupted.state, "finished" if stopped else "killed")
         raise
     except BaseException as error:
+        with contextlib.suppress(Exception):  # (the write in flight finishes; its error would hide this one)
+            ckpt.wait()
         close_trackers(logging, None, "killed" if isinstance(error, KeyboardInterrupt) else "failed")
         raise
     finally:

@@ -137,7 +137,9 @@ def test_background_write_errors_are_raised_not_lost(tmp_path):
         ckpt.wait()
     ckpt.wait()  # reported once
     ckpt(FakeState(2), chunk(1, 1))
+    ckpt.path = str(tmp_path / "c.npz")
     with pytest.raises(OSError):
-        ckpt.save(FakeState(2))  # the next save reports the write before it
+        ckpt.save(FakeState(3))  # the next save reports the write before it, after writing
+    assert ckpt.last_saved == 3 and (tmp_path / "c.npz").exists()
     # with host state, the writes stay in the loop
     assert not callbacks.Checkpointer(tmp_path / "c.npz", every=1, host=dict, background=True).background

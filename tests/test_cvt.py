@@ -118,3 +118,5 @@ def test_building_a_table_holds_it_on_the_host_once(monkeypatch):
         tracemalloc.stop()
     assert table.dtype == jnp.int32 and table.shape[0] == int(np.prod(grid))
     assert peak < 1.75 * table.nbytes, (peak, table.nbytes)
+    monkeypatch.setattr(cvt, "_BLOCK_ELEMENTS", 1 << 22)  # one block: the same table
+    np.testing.assert_array_equal(table, cvt.build_table(centroids, lower, upper, grid))
