@@ -237,8 +237,9 @@ class Checkpointer:
         # an array read back on a CPU is a view of the device's buffer, and JAX does not
         # donate a buffer that is viewed (it copies it): copied, so that the next chunk
         # takes its buffers over while this file is written
-        copy = checkpoint.HostCopy([np.array(a, copy=True) for a in copy.arrays], copy.described, copy.treedef,
-                                   None if copy.iteration is None else np.array(copy.iteration, copy=True))  # fmt: skip
+        own = [a if a.flags.owndata else np.array(a, copy=True) for a in copy.arrays]  # (a GPU's: copied already)
+        iteration = None if copy.iteration is None else np.array(copy.iteration, copy=True)
+        copy = checkpoint.HostCopy(own, copy.described, copy.treedef, iteration)
 
         def write():
             try:
