@@ -71,10 +71,10 @@ def _neighbours(tree, cents: np.ndarray, centers: np.ndarray, k: int) -> tuple[n
 def _reach_sets(tree, cents: np.ndarray, centers: np.ndarray, radius: np.float32, k: int = 8) -> list:
     """Every centroid within each bucket's reach ``d* + 2r`` (the float32 test the
     lookup relies on), as ``(rows, counts, members)`` groups: bucket ``rows[j]`` has
-    ``counts[j]`` centroids, in increasing index order in ``members`` after those of
-    ``rows[:j]``. The k nearest are
-    looked at (``k`` first), doubling k for the buckets whose k-th neighbour is still
-    inside (with a margin for float32 against the tree's float64 order)."""
+    ``counts[j]`` centroids (at least one), in increasing index order in ``members``
+    after those of ``rows[:j]``. The k nearest are looked at (``k`` first), doubling k
+    for the buckets whose k-th neighbour is still inside (with a margin for float32
+    against the tree's float64 order)."""
     groups = []
     todo, k = np.arange(len(centers), dtype=np.int32), min(cents.shape[0], k)
     while todo.size:
@@ -118,8 +118,8 @@ def build_table(centroids: jax.Array, lower: jax.Array, upper: jax.Array, grid: 
     # the first k: what covers three quarters of a sample of the buckets (too small a k costs a
     # query of the same buckets with twice as many, too large one neighbours never used)
     sample = np.random.default_rng(0).choice(len(centers), min(len(centers), 1024), replace=False)
-    counts = [c for _, c, _ in _reach_sets(tree, cents, centers[sample], radius)]
-    first = 1 << int(np.ceil(np.log2(max(1.0, np.percentile(np.concatenate(counts), 75)))))
+    sampled = np.concatenate([c for _, c, _ in _reach_sets(tree, cents, centers[sample], radius)])
+    first = 1 << int(np.ceil(np.log2(max(1.0, np.percentile(sampled, 75)))))
     groups = _reach_sets(tree, cents, centers, radius, max(8, first))
     k = max(int(np.max(counts, initial=1)) for _, counts, _ in groups)
     k = min(cents.shape[0], -(-k // 4) * 4)  # round up: fewer distinct compilations
@@ -136,7 +136,7 @@ def build_table(centroids: jax.Array, lower: jax.Array, upper: jax.Array, grid: 
             offsets = np.cumsum(count, dtype=np.int64) - count
             fill = np.empty((len(at), k), np.int32)
             fill[np.repeat(np.arange(len(at)), count), np.arange(len(part)) - np.repeat(offsets, count)] = part
-            firsts = part[offsets] if len(part) else fill[:, 0]
+            firsts = part[offsets]  # (every bucket has a centroid in reach)
             table[at] = np.where(places[None, :] < count[:, None], fill, firsts[:, None])
             del at, count, part, fill, firsts  # (views of the group: released with it)
         del rows, counts, members
