@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--methods", default="iso-line,pga,dcg,dcg-learned", help=f"some of {', '.join(METHODS)}")
     args = parser.parse_args()
     config = emitters.TD3Config(critic_hidden=(128, 128), critic_steps=200, batch_size=256, pg_steps=50,
-                                pg_batch_size=64, buffer_size=300_000)  # fmt: skip
+                                pg_batch_size=64, buffer_size=300_000, pg_lr=1e-3)  # fmt: skip
     if args.quick:
         args.iterations, args.seeds, args.batch = 6, 1, 32
         config = config._replace(critic_hidden=(32, 32), critic_steps=10, pg_steps=4, buffer_size=20_000)

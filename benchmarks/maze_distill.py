@@ -117,7 +117,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
     config = emitters.TD3Config(critic_hidden=(128, 128), critic_steps=args.critic_steps, batch_size=256,
-                                pg_steps=50, pg_batch_size=64, buffer_size=1_000_000)  # fmt: skip
+                                pg_steps=50, pg_batch_size=64, buffer_size=1_000_000, pg_lr=1e-3)  # fmt: skip
     if args.quick:
         args.iterations, args.seeds, args.batch = 4, 1, 32
         args.refine = min(args.refine, 20)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 import emitters
 import qdkit
 from emitters import rl
-from qdkit import rundir
+from qdkit import registry, rundir
 from qdkit.cli import main
 from qdkit.policy import MLP
 from qdkit.rollout import batch_rollout, episode_return, final_state_descriptor
@@ -674,3 +674,14 @@ def test_cli_distill_refine_from_the_dcg_actor_or_a_fresh_one(tmp_path):
     assert _cli("run", "--task", "arm", "--iterations", 2, "--no-progress", "--out", arm).exit_code == 0
     result = _cli("distill", arm, "--refine", 5, "--hidden", "8")
     assert result.exit_code != 0 and "task 'arm' has no differentiable descriptor" in result.output
+
+
+def test_td3_defaults_are_the_official_dcg_me_code_s_and_the_cli_lists_them():
+    # configs/algo/dcg_me.yaml and pga_me.yaml of the DCRL-MAP-Elites repository (GECCO 2023, Table 3)
+    official = {"critic_hidden": (256, 256), "critic_steps": 3000, "pg_steps": 150, "batch_size": 100,
+                "pg_batch_size": 100, "buffer_size": 1_000_000, "discount": 0.99, "critic_lr": 3e-4, "actor_lr": 3e-4,
+                "pg_lr": 5e-3, "noise_clip": 0.5, "policy_noise": 0.2, "tau": 0.005, "policy_delay": 2}  # fmt: skip
+    assert {k: getattr(rl.DEFAULT_CONFIG, k) for k in official} == official
+    for name in ("dcg", "pga"):
+        options = registry.EMITTERS[name].options
+        assert options["train_batch_size"] == 100 and options["pg_lr"] == 5e-3 and options["critic_steps"] == 3000

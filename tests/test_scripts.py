@@ -173,6 +173,10 @@ def test_maze_dcg_benchmark_smoke(tmp_path):
     for line in ["| iso-line |", "| dcg |", "| dcg-learned |", "| seed 0 |", "critic updates/s"]:
         assert line in result.stdout
     assert (tmp_path / "m.png").exists()
+    result = run_script(os.path.join(ROOT, "benchmarks", "dcg_defaults.py"), "--quick", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for row in ["| now (official code) | `(defaults)` |", "| qdkit 0.4.0 | `-e train_batch_size=256 -e pg_lr=0.001` |"]:
+        assert row in result.stdout, result.stdout
 
 
 def test_maze_distill_benchmark_smoke(tmp_path):
