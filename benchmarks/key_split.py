@@ -13,8 +13,9 @@ that the final QD-scores are equal.
 Workloads: the arm default (one seed, and 16 seeds vmapped), the core benchmark's
 rastrigin (100-D, batch 1,024, 100 x 100 grid, ``jnp.cos``), CMA-ME on the same
 rastrigin (batch 1,024 as 4 instances of 256), and with ``--dcg`` maze + DCG (batch
-128, the default TD3 settings of ``qdkit run``: about 12 s per iteration on 2 cores, so
-the run takes 10 minutes).
+128, the default TD3 settings of ``qdkit run``: about 4 s per iteration on 2 cores,
+dcg_defaults.py; 12 s with qdkit 0.4.0's minibatches of 256, so the run took 10
+minutes then).
 
     python benchmarks/key_split.py              # about 3 minutes on 2 cores
     python benchmarks/key_split.py --dcg        # and maze + DCG
@@ -116,7 +117,7 @@ def workloads(dcg: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--dcg", action="store_true", help="also maze + DCG (10 minutes)")
+    parser.add_argument("--dcg", action="store_true", help="also maze + DCG (several minutes)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, few iterations")
     args = parser.parse_args()
     if args.repeats < 1:
