@@ -2,9 +2,10 @@
 
 :class:`emitters.TD3Config`'s defaults are now the official DCG-MAP-Elites code's
 minibatch of 100 transitions and PG learning rate of 5e-3; qdkit 0.4.0 had 256 and
-1e-3. Everything else is ``qdkit run --task maze --emitter dcg``'s default: batch
-``--batch`` (128), 3,000 critic steps and 150 PG steps per iteration, critic 256x256,
-32 x 32 grid over the final position, 250-step episodes. Each setting runs
+1e-3. Everything else is ``qdkit run --task maze --emitter dcg``'s default (3,000
+critic steps per iteration, 150 PG steps per PG offspring, critic 256x256, 250-step
+episodes) but the batch, ``--batch`` (128, as in startup.py), and the 32 x 32 grid
+over the final position. Each setting runs
 ``--iterations`` iterations for each of ``--seeds`` seeds (one after the other). Prints
 the seconds per iteration after the first (compiled) one, the final QD-score
 (normalised by the cells and the fitness range: 1 would be every cell at the goal) and

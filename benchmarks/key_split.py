@@ -13,9 +13,8 @@ that the final QD-scores are equal.
 Workloads: the arm default (one seed, and 16 seeds vmapped), the core benchmark's
 rastrigin (100-D, batch 1,024, 100 x 100 grid, ``jnp.cos``), CMA-ME on the same
 rastrigin (batch 1,024 as 4 instances of 256), and with ``--dcg`` maze + DCG (batch
-128, the default TD3 settings of ``qdkit run``: about 4 s per iteration on 2 cores,
-dcg_defaults.py; 12 s with qdkit 0.4.0's minibatches of 256, so the run took 10
-minutes then).
+128, the default TD3 settings of ``qdkit run``: 3.7 s per iteration on a 2-core Xeon
+in dcg_defaults.py, 5.9 s with qdkit 0.4.0's minibatches of 256).
 
     python benchmarks/key_split.py              # about 3 minutes on 2 cores
     python benchmarks/key_split.py --dcg        # and maze + DCG

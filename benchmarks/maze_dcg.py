@@ -3,7 +3,8 @@
 All three run on the same budget: ``--iterations`` iterations of ``--batch`` policies
 (episodes of 250 steps; MLP 5-8-2 policies; 32 x 32 grid over the final position).
 PGA and DCG use the same CPU-sized TD3 settings (printed below; the papers' are
-larger: 3000 critic steps, 256x256 critics, 150 PG steps); DCG adds 8 injected actors
+larger: 3000 critic steps, 256x256 critics, 150 PG steps; and their minibatches of 100
+and PG learning rate of 5e-3 differ from the 256 and 1e-3 here); DCG adds 8 injected actors
 per batch (DCRL). The table gives the final QD-score (normalised by the number of cells
 and the fitness range, so 1 would be every cell at the goal), coverage and max fitness,
 mean ± std over seeds; the figure the QD-score curves with 95% bands. Then the

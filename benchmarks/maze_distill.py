@@ -15,7 +15,7 @@ Settings compared (``--variants``):
 
 Maps (``--maps``): ``empty`` (only the borders: reaching a target is a matter of
 control) and ``standard`` (Kheperax's maze: the policy must also find its way around
-walls). TD3 settings are the CPU-sized ones of ``maze_dcg.py``. For reference, the
+walls). TD3 settings are the CPU-sized ones of ``maze_dcg.py`` (not the papers'). For reference, the
 archive's own elites are also replayed with a 0.1% action noise
 (:func:`emitters.evaluate_elites`): what a close copy of them would reach.
 

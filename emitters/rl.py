@@ -27,9 +27,11 @@ class TD3Config(NamedTuple):
     """TD3 and policy-gradient settings. The defaults are the official DCG-MAP-Elites
     code's, for DCG-ME and for its PGA-ME baseline alike (``configs/algo/dcg_me.yaml``
     and ``pga_me.yaml`` of the DCRL-MAP-Elites repository; GECCO 2023 Table 3): critic
-    256x256, 3,000 critic steps and 150 PG steps per iteration, minibatches of 100,
-    learning rates 3e-4 (critic, actor) and 5e-3 (PG variation). (qdkit 0.4.0 used minibatches
-    of 256 and a PG learning rate of 1e-3.)
+    256x256, 3,000 critic steps per iteration, 150 PG steps per PG offspring,
+    minibatches of 100, learning rates 3e-4 (critic, actor) and 5e-3 (PG variation).
+    qdkit 0.4.0 used minibatches of 256 and a PG learning rate of 1e-3; a run directory
+    records the defaults it started with, and one of 0.4.0 resumes with those
+    (:data:`qdkit.registry.TD3_BEFORE_RECORDING`).
 
     Attributes:
         critic_hidden: widths of each critic's hidden layers (the actor has the task

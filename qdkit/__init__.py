@@ -39,7 +39,7 @@ from qdkit.indexers import CVTIndexer, GridIndexer, LearnedIndexer  # noqa: E402
 from qdkit.map_elites import Interrupted, RunState, Stopped, StopRun  # noqa: E402
 from qdkit.tasks import Evaluation, Task  # noqa: E402
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = [
     "IMPROVED",

@@ -69,6 +69,32 @@ def _options(factory: Callable, *, skip: tuple[str, ...] = (), **preset: Any) ->
 #: ``batch_size`` named ``train_batch_size`` (``--batch-size`` is the run's).
 TD3_NAMES = {name: ("train_batch_size" if name == "batch_size" else name) for name in emitters.TD3Config._fields}
 TD3_OPTIONS = {TD3_NAMES[k]: v for k, v in emitters.TD3Config._field_defaults.items()}
+#: The emitters whose options include TD3's.
+GRADIENT_EMITTERS = ("pga", "dcg")
+#: The TD3 defaults a run directory records (its config's ``td3_defaults``), so that it
+#: resumes with the settings it started with after a default changes: those that have
+#: changed once (see :class:`emitters.TD3Config`).
+TD3_RECORDED = ("train_batch_size", "pg_lr")
+#: What they were in qdkit 0.4.0 and earlier, whose run directories did not record
+#: them: such a run resumes with these (:func:`qdkit.rundir.read_config`).
+TD3_BEFORE_RECORDING = {"train_batch_size": 256, "pg_lr": 1e-3}
+
+
+def record_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the defaults a new run must keep to resume as it started: a
+    gradient emitter's :data:`TD3_RECORDED` as they are now (unchanged when the config
+    already records them)."""
+    if config.get("emitter") not in GRADIENT_EMITTERS or "td3_defaults" in config:
+        return config
+    return {**config, "td3_defaults": {k: TD3_OPTIONS[k] for k in TD3_RECORDED}}
+
+
+def emitter_options_of(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config's emitter options: the ones given, over the defaults it recorded."""
+    options = dict(config.get("emitter_options") or {})
+    if config.get("emitter") in GRADIENT_EMITTERS:
+        options = {**(config.get("td3_defaults") or {}), **options}
+    return options
 
 
 def _bounds(task: Task) -> dict[str, Any]:
@@ -466,9 +492,9 @@ def check(config: dict[str, Any]) -> Task:
     task = build_task(config)
     check_combination(
         task, config["emitter"], archive=config.get("archive", "grid"), descriptors=config.get("descriptors") or "task",
-        options=config.get("emitter_options", {}),
+        options=emitter_options_of(config),
     )  # fmt: skip
-    emitter = build_emitter(config["emitter"], task, int(config["batch_size"]), **config.get("emitter_options", {}))
+    emitter = build_emitter(config["emitter"], task, int(config["batch_size"]), **emitter_options_of(config))
     check_processes(task, emitter, config.get("descriptors") or "task")
     seeds = int(config.get("seeds") or 1)
     if seeds > 1:
@@ -523,9 +549,9 @@ def build(
     task = build_task(config, directory)
     check_combination(
         task, config["emitter"], archive=config.get("archive", "grid"), descriptors=config.get("descriptors") or "task",
-        options=config.get("emitter_options", {}),
+        options=emitter_options_of(config),
     )  # fmt: skip
-    emitter = build_emitter(config["emitter"], task, int(config["batch_size"]), **config.get("emitter_options", {}))
+    emitter = build_emitter(config["emitter"], task, int(config["batch_size"]), **emitter_options_of(config))
     return task, build_archive(config, task, centroids), emitter
 
 

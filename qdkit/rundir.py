@@ -88,9 +88,12 @@ def read_config(directory: str) -> dict[str, Any]:
         raise RunDirError(f"{directory} is not a qdkit run directory (no {CONFIG})")
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            config = json.load(f)
     except (OSError, ValueError) as e:
         raise RunDirError(f"{path} is unreadable: {e}") from e
+    if isinstance(config, dict) and config.get("emitter") in registry.GRADIENT_EMITTERS:
+        config.setdefault("td3_defaults", dict(registry.TD3_BEFORE_RECORDING))  # written by qdkit 0.4.0 or earlier
+    return config
 
 
 def write_json(path: str, value: Any) -> None:
@@ -142,6 +145,7 @@ def create(directory: str, config: dict[str, Any], runtime: dict[str, Any] | Non
     (the base URL of a local model server started for this process). A config that
     cannot work is refused (:func:`qdkit.registry.check`) before anything is written.
     With several processes, only the writer writes."""
+    config = registry.record_defaults(config)
     registry.check({**config, **(runtime or {})})
     writer = distributed.is_writer()
     held_run = os.path.isfile(os.path.join(directory, CONFIG))  # --overwrite: its outputs go

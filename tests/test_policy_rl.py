@@ -676,12 +676,39 @@ def test_cli_distill_refine_from_the_dcg_actor_or_a_fresh_one(tmp_path):
     assert result.exit_code != 0 and "task 'arm' has no differentiable descriptor" in result.output
 
 
-def test_td3_defaults_are_the_official_dcg_me_code_s_and_the_cli_lists_them():
-    # configs/algo/dcg_me.yaml and pga_me.yaml of the DCRL-MAP-Elites repository (GECCO 2023, Table 3)
+def test_td3_defaults_are_the_official_dcg_me_code_s_and_qdkit_emitters_lists_them():
+    # configs/algo/dcg_me.yaml and pga_me.yaml of the DCRL-MAP-Elites repository
     official = {"critic_hidden": (256, 256), "critic_steps": 3000, "pg_steps": 150, "batch_size": 100,
                 "pg_batch_size": 100, "buffer_size": 1_000_000, "discount": 0.99, "critic_lr": 3e-4, "actor_lr": 3e-4,
                 "pg_lr": 5e-3, "noise_clip": 0.5, "policy_noise": 0.2, "tau": 0.005, "policy_delay": 2}  # fmt: skip
     assert {k: getattr(rl.DEFAULT_CONFIG, k) for k in official} == official
+    listing = _cli("emitters")
+    assert listing.exit_code == 0, listing.output
+    lines = listing.output.splitlines()
     for name in ("dcg", "pga"):
-        options = registry.EMITTERS[name].options
-        assert options["train_batch_size"] == 100 and options["pg_lr"] == 5e-3 and options["critic_steps"] == 3000
+        options = lines[next(i for i, line in enumerate(lines) if line.split()[:1] == [name]) + 1]
+        assert "options:" in options and "train_batch_size=100" in options and "pg_lr=0.005" in options, options
+
+
+def test_a_run_records_its_td3_defaults_and_one_written_before_resumes_with_the_old_ones(tmp_path):
+    given = RUN[: RUN.index("train_batch_size=32") - 1] + ["-e", "buffer_size=5000"]  # the default minibatch
+    out = tmp_path / "run"
+    result = _cli(*given, "-e", "critic_steps=2", "--emitter", "dcg", "--iterations", 1, "--out", out)
+    assert result.exit_code == 0, result.output
+    path = out / rundir.CONFIG
+    config = json.loads(path.read_text())
+    assert config["td3_defaults"] == {"train_batch_size": 100, "pg_lr": 0.005}
+    assert "train_batch_size" not in config["emitter_options"]  # what was asked, as before
+    # a run directory of qdkit 0.4.0 did not record them: it resumes with 0.4.0's defaults
+    del config["td3_defaults"]
+    path.write_text(json.dumps(config))
+    old = rundir.read_config(str(out))
+    assert old["td3_defaults"] == {"train_batch_size": 256, "pg_lr": 1e-3}
+    options = registry.emitter_options_of(old)
+    assert options["train_batch_size"] == 256 and options["pg_lr"] == 1e-3
+    assert options["critic_steps"] == config["emitter_options"]["critic_steps"]  # the given ones kept
+    assert registry.emitter_options_of({**old, "emitter_options": {"pg_lr": 0.1}})["pg_lr"] == 0.1  # given wins
+    # the recorded defaults are what a resumed run builds its emitter with
+    path.write_text(json.dumps({**config, "td3_defaults": {"train_batch_size": 0, "pg_lr": 0.005}}))
+    result = _cli("resume", out, "--iterations", 2, "--no-progress")
+    assert result.exit_code != 0 and "batch_size must be a positive integer" in result.output, result.output

@@ -260,7 +260,11 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
     )
     result = run_script(os.path.join(bench, "step_profile.py"), "--iterations", "3", "--top", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "wall time per iteration" in result.stdout and result.stdout.count("| 1.0 |") == 3, result.stdout
+    # three kernel rows; JAX's profiler can miss the first kernels of a trace, so a short
+    # trace may show fewer calls per iteration than ran
+    rows = re.findall(r"^\| \S+ \| [0-9,.]+ \| ([0-9.]+) \| [12] \|$", result.stdout, re.M)
+    assert "wall time per iteration" in result.stdout and len(rows) == 3, result.stdout
+    assert all(0 < float(calls) <= 1.0 for calls in rows), result.stdout
     result = run_script(os.path.join(bench, "compiles.py"), "--configs", "arm", "--repeats", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| arm | 1: _init |" in result.stdout and "- ml_dtypes: " in result.stdout, result.stdout
