@@ -8,9 +8,9 @@ buffer of every evaluated transition after each batch (``critic_steps`` updates)
 The state (buffer, networks, optimiser states, its own key) is a pytree of arrays, so
 checkpoints hold it and a resumed run is bit-identical. A host of settings: see
 :class:`emitters.rl.TD3Config`; the defaults are those of DCG-MAP-Elites' official code
-for its PGA-ME baseline (the PGA-ME paper's own differ: pass them to reproduce it). The initial population's
-transitions go into the buffer (``observe_initial``), but the first batch is varied with
-an untrained critic: learning starts with the first update.
+for its PGA-ME baseline (the PGA-ME paper's own differ: pass them to reproduce it). The
+initial population's transitions go into the buffer (``observe_initial``), but the
+first batch is varied with an untrained critic: learning starts with the first update.
 """
 
 from __future__ import annotations
