@@ -177,18 +177,20 @@ def stage_runners(task, emitter, get_state, iterations: int) -> dict:
     archive = get_state().archive
     key = jax.random.key(1)
 
+    # The archive is carried (not a constant of the loop), as in the run: the emitters'
+    # qdkit.xla.own_kernels needs the archive's size unknown to the compiler.
     def parents_and_score(c):
-        (key,) = c
+        key, a = c
         key, k_parents, k_score = jax.random.split(key, 3)
-        ev = task.score(k_score, archive.sample(k_parents, BATCH))
-        return (key,), jnp.sum(ev.fitness) + jnp.sum(ev.descriptors)
+        ev = task.score(k_score, a.sample(k_parents, BATCH))
+        return (key, a), jnp.sum(ev.fitness) + jnp.sum(ev.descriptors)
 
     def emit_and_score(c):
-        (key,) = c
+        key, a = c
         key, k_emit, k_score = jax.random.split(key, 3)
-        genotypes, _ = emitter.emit(k_emit, archive, EmptyState())
+        genotypes, _ = emitter.emit(k_emit, a, EmptyState())
         ev = task.score(k_score, genotypes)
-        return (key,), jnp.sum(ev.fitness) + jnp.sum(ev.descriptors)
+        return (key, a), jnp.sum(ev.fitness) + jnp.sum(ev.descriptors)
 
     def emit_score_insert(c):
         key, a = c
@@ -199,8 +201,10 @@ def stage_runners(task, emitter, get_state, iterations: int) -> dict:
         return (key, a), jnp.sum(info.status)
 
     return {
-        "parents + scoring": scan_runner(parents_and_score, (key,), iterations),
-        "emit (parents, noise, line, clip) + scoring": scan_runner(emit_and_score, (key,), iterations),
+        "parents + scoring": scan_runner(parents_and_score, (key, jax.tree.map(jnp.copy, archive)), iterations),
+        "emit (parents, noise, line, clip) + scoring": scan_runner(
+            emit_and_score, (key, jax.tree.map(jnp.copy, archive)), iterations
+        ),
         "emit + scoring + insertion": scan_runner(
             emit_score_insert, (key, jax.tree.map(jnp.copy, archive)), iterations
         ),

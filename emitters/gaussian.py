@@ -7,7 +7,7 @@ from typing import Any
 import jax
 
 from emitters.base import Emitter, check_batch_size, check_positive, clip, keep_state, no_state
-from qdkit import rng
+from qdkit import rng, xla
 
 
 def gaussian(
@@ -31,9 +31,14 @@ def gaussian(
     normal = rng.normal_fn(noise)
 
     def emit(key, archive, state):
-        parents = archive.sample(key, batch_size)
-        leaves, treedef = jax.tree.flatten(parents)
-        mutated = [x + sigma * normal(key, x.shape, x.dtype, stream=1 + i) for i, x in enumerate(leaves)]
-        return clip(jax.tree.unflatten(treedef, mutated), lower, upper), state
+        index = archive.sample_indices(key, batch_size)
+        leaves, treedef = jax.tree.flatten(archive.genotypes)
+        noises = [normal(key, (batch_size,) + s.shape[1:], s.dtype, stream=1 + i) for i, s in enumerate(leaves)]
+
+        def mutate(leaves, noises, index):
+            mutated = [store[index] + sigma * z for store, z in zip(leaves, noises)]
+            return clip(jax.tree.unflatten(treedef, mutated), lower, upper)
+
+        return xla.own_kernels(mutate, (leaves, noises, index), archive.size()), state
 
     return Emitter(init=no_state, emit=emit, update=keep_state, batch_size=batch_size)

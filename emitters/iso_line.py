@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from emitters.base import Emitter, check_batch_size, check_positive, clip, keep_state, no_state
-from qdkit import rng
+from qdkit import rng, xla
 
 
 def iso_line(
@@ -46,16 +46,19 @@ def iso_line(
 
     def emit(key, archive, state):
         index = archive.sample_indices(key, 2 * batch_size)
-        x_index, y_index = index[:batch_size], index[batch_size:]
         line = line_sigma * normal(key, (batch_size,), jnp.float32, stream=1)
         leaves, treedef = jax.tree.flatten(archive.genotypes)
+        noises = [normal(key, (batch_size,) + s.shape[1:], s.dtype, stream=2 + i) for i, s in enumerate(leaves)]
 
-        def vary(i, store):
-            x, y = store[x_index], store[y_index]
-            t = line.astype(x.dtype).reshape((batch_size,) + (1,) * (x.ndim - 1))
-            return x + iso_sigma * normal(key, x.shape, x.dtype, stream=2 + i) + t * (y - x)
+        def vary(leaves, noises, line, index):
+            x_index, y_index = index[:batch_size], index[batch_size:]
+            children = []
+            for store, z in zip(leaves, noises):
+                x, y = store[x_index], store[y_index]
+                t = line.astype(x.dtype).reshape((batch_size,) + (1,) * (x.ndim - 1))
+                children.append(x + iso_sigma * z + t * (y - x))
+            return clip(jax.tree.unflatten(treedef, children), lower, upper)
 
-        children = [vary(i, store) for i, store in enumerate(leaves)]
-        return clip(jax.tree.unflatten(treedef, children), lower, upper), state
+        return xla.own_kernels(vary, (leaves, noises, line, index), archive.size()), state
 
     return Emitter(init=no_state, emit=emit, update=keep_state, batch_size=batch_size)

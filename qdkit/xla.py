@@ -23,15 +23,22 @@ XLA reads its flags once, when JAX starts its first backend: import qdkit before
 first JAX computation of the process (``qdkit run`` does). Imported later, qdkit warns
 and leaves ``XLA_FLAGS`` alone (setting it then would change only the subprocesses).
 The flag concerns the CPU compiler only; GPU and TPU programs are unchanged.
+
+:func:`own_kernels` computes a value in kernels of its own on a CPU backend (XLA's CPU
+compiler would otherwise compute a cheap value again inside every kernel that reads it);
+emitters use it for their offspring.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib.metadata
 import os
 import sys
 import warnings
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
 
 #: The flag qdkit adds to ``XLA_FLAGS``.
 FLAG = "--xla_cpu_experimental_ynn_fusion_type=-reduce"
@@ -127,3 +134,58 @@ def use_cpu_devices(count: int, environ: MutableMapping[str, str] = os.environ) 
         return False
     jax.config.update("jax_num_cpu_devices", int(count))
     return True
+
+
+#: Whether :func:`own_kernels` makes its kernels (read while tracing; benchmarks set it
+#: to ``False`` to time the code before, ``benchmarks/own_kernels.py``).
+OWN_KERNELS = True
+
+_OWN_KERNELS: contextvars.ContextVar = contextvars.ContextVar("qdkit_own_kernels", default=True)
+
+
+def own_kernels(fn: Callable[..., Any], operands: tuple, nonconstant) -> Any:
+    """``fn(*operands)``, computed by kernels of its own on a CPU backend; jittable.
+
+    XLA's CPU compiler does not write a cheap elementwise value (a batch of offspring:
+    parents gathered from the archive, plus noise, clipped) to memory: it computes it
+    again inside every kernel that reads it. For an emitter's offspring those are the
+    task's scoring, the finite check, the cell index and the archive write, and each
+    copy reads the archive rows and the noise again. A conditional is a boundary XLA
+    does not fuse across, so here ``fn`` runs as both branches of one: its kernels (the
+    gathers fused into the arithmetic) write the result once, and the consumers read
+    it. The values are the same, bit for bit (tests/test_xla.py compares whole runs).
+    ``benchmarks/core_throughput.py`` has what it saves (RESULTS.md).
+
+    ``nonconstant`` is an integer scalar of the computation that XLA cannot know when
+    compiling (an archive's size): the conditional's predicate. Both branches are
+    ``fn``, so its value does not matter, but a constant predicate would let XLA inline
+    the branch and fuse it again. Under ``vmap`` the predicate must not be batched (a
+    batched one turns the conditional into a select of both branches, which costs more
+    than it saves): :func:`kernel_predicate` gives one.
+
+    On other backends, and with :data:`OWN_KERNELS` false, this is ``fn(*operands)``.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    chosen = _OWN_KERNELS.get()
+    if chosen is None or not OWN_KERNELS or jax.default_backend() != "cpu":
+        return fn(*operands)
+    predicate = jnp.asarray(nonconstant if chosen is True else chosen) >= 0
+    return lax.cond(predicate, fn, fn, *operands)
+
+
+@contextlib.contextmanager
+def kernel_predicate(nonconstant) -> Iterator[None]:
+    """While tracing inside it, :func:`own_kernels` takes ``nonconstant`` as its
+    predicate instead of the one it is given, or, for ``None``, is a plain call.
+
+    qdkit traces its vmapped seeds inside it: with a scalar of the computation outside
+    the ``vmap`` (not batched: a chunk's number of iterations), or ``None`` where it has
+    none."""
+    token = _OWN_KERNELS.set(nonconstant)
+    try:
+        yield
+    finally:
+        _OWN_KERNELS.reset(token)

@@ -1,6 +1,7 @@
 """qdkit's XLA:CPU flag, the arm's vectorised maths, and the archive's running totals
 as the loop uses them."""
 
+import contextlib
 import os
 import re
 
@@ -96,3 +97,92 @@ def test_a_state_that_holds_one_array_twice_can_be_donated():
     out = map_elites._unshared(tree)
     assert out["a"] is shared and out["b"] is not shared and out["c"] is tree["c"]
     np.testing.assert_array_equal(out["b"], shared)
+
+
+def _rastrigin_run(emitter_name: str, seeds: int | None = None):
+    task = qdkit.tasks.get("rastrigin", dims=12)
+    archive = qdkit.GridArchive.create(
+        shape=(10, 10), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
+    )
+    if emitter_name == "iso_line":
+        emitter = iso_line(48, 0.02, 0.1, lower=0.0, upper=1.0)  # a new emitter: traced anew
+    else:
+        from emitters import gaussian
+
+        emitter = gaussian(48, 0.05, lower=0.0, upper=1.0)
+    key = jax.random.key(3) if seeds is None else jnp.stack([jax.random.key(k) for k in range(seeds)])
+    state = map_elites.init(key, task, archive, emitter)
+    return task, emitter, state
+
+
+@pytest.mark.parametrize("emitter_name", ["iso_line", "gaussian"])
+def test_offspring_in_kernels_of_their_own_change_no_number(emitter_name):
+    """The emitters write their offspring once (a conditional XLA does not fuse across)
+    and the runs are the same, bit for bit, as with the offspring fused into each
+    consumer (the plain call, as inside kernel_predicate(None))."""
+    runs = {}
+    for own in (True, False):
+        task, emitter, state = _rastrigin_run(emitter_name)
+        with contextlib.nullcontext() if own else xla.kernel_predicate(None):
+            program = _program(jax.jit(lambda s: map_elites._step(s, task, emitter)).lower(state).compile())
+            state, metrics = map_elites.run(state, task, emitter, 25)
+        assert ("conditional(" in program) is own
+        runs[own] = (state, metrics)
+    for leaf_own, leaf_plain in zip(jax.tree.leaves(runs[True][0].archive), jax.tree.leaves(runs[False][0].archive)):
+        np.testing.assert_array_equal(leaf_own, leaf_plain)
+    np.testing.assert_array_equal(runs[True][1]["qd_score"], runs[False][1]["qd_score"])
+    assert runs[True][1]["num_added"].sum() > 0
+
+
+def test_own_kernels_is_a_plain_call_off_the_cpu_and_takes_an_unbatched_predicate_under_vmap(monkeypatch):
+    def f(a, b):
+        return jnp.clip(a[b] * 2.0 + 1.0, 0.0, 5.0)
+
+    a, b = jnp.arange(12.0).reshape(6, 2), jnp.array([0, 3, 5])
+    count = jnp.int32(4)
+    text = _program(jax.jit(lambda a, b, n: xla.own_kernels(f, (a, b), n)).lower(a, b, count).compile())
+    assert "conditional(" in text
+    np.testing.assert_array_equal(jax.jit(lambda a, b, n: xla.own_kernels(f, (a, b), n))(a, b, count), f(a, b))
+    # under vmap, with the predicate of kernel_predicate (outside the vmap), the conditional stays one
+    batched = jnp.stack([b, b[::-1]])
+
+    def over_rows(n):
+        with xla.kernel_predicate(n):
+            return jax.vmap(lambda bb: xla.own_kernels(f, (a, bb), count + bb[0]))(batched)
+
+    lowered = jax.jit(over_rows).lower(count)
+    assert "conditional(" in _program(lowered.compile())
+    np.testing.assert_array_equal(jax.jit(over_rows)(count), jax.vmap(lambda bb: f(a, bb))(batched))
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    text = _program(jax.jit(lambda a, b, n: xla.own_kernels(f, (a, b), n)).lower(a, b, count).compile())
+    assert "conditional(" not in text
+
+
+def test_vmapped_seeds_keep_the_conditional_and_the_arm_prefix_sums_are_the_associative_scan_s():
+    task, emitter, state = _rastrigin_run("iso_line", seeds=2)
+    lowered = map_elites._run_chunk_seeds.lower(state, np.int32(3), task, emitter, 3)
+    assert "conditional(" in _program(lowered.compile())
+    from qdkit.tasks.arm import _prefix_sums
+
+    for n in (1, 2, 3, 5, 8, 13):
+        x = jax.random.normal(jax.random.key(n), (32, n)) * 3.0
+        scan = jax.jit(lambda x: jax.lax.associative_scan(jnp.add, x, axis=1))(x)
+        np.testing.assert_array_equal(jax.jit(_prefix_sums)(x), scan)
+
+
+@pytest.mark.parametrize("dof", [1, 3, 5, 8, 16])
+def test_the_arm_s_end_effector_on_columns_is_the_sum_of_its_links(dof):
+    """The same sums as XLA's of the (B, n) links, in the same order for up to 8 joints;
+    XLA may contract a multiply-add differently in the two programs, so the last bit may
+    differ."""
+    from qdkit.tasks.arm import _end_effector, _link_directions
+
+    angles = jax.random.uniform(jax.random.key(dof), (512, dof), minval=-np.pi, maxval=np.pi)
+    for cos in ("fast", "xla"):
+
+        def plain(g, cos=cos):
+            dx, dy = _link_directions(g, cos)
+            return jnp.stack([jnp.sum(dx, axis=1), jnp.sum(dy, axis=1)], axis=-1) / dof
+
+        ours, theirs = jax.jit(lambda g, cos=cos: _end_effector(g, cos))(angles), jax.jit(plain)(angles)
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=4e-7 if dof <= 8 else 1e-6)
