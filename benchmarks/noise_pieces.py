@@ -11,7 +11,11 @@ repeats), and checks that both ways end with the same archive, bit for bit.
     python benchmarks/noise_pieces.py
     taskset -c 0 python benchmarks/noise_pieces.py    # the process on one CPU
     python benchmarks/noise_pieces.py --configs 256x8,36x10,16x4 --evaluations 100000 --piece-elements 16
+    python benchmarks/noise_pieces.py --against 512   # qdkit's threshold against 512 (not one loop)
     python benchmarks/noise_pieces.py --quick         # smoke run
+
+``--against N`` compares qdkit's threshold with ``PIECE_ELEMENTS = N`` instead of with
+one loop: the columns are then the two thresholds.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ def main() -> None:
     parser.add_argument(
         "--piece-elements", type=int, help="the pieces' threshold (default: qdkit's), to try small draws"
     )
+    parser.add_argument("--against", type=int, help="a threshold to compare with (instead of one loop)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     configs = CONFIGS
@@ -80,14 +85,21 @@ def main() -> None:
     threshold = args.piece_elements or rng.PIECE_ELEMENTS
     print(f"# noise_pieces  jax {jax.__version__}  {machine.cpu()}  CPUs for this process: {qdkit.xla.cpus()}  "
           f"pieces from {2 * threshold:,} elements")  # fmt: skip
-    print("| batch x genes | one loop ns/eval | pieces ns/eval | difference | same archive |")
+    left = "one loop" if args.against is None else f"pieces from {2 * args.against:,}"
+    print(f"| batch x genes | {left} ns/eval | pieces ns/eval | difference | same archive |")
     print("|---|---:|---:|---:|---|")
     for batch, dims in configs:
         iterations = max(1, args.evaluations // batch)
-        runs = {
-            name: runner(batch, dims, name == "one loop", iterations, args.piece_elements)
-            for name in ("one loop", "pieces")
-        }
+        if args.against is None:
+            runs = {
+                name: runner(batch, dims, name == "one loop", iterations, args.piece_elements)
+                for name in ("one loop", "pieces")
+            }
+        else:
+            runs = {
+                "against": runner(batch, dims, False, iterations, args.against),
+                "pieces": runner(batch, dims, False, iterations, args.piece_elements),
+            }
         times = {name: [] for name in runs}
         for _ in range(args.repeats):
             for name, (timed, _) in runs.items():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from qdkit.fastmath import cos_2pi
 from qdkit.tasks.base import Evaluation, Task, features_from_extra
@@ -15,10 +14,24 @@ COS = ("fast", "xla")
 
 
 def _prefix_sums(x):
-    """Prefix sums along axis 1, as an associative scan: elementwise slices and adds
-    that XLA fuses and vectorises (``jnp.cumsum`` becomes a reduce-window, which XLA's
-    CPU backend runs one element at a time)."""
-    return lax.associative_scan(jnp.add, x, axis=1)
+    """Prefix sums along axis 1, with the additions of ``lax.associative_scan``'s tree
+    (the same sums, bit for bit) made on the columns: one elementwise loop that XLA
+    vectorises over the rows. (``jnp.cumsum`` becomes a reduce-window, which XLA's CPU
+    backend runs one element at a time; the associative scan itself becomes a dozen
+    kernels of slices, pads and concatenations.)"""
+    return jnp.stack(_tree_prefix_sums([x[:, k] for k in range(x.shape[1])]), axis=1)
+
+
+def _tree_prefix_sums(columns: list) -> list:
+    """Prefix sums of a list, in ``lax.associative_scan``'s order: sums of adjacent
+    pairs, their prefix sums (recursively) at the odd positions, and each even position
+    the sum before it plus its own element."""
+    n = len(columns)
+    if n < 2:
+        return list(columns)
+    odd = _tree_prefix_sums([columns[2 * i] + columns[2 * i + 1] for i in range(n // 2)])
+    even = [columns[0]] + [odd[i] + columns[2 * i + 2] for i in range((n - 1) // 2)]
+    return [even[i // 2] if i % 2 == 0 else odd[i // 2] for i in range(n)]
 
 
 def _link_directions(angles, cos: str = "fast"):
@@ -31,6 +44,29 @@ def _link_directions(angles, cos: str = "fast"):
         return jnp.cos(absolute), jnp.sin(absolute)
     turns = absolute * np.float32(1 / (2 * np.pi))
     return cos_2pi(turns), cos_2pi(turns - 0.25)
+
+
+def _end_effector(angles, cos: str = "fast"):
+    """The end effector ``(B, 2)``: the links' directions summed in order, on columns
+    (elementwise loops over the rows, which XLA vectorises; a sum along the rows of a
+    ``(B, n)`` array is a reduction it runs row by row). For up to 8 joints the sums are
+    made in XLA's order; the last bit can still differ where XLA contracts a multiply-add
+    differently (tests/test_xla.py)."""
+    angles = jnp.asarray(angles, jnp.float32)
+    absolute = _tree_prefix_sums([angles[:, k] for k in range(angles.shape[1])])
+    if cos == "xla":
+        dx, dy = [jnp.cos(a) for a in absolute], [jnp.sin(a) for a in absolute]
+    else:
+        turns = [a * np.float32(1 / (2 * np.pi)) for a in absolute]
+        dx, dy = [cos_2pi(t) for t in turns], [cos_2pi(t - 0.25) for t in turns]
+
+    def total(columns):
+        out = columns[0]
+        for c in columns[1:]:
+            out = out + c
+        return out
+
+    return jnp.stack([total(dx), total(dy)]).T / len(absolute)
 
 
 def _joints(dx, dy):
@@ -85,12 +121,11 @@ def arm(dof: int = 8, cos: str = "fast") -> Task:
 
     def score(key, genotypes):
         del key
-        dx, dy = _link_directions(genotypes, cos)
-        # the end effector as a plain sum (the prefix sums are only needed for the
-        # extras, which XLA drops from programs that do not read them)
-        end = jnp.stack([jnp.sum(dx, axis=1), jnp.sum(dy, axis=1)], axis=-1) / dof
+        # the joints are only needed for the extras, which XLA drops from programs
+        # that do not read them
+        joints = _joints(*_link_directions(genotypes, cos))
         fitness = -jnp.var(genotypes, axis=1)
-        return Evaluation(fitness, end, {"joint_positions": _joints(dx, dy)})
+        return Evaluation(fitness, _end_effector(genotypes, cos), {"joint_positions": joints})
 
     return Task(
         name="arm",
