@@ -11,7 +11,7 @@ repeats), and checks that both ways end with the same archive, bit for bit.
     python benchmarks/noise_pieces.py
     taskset -c 0 python benchmarks/noise_pieces.py    # the process on one CPU
     python benchmarks/noise_pieces.py --configs 256x8,36x10,16x4 --evaluations 100000 --piece-elements 16
-    python benchmarks/noise_pieces.py --against 512   # qdkit's threshold against 512 (not one loop)
+    python benchmarks/noise_pieces.py --against 1024  # qdkit's threshold against 1,024 (not one loop)
     python benchmarks/noise_pieces.py --quick         # smoke run
 
 ``--against N`` compares qdkit's threshold with ``PIECE_ELEMENTS = N`` instead of with

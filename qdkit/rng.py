@@ -93,9 +93,8 @@ def uniform(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32, stream: i
 
 
 # On a CPU backend, a draw of at least twice this many elements is made in two pieces
-# (see normal). (From 1,024 elements before qdkit 0.6: Iso+LineDD's line noise of a
-# 1,024 batch cost about 20 ns per evaluation more in pieces, noise_pieces.py --against.)
-PIECE_ELEMENTS = 1 << 10
+# (see normal).
+PIECE_ELEMENTS = 1 << 9
 
 
 def normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32, stream: int = 0) -> jax.Array:
