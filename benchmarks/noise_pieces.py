@@ -11,11 +11,11 @@ repeats), and checks that both ways end with the same archive, bit for bit.
     python benchmarks/noise_pieces.py
     taskset -c 0 python benchmarks/noise_pieces.py    # the process on one CPU
     python benchmarks/noise_pieces.py --configs 256x8,36x10,16x4 --evaluations 100000 --piece-elements 16
-    python benchmarks/noise_pieces.py --against 1024  # qdkit's threshold against 1,024 (not one loop)
+    python benchmarks/noise_pieces.py --against 1024  # pieces from 1,024 elements (qdkit's) against from 2,048
     python benchmarks/noise_pieces.py --quick         # smoke run
 
-``--against N`` compares qdkit's threshold with ``PIECE_ELEMENTS = N`` instead of with
-one loop: the columns are then the two thresholds.
+``--against N`` compares qdkit's ``PIECE_ELEMENTS`` with ``N`` instead of with one loop:
+the left column is then the draws made in pieces from ``2 N`` elements.
 """
 
 from __future__ import annotations

@@ -1,17 +1,20 @@
 """Offspring written once (``qdkit.xla.own_kernels``) against offspring fused into
-every consumer (the code before), in qdkit's own loop.
+every consumer, in qdkit's own loop.
 
 The Iso+LineDD and Gaussian emitters compute their offspring inside a conditional on a
 CPU backend, so XLA writes them once instead of computing them again in the scoring,
-the finite check, the cell index and the archive write. ``qdkit.xla.OWN_KERNELS =
-False`` while a loop is traced gives the code before. For each workload this script
-traces both, from the same state, times them interleaved (medians of ``--repeats``), and
-checks that both end with the same archive, bit for bit.
+the finite check, the cell index and the archive write. Traced inside
+``qdkit.xla.plain_kernels()``, the same code makes the plain call: the offspring fused
+into every consumer, as before ``own_kernels`` (the emitters otherwise as now: their
+noise drawn before the offspring's arithmetic). For each workload this script traces
+both, from the same state, times them interleaved (medians of ``--repeats``, the order
+alternating), and checks that both end with the same archive, bit for bit.
 
 Workloads: rastrigin with Iso+LineDD on a 100 x 100 grid (the core-throughput
 workload, ``batch x genes``), the same with the Gaussian emitter, and the arm default of
-``qdkit run`` (one seed, and 16 seeds vmapped over the CPU devices as
-``qdkit run --seeds`` runs them).
+``qdkit run`` (one seed, and 16 seeds vmapped, over the CPU devices as
+``qdkit run --seeds`` runs them; vmapped seeds make the plain call either way, see
+``qdkit.xla.own_kernels``).
 
     python benchmarks/own_kernels.py
     python benchmarks/own_kernels.py --quick         # smoke run
@@ -20,6 +23,7 @@ workload, ``batch x genes``), the same with the Gaussian emitter, and the arm de
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -54,6 +58,11 @@ def rastrigin(batch: int, dims: int, emitter_name: str):
     return task, archive, emitter, jax.random.key(0), None
 
 
+def seeds_mesh(seeds: int):
+    devices = len(jax.devices())
+    return sharding.batch_mesh(devices) if devices > 1 and seeds % devices == 0 else None
+
+
 def arm(seeds: int | None):
     task = qdkit.tasks.get("arm", dof=8)
     archive = qdkit.GridArchive.create(
@@ -63,22 +72,17 @@ def arm(seeds: int | None):
     if seeds is None:
         return task, archive, emitter, jax.random.key(0), None
     keys = jnp.stack([jax.random.key(k) for k in range(seeds)])
-    devices = len(jax.devices())
-    mesh = sharding.batch_mesh(devices) if devices > 1 and seeds % devices == 0 else None
-    return task, archive, emitter, keys, mesh
+    return task, archive, emitter, keys, seeds_mesh(seeds)
 
 
 def runner(make, own: bool, iterations: int):
     """The loop traced with or without the offspring's own kernels; ``timed()`` gives
     ns per evaluation, ``holder["state"]`` the state."""
     task, archive, emitter, key, mesh = make()  # a new emitter: traced anew
-    xla.OWN_KERNELS = own  # read while tracing
-    try:
+    with contextlib.nullcontext() if own else xla.plain_kernels():  # (read while tracing)
         state = map_elites.init(key, task, archive, emitter, mesh=mesh)
         state, _ = map_elites.run(state, task, emitter, iterations, mesh=mesh)  # compiles
         jax.block_until_ready(state)
-    finally:
-        xla.OWN_KERNELS = True
     holder = {"state": state}
     seeds = map_elites.num_seeds(state) or 1
 
@@ -105,7 +109,11 @@ def main() -> None:
     ]
     workloads += [
         ("arm default, one seed", lambda: arm(None), args.arm_iterations),
-        (f"arm default, 16 seeds over {len(jax.devices())} devices", lambda: arm(16), args.arm_iterations),
+        (
+            f"arm default, 16 seeds over {seeds_mesh(16).size if seeds_mesh(16) else 1} device(s)",
+            lambda: arm(16),
+            args.arm_iterations,
+        ),  # fmt: skip
     ]
     if args.quick:
         args.repeats = 1
@@ -117,9 +125,9 @@ def main() -> None:
     for name, make, iterations in workloads:
         runs = {own: runner(make, own, iterations) for own in (False, True)}
         times = {own: [] for own in runs}
-        for _ in range(args.repeats):
-            for own, (timed, _) in runs.items():
-                times[own].append(timed())
+        for repeat in range(args.repeats):
+            for own in (False, True) if repeat % 2 == 0 else (True, False):
+                times[own].append(runs[own][0]())
         before, after = statistics.median(times[False]), statistics.median(times[True])
         a, b = (runs[own][1]["state"].archive for own in (False, True))
         same = all(bool(jnp.array_equal(x, y, equal_nan=True)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

@@ -253,7 +253,7 @@ def _over_seeds(fn, mesh, replicated_args: int = 0):
 
     def vmapped(*args):
         split = len(args) - replicated_args
-        with xla.kernel_predicate(None):  # own_kernels' predicate would be batched (see xla.own_kernels)
+        with xla.plain_kernels():  # own_kernels' predicate would be batched (see xla.own_kernels)
             return jax.vmap(lambda *mine: fn(*mine, *args[split:]))(*args[:split])
 
     if mesh is None:
@@ -428,11 +428,7 @@ def _run_chunk_seeds(state, num, task, emitter, chunk_size, mesh=None):
     """:func:`_chunk` for a state with a leading seed axis (split over ``mesh``'s
     devices, if given): metrics ``(chunk, S)``."""
 
-    def one(s, n):
-        with xla.kernel_predicate(n):  # n is not batched by the vmap (see xla.own_kernels)
-            return _chunk(s, n, task, emitter, chunk_size, None)
-
-    chunk = _over_seeds(one, mesh, replicated_args=1)
+    chunk = _over_seeds(lambda s, n: _chunk(s, n, task, emitter, chunk_size, None), mesh, replicated_args=1)
     state, buffers = chunk(state, num)
     return state, {k: v.T for k, v in buffers.items()}
 

@@ -26,7 +26,7 @@ The flag concerns the CPU compiler only; GPU and TPU programs are unchanged.
 
 :func:`own_kernels` computes a value in kernels of its own on a CPU backend (XLA's CPU
 compiler would otherwise compute a cheap value again inside every kernel that reads it);
-emitters use it for their offspring.
+the Gaussian and Iso+LineDD emitters use it for their offspring.
 """
 
 from __future__ import annotations
@@ -136,10 +136,6 @@ def use_cpu_devices(count: int, environ: MutableMapping[str, str] = os.environ) 
     return True
 
 
-#: Whether :func:`own_kernels` makes its kernels (read while tracing; benchmarks set it
-#: to ``False`` to time the code before, ``benchmarks/own_kernels.py``).
-OWN_KERNELS = True
-
 _OWN_KERNELS: contextvars.ContextVar = contextvars.ContextVar("qdkit_own_kernels", default=True)
 
 
@@ -153,38 +149,36 @@ def own_kernels(fn: Callable[..., Any], operands: tuple, nonconstant) -> Any:
     copy reads the archive rows and the noise again. A conditional is a boundary XLA
     does not fuse across, so here ``fn`` runs as both branches of one: its kernels (the
     gathers fused into the arithmetic) write the result once, and the consumers read
-    it. The values are the same, bit for bit (tests/test_xla.py compares whole runs).
-    ``benchmarks/core_throughput.py`` has what it saves (RESULTS.md).
+    it. For the Gaussian and Iso+LineDD emitters the runs were the same, bit for bit
+    (tests/test_xla.py; ``benchmarks/own_kernels.py`` compares the archives and the
+    times), but XLA may round a multiply-add differently in another kernel, so the last
+    bit of a function of one's own is not guaranteed.
 
     ``nonconstant`` is an integer scalar of the computation that XLA cannot know when
     compiling (an archive's size): the conditional's predicate. Both branches are
     ``fn``, so its value does not matter, but a constant predicate would let XLA inline
-    the branch and fuse it again. Under ``vmap`` the predicate must not be batched (a
-    batched one turns the conditional into a select of both branches, which costs more
-    than it saves): :func:`kernel_predicate` gives one.
+    the branch and fuse it again.
 
-    On other backends, and with :data:`OWN_KERNELS` false, this is ``fn(*operands)``.
+    It is a plain call ``fn(*operands)`` off the CPU, outside a trace (a concrete
+    ``nonconstant``: an eager call would compile a conditional each time), and while
+    tracing inside :func:`plain_kernels`. qdkit traces its vmapped seeds there: under
+    ``vmap`` the predicate is batched, and ``vmap`` turns a conditional with a batched
+    predicate into a select of both branches, which costs more than it saves.
     """
     import jax
     import jax.numpy as jnp
     from jax import lax
 
-    chosen = _OWN_KERNELS.get()
-    if chosen is None or not OWN_KERNELS or jax.default_backend() != "cpu":
+    if not _OWN_KERNELS.get() or not isinstance(nonconstant, jax.core.Tracer) or jax.default_backend() != "cpu":
         return fn(*operands)
-    predicate = jnp.asarray(nonconstant if chosen is True else chosen) >= 0
-    return lax.cond(predicate, fn, fn, *operands)
+    return lax.cond(jnp.asarray(nonconstant) >= 0, fn, fn, *operands)
 
 
 @contextlib.contextmanager
-def kernel_predicate(nonconstant) -> Iterator[None]:
-    """While tracing inside it, :func:`own_kernels` takes ``nonconstant`` as its
-    predicate instead of the one it is given, or, for ``None``, is a plain call.
-
-    qdkit traces its vmapped seeds inside it: with a scalar of the computation outside
-    the ``vmap`` (not batched: a chunk's number of iterations), or ``None`` where it has
-    none."""
-    token = _OWN_KERNELS.set(nonconstant)
+def plain_kernels() -> Iterator[None]:
+    """While tracing inside it, :func:`own_kernels` is a plain call (vmapped seeds; and
+    ``benchmarks/own_kernels.py``, to time the code without it)."""
+    token = _OWN_KERNELS.set(False)
     try:
         yield
     finally:

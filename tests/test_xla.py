@@ -119,11 +119,11 @@ def _rastrigin_run(emitter_name: str, seeds: int | None = None):
 def test_offspring_in_kernels_of_their_own_change_no_number(emitter_name):
     """The emitters write their offspring once (a conditional XLA does not fuse across)
     and the runs are the same, bit for bit, as with the offspring fused into each
-    consumer (the plain call, as inside kernel_predicate(None))."""
+    consumer (the plain call, as traced inside plain_kernels)."""
     runs = {}
     for own in (True, False):
         task, emitter, state = _rastrigin_run(emitter_name)
-        with contextlib.nullcontext() if own else xla.kernel_predicate(None):
+        with contextlib.nullcontext() if own else xla.plain_kernels():
             program = _program(jax.jit(lambda s: map_elites._step(s, task, emitter)).lower(state).compile())
             state, metrics = map_elites.run(state, task, emitter, 25)
         assert ("conditional(" in program) is own
@@ -134,55 +134,74 @@ def test_offspring_in_kernels_of_their_own_change_no_number(emitter_name):
     assert runs[True][1]["num_added"].sum() > 0
 
 
-def test_own_kernels_is_a_plain_call_off_the_cpu_and_takes_an_unbatched_predicate_under_vmap(monkeypatch):
+def test_own_kernels_is_a_plain_call_off_the_cpu_eagerly_and_inside_plain_kernels(monkeypatch):
+    traced = []
+
     def f(a, b):
+        traced.append(isinstance(a, jax.core.Tracer))
         return jnp.clip(a[b] * 2.0 + 1.0, 0.0, 5.0)
 
     a, b = jnp.arange(12.0).reshape(6, 2), jnp.array([0, 3, 5])
     count = jnp.int32(4)
-    text = _program(jax.jit(lambda a, b, n: xla.own_kernels(f, (a, b), n)).lower(a, b, count).compile())
-    assert "conditional(" in text
-    np.testing.assert_array_equal(jax.jit(lambda a, b, n: xla.own_kernels(f, (a, b), n))(a, b, count), f(a, b))
-    # under vmap, with the predicate of kernel_predicate (outside the vmap), the conditional stays one
-    batched = jnp.stack([b, b[::-1]])
-
-    def over_rows(n):
-        with xla.kernel_predicate(n):
-            return jax.vmap(lambda bb: xla.own_kernels(f, (a, bb), count + bb[0]))(batched)
-
-    lowered = jax.jit(over_rows).lower(count)
-    assert "conditional(" in _program(lowered.compile())
-    np.testing.assert_array_equal(jax.jit(over_rows)(count), jax.vmap(lambda bb: f(a, bb))(batched))
+    own = jax.jit(lambda a, b, n: xla.own_kernels(f, (a, b), n))
+    assert "conditional(" in _program(own.lower(a, b, count).compile())
+    np.testing.assert_array_equal(own(a, b, count), f(a, b))
+    traced.clear()  # eagerly (a concrete predicate): the function itself, no conditional compiled
+    np.testing.assert_array_equal(xla.own_kernels(f, (a, b), count), f(a, b))
+    assert traced == [False, False]
+    with xla.plain_kernels():
+        text = _program(jax.jit(lambda a, b, n: xla.own_kernels(f, (a, b), n)).lower(a, b, count).compile())
+    assert "conditional(" not in text
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     text = _program(jax.jit(lambda a, b, n: xla.own_kernels(f, (a, b), n)).lower(a, b, count).compile())
     assert "conditional(" not in text
 
 
-def test_vmapped_seeds_keep_the_conditional_and_the_arm_prefix_sums_are_the_associative_scan_s():
-    task, emitter, state = _rastrigin_run("iso_line", seeds=2)
-    lowered = map_elites._run_chunk_seeds.lower(state, np.int32(3), task, emitter, 3)
-    assert "conditional(" in _program(lowered.compile())
-    from qdkit.tasks.arm import _prefix_sums
+def test_vmapped_seeds_make_the_plain_call_and_match_single_runs_after_them():
+    """Under vmap the predicate would be batched (a select of both branches): the seeds'
+    programs make the plain call; a single run traced after them still gets its
+    conditional and the same numbers as seed 0."""
+    task, emitter, seeds_state = _rastrigin_run("iso_line", seeds=2)
+    lowered = map_elites._run_chunk_seeds.lower(seeds_state, np.int32(3), task, emitter, 3)
+    assert "conditional(" not in _program(lowered.compile())
+    seeds_state, _ = map_elites.run(seeds_state, task, emitter, 6)
+    archive = qdkit.GridArchive.create(
+        shape=(10, 10), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
+    )
+    single = map_elites.init(jax.random.key(0), task, archive, emitter)
+    text = _program(jax.jit(lambda s: map_elites._step(s, task, emitter)).lower(single).compile())
+    assert "conditional(" in text
+    single, _ = map_elites.run(single, task, emitter, 6)
+    np.testing.assert_array_equal(single.archive.fitness, map_elites.seed_state(seeds_state, 0).archive.fitness)
 
-    for n in (1, 2, 3, 5, 8, 13):
+
+def test_the_arm_s_prefix_sums_are_the_associative_scan_s():
+    from qdkit.tasks.arm import COLUMNS_UP_TO, _prefix_sums
+
+    for n in (1, 2, 3, 5, 8, 13, COLUMNS_UP_TO + 3):
         x = jax.random.normal(jax.random.key(n), (32, n)) * 3.0
         scan = jax.jit(lambda x: jax.lax.associative_scan(jnp.add, x, axis=1))(x)
         np.testing.assert_array_equal(jax.jit(_prefix_sums)(x), scan)
 
 
-@pytest.mark.parametrize("dof", [1, 3, 5, 8, 16])
+@pytest.mark.parametrize("dof", [1, 3, 5, 8, 16, 40])
 def test_the_arm_s_end_effector_on_columns_is_the_sum_of_its_links(dof):
-    """The same sums as XLA's of the (B, n) links, in the same order for up to 8 joints;
-    XLA may contract a multiply-add differently in the two programs, so the last bit may
-    differ."""
-    from qdkit.tasks.arm import _end_effector, _link_directions
+    """The same sums as XLA's of the (B, n) links: with XLA's cosine bit for bit up to 8
+    joints (the same order of additions); with the fast cosine XLA rounds some of its
+    multiply-adds differently in the two programs."""
+    from qdkit.tasks.arm import _link_directions, _links_and_end
 
     angles = jax.random.uniform(jax.random.key(dof), (512, dof), minval=-np.pi, maxval=np.pi)
     for cos in ("fast", "xla"):
 
         def plain(g, cos=cos):
             dx, dy = _link_directions(g, cos)
-            return jnp.stack([jnp.sum(dx, axis=1), jnp.sum(dy, axis=1)], axis=-1) / dof
+            return dx, dy, jnp.stack([jnp.sum(dx, axis=1), jnp.sum(dy, axis=1)], axis=-1) / dof
 
-        ours, theirs = jax.jit(lambda g, cos=cos: _end_effector(g, cos))(angles), jax.jit(plain)(angles)
-        np.testing.assert_allclose(ours, theirs, rtol=0, atol=4e-7 if dof <= 8 else 1e-6)
+        ours = jax.jit(lambda g, cos=cos: _links_and_end(g, cos))(angles)
+        theirs = jax.jit(plain)(angles)
+        for a, b in zip(ours, theirs):
+            if cos == "xla" and dof <= 8:
+                np.testing.assert_array_equal(a, b)
+            else:
+                np.testing.assert_allclose(a, b, rtol=0, atol=4e-7 if dof <= 8 else 1e-6)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from qdkit.fastmath import cos_2pi
 from qdkit.tasks.base import Evaluation, Task, features_from_extra
@@ -13,12 +14,21 @@ from qdkit.tasks.base import Evaluation, Task, features_from_extra
 COS = ("fast", "xla")
 
 
+# Up to this many joints the arm's maths is made on columns (a list of (B,) arrays),
+# beyond it on (B, n) arrays: the columns are unrolled, one chain of operations per
+# joint, and their compilation grows quickly with the joints.
+COLUMNS_UP_TO = 16
+
+
 def _prefix_sums(x):
-    """Prefix sums along axis 1, with the additions of ``lax.associative_scan``'s tree
-    (the same sums, bit for bit) made on the columns: one elementwise loop that XLA
-    vectorises over the rows. (``jnp.cumsum`` becomes a reduce-window, which XLA's CPU
-    backend runs one element at a time; the associative scan itself becomes a dozen
-    kernels of slices, pads and concatenations.)"""
+    """Prefix sums along axis 1 by ``lax.associative_scan``; up to
+    :data:`COLUMNS_UP_TO` columns with the scan's additions made on the columns (the
+    same sums, bit for bit): elementwise loops that XLA vectorises over the rows, where
+    the scan itself is a dozen kernels of slices, pads and concatenations.
+    (``jnp.cumsum`` becomes a reduce-window, which XLA's CPU backend runs one element
+    at a time.)"""
+    if x.shape[1] > COLUMNS_UP_TO:
+        return lax.associative_scan(jnp.add, x, axis=1)
     return jnp.stack(_tree_prefix_sums([x[:, k] for k in range(x.shape[1])]), axis=1)
 
 
@@ -34,31 +44,40 @@ def _tree_prefix_sums(columns: list) -> list:
     return [even[i // 2] if i % 2 == 0 else odd[i // 2] for i in range(n)]
 
 
-def _link_directions(angles, cos: str = "fast"):
-    """``(cos, sin)`` of each link's absolute angle, two ``(B, n)`` arrays. ``"fast"``
-    evaluates them as :func:`qdkit.fastmath.cos_2pi` of the angle in turns (float32
-    accuracy; XLA's CPU backend calls libm one element at a time for ``jnp.cos``);
-    ``"xla"`` with ``jnp.cos`` and ``jnp.sin``."""
-    absolute = _prefix_sums(jnp.asarray(angles, jnp.float32))
+def _directions(absolute, cos: str):
+    """``(cos, sin)`` of absolute angles (arrays of any shape): ``"fast"`` as
+    :func:`qdkit.fastmath.cos_2pi` of the angle in turns (float32 accuracy; XLA's CPU
+    backend calls libm one element at a time for ``jnp.cos``), ``"xla"`` with ``jnp.cos``
+    and ``jnp.sin``."""
     if cos == "xla":
         return jnp.cos(absolute), jnp.sin(absolute)
     turns = absolute * np.float32(1 / (2 * np.pi))
     return cos_2pi(turns), cos_2pi(turns - 0.25)
 
 
-def _end_effector(angles, cos: str = "fast"):
-    """The end effector ``(B, 2)``: the links' directions summed in order, on columns
-    (elementwise loops over the rows, which XLA vectorises; a sum along the rows of a
-    ``(B, n)`` array is a reduction it runs row by row). For up to 8 joints the sums are
-    made in XLA's order; the last bit can still differ where XLA contracts a multiply-add
-    differently (tests/test_xla.py)."""
+def _link_directions(angles, cos: str = "fast"):
+    """``(cos, sin)`` of each link's absolute angle, two ``(B, n)`` arrays."""
+    return _directions(_prefix_sums(jnp.asarray(angles, jnp.float32)), cos)
+
+
+def _links_and_end(angles, cos: str = "fast"):
+    """The links' directions ``(dx, dy)``, two ``(B, n)`` arrays, and the end effector
+    ``(B, 2)``, their sums in order over the links, divided by ``n``.
+
+    Up to :data:`COLUMNS_UP_TO` joints all of it is made on columns, and the end
+    effector's sums are additions of columns (elementwise loops over the rows, which
+    XLA vectorises; a sum along the rows of a ``(B, n)`` array is a reduction it runs
+    row by row), stacked as ``(2, B)`` (a ``(B, 2)`` stack is a loop XLA does not
+    vectorise). The values are those of the ``(B, n)`` code to float32 rounding: with
+    ``cos="xla"`` the same bits; with ``"fast"`` XLA rounds some of the cosine's
+    multiply-adds differently in the two programs (tests/test_xla.py)."""
     angles = jnp.asarray(angles, jnp.float32)
-    absolute = _tree_prefix_sums([angles[:, k] for k in range(angles.shape[1])])
-    if cos == "xla":
-        dx, dy = [jnp.cos(a) for a in absolute], [jnp.sin(a) for a in absolute]
-    else:
-        turns = [a * np.float32(1 / (2 * np.pi)) for a in absolute]
-        dx, dy = [cos_2pi(t) for t in turns], [cos_2pi(t - 0.25) for t in turns]
+    n = angles.shape[1]
+    if n > COLUMNS_UP_TO:
+        dx, dy = _link_directions(angles, cos)
+        return dx, dy, jnp.stack([jnp.sum(dx, axis=1), jnp.sum(dy, axis=1)], axis=-1) / n
+    pairs = [_directions(a, cos) for a in _tree_prefix_sums([angles[:, k] for k in range(n)])]
+    columns_x, columns_y = [x for x, _ in pairs], [y for _, y in pairs]
 
     def total(columns):
         out = columns[0]
@@ -66,7 +85,8 @@ def _end_effector(angles, cos: str = "fast"):
             out = out + c
         return out
 
-    return jnp.stack([total(dx), total(dy)]).T / len(absolute)
+    end = jnp.stack([total(columns_x), total(columns_y)]).T / n
+    return jnp.stack(columns_x, axis=1), jnp.stack(columns_y, axis=1), end
 
 
 def _joints(dx, dy):
@@ -121,11 +141,11 @@ def arm(dof: int = 8, cos: str = "fast") -> Task:
 
     def score(key, genotypes):
         del key
-        # the joints are only needed for the extras, which XLA drops from programs
-        # that do not read them
-        joints = _joints(*_link_directions(genotypes, cos))
+        dx, dy, end = _links_and_end(genotypes, cos)
         fitness = -jnp.var(genotypes, axis=1)
-        return Evaluation(fitness, _end_effector(genotypes, cos), {"joint_positions": joints})
+        # (the joints are only needed for the extras, which XLA drops from programs
+        # that do not read them)
+        return Evaluation(fitness, end, {"joint_positions": _joints(dx, dy)})
 
     return Task(
         name="arm",
