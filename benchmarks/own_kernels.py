@@ -13,8 +13,7 @@ alternating), and checks that both end with the same archive, bit for bit.
 Workloads: rastrigin with Iso+LineDD on a 100 x 100 grid (the core-throughput
 workload, ``batch x genes``), the same with the Gaussian emitter, and the arm default of
 ``qdkit run`` (one seed, and 16 seeds vmapped, over the CPU devices as
-``qdkit run --seeds`` runs them; vmapped seeds make the plain call either way, see
-``qdkit.xla.own_kernels``).
+``qdkit run --seeds`` runs them).
 
     python benchmarks/own_kernels.py
     python benchmarks/own_kernels.py --quick         # smoke run

@@ -246,6 +246,10 @@ def check_seeds(task, emitter, mesh, seeds: int) -> None:
     sharding.check_seed_mesh(mesh, seeds)
 
 
+#: The name of the ``vmap`` axis of several seeds.
+SEEDS_AXIS = "qdkit_seeds"
+
+
 def _over_seeds(fn, mesh, replicated_args: int = 0):
     """``fn`` (of seed-axis arguments, then ``replicated_args`` others) vmapped over the
     leading seed axis; with a mesh, each device runs its share of the seeds
@@ -253,8 +257,8 @@ def _over_seeds(fn, mesh, replicated_args: int = 0):
 
     def vmapped(*args):
         split = len(args) - replicated_args
-        with xla.plain_kernels():  # own_kernels' predicate would be batched (see xla.own_kernels)
-            return jax.vmap(lambda *mine: fn(*mine, *args[split:]))(*args[:split])
+        with xla.kernels_over_axis(SEEDS_AXIS):  # (own_kernels' predicate, see qdkit.xla.own_kernels)
+            return jax.vmap(lambda *mine: fn(*mine, *args[split:]), axis_name=SEEDS_AXIS)(*args[:split])
 
     if mesh is None:
         return vmapped
@@ -427,7 +431,6 @@ _run_chunk = jax.jit(_chunk, static_argnames=("task", "emitter", "chunk_size", "
 def _run_chunk_seeds(state, num, task, emitter, chunk_size, mesh=None):
     """:func:`_chunk` for a state with a leading seed axis (split over ``mesh``'s
     devices, if given): metrics ``(chunk, S)``."""
-
     chunk = _over_seeds(lambda s, n: _chunk(s, n, task, emitter, chunk_size, None), mesh, replicated_args=1)
     state, buffers = chunk(state, num)
     return state, {k: v.T for k, v in buffers.items()}

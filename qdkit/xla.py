@@ -161,23 +161,42 @@ def own_kernels(fn: Callable[..., Any], operands: tuple, nonconstant) -> Any:
 
     It is a plain call ``fn(*operands)`` off the CPU, outside a trace (a concrete
     ``nonconstant``: an eager call would compile a conditional each time), and while
-    tracing inside :func:`plain_kernels`. qdkit traces its vmapped seeds there: under
-    ``vmap`` the predicate is batched, and ``vmap`` turns a conditional with a batched
-    predicate into a select of both branches, which costs more than it saves.
+    tracing inside :func:`plain_kernels`. Under ``vmap`` the predicate is batched, and
+    ``vmap`` turns a conditional with a batched predicate into a select of both
+    branches, which costs more than it saves: inside :func:`kernels_over_axis` the
+    predicate is reduced over that named ``vmap`` axis (the same for every member, so
+    not batched). qdkit's vmapped seeds run inside it, so a seed of a vmapped run makes
+    the same kernels, and the same numbers, as the run of that seed.
     """
     import jax
     import jax.numpy as jnp
     from jax import lax
 
-    if not _OWN_KERNELS.get() or not isinstance(nonconstant, jax.core.Tracer) or jax.default_backend() != "cpu":
+    mode = _OWN_KERNELS.get()
+    if mode is False or not isinstance(nonconstant, jax.core.Tracer) or jax.default_backend() != "cpu":
         return fn(*operands)
-    return lax.cond(jnp.asarray(nonconstant) >= 0, fn, fn, *operands)
+    predicate = (jnp.asarray(nonconstant) >= 0).astype(jnp.int32)
+    if isinstance(mode, str):
+        predicate = lax.pmin(predicate, mode)
+    return lax.cond(predicate > 0, fn, fn, *operands)
+
+
+@contextlib.contextmanager
+def kernels_over_axis(axis_name: str) -> Iterator[None]:
+    """While tracing inside it, :func:`own_kernels` reduces its predicate over the
+    ``vmap`` axis ``axis_name`` (every call inside must be under that ``vmap``); inside
+    :func:`plain_kernels` it stays a plain call."""
+    token = _OWN_KERNELS.set(False if _OWN_KERNELS.get() is False else str(axis_name))
+    try:
+        yield
+    finally:
+        _OWN_KERNELS.reset(token)
 
 
 @contextlib.contextmanager
 def plain_kernels() -> Iterator[None]:
-    """While tracing inside it, :func:`own_kernels` is a plain call (vmapped seeds; and
-    ``benchmarks/own_kernels.py``, to time the code without it)."""
+    """While tracing inside it, :func:`own_kernels` is a plain call
+    (``benchmarks/own_kernels.py`` times the code without it this way)."""
     token = _OWN_KERNELS.set(False)
     try:
         yield

@@ -263,7 +263,7 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
     assert "| batch x genes | pieces from 512 ns/eval | pieces ns/eval |" in result.stdout, result.stdout
     result = run_script(os.path.join(bench, "own_kernels.py"), "--quick", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = re.findall(r"^\| (rastrigin 1024 x 100, \w+|arm default, 16 seeds over \d+ device\(s\)) \|.* \| yes \|$",
+    rows = re.findall(r"^\| (rastrigin 1024 x 100, [\w+]+|arm default, 16 seeds over \d+ device\(s\)) \|.* \| yes \|$",
                       result.stdout, re.M)  # fmt: skip
     assert len(rows) == 3, result.stdout
     result = run_script(os.path.join(bench, "step_profile.py"), "--iterations", "3", "--top", "3", cwd=tmp_path)

@@ -157,13 +157,13 @@ def test_own_kernels_is_a_plain_call_off_the_cpu_eagerly_and_inside_plain_kernel
     assert "conditional(" not in text
 
 
-def test_vmapped_seeds_make_the_plain_call_and_match_single_runs_after_them():
-    """Under vmap the predicate would be batched (a select of both branches): the seeds'
-    programs make the plain call; a single run traced after them still gets its
-    conditional and the same numbers as seed 0."""
+def test_vmapped_seeds_keep_the_conditional_and_are_the_single_runs_to_the_bit():
+    """Under vmap the archive's size is batched (a batched predicate would make a select
+    of both branches): the seeds reduce it over their vmap axis, keep the conditional,
+    and make the single runs' numbers; a single run traced after them keeps its own."""
     task, emitter, seeds_state = _rastrigin_run("iso_line", seeds=2)
     lowered = map_elites._run_chunk_seeds.lower(seeds_state, np.int32(3), task, emitter, 3)
-    assert "conditional(" not in _program(lowered.compile())
+    assert "conditional(" in _program(lowered.compile())
     seeds_state, _ = map_elites.run(seeds_state, task, emitter, 6)
     archive = qdkit.GridArchive.create(
         shape=(10, 10), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
@@ -172,7 +172,23 @@ def test_vmapped_seeds_make_the_plain_call_and_match_single_runs_after_them():
     text = _program(jax.jit(lambda s: map_elites._step(s, task, emitter)).lower(single).compile())
     assert "conditional(" in text
     single, _ = map_elites.run(single, task, emitter, 6)
-    np.testing.assert_array_equal(single.archive.fitness, map_elites.seed_state(seeds_state, 0).archive.fitness)
+    mine = map_elites.seed_state(seeds_state, 0)
+    for a, b in zip(jax.tree.leaves(single.archive), jax.tree.leaves(mine.archive)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_jitted_function_calling_own_kernels_under_the_seeds_is_traced_again_outside():
+    """kernels_over_axis keeps only an axis name: a function jitted on its own and traced
+    under the seeds' vmap is traced again outside it (JAX's cache knows the axis)."""
+    calls = jax.jit(lambda a, n: xla.own_kernels(lambda v: v * 2.0, (a,), n))
+
+    def over(xs):
+        with xla.kernels_over_axis("s"):
+            return jax.vmap(lambda x: calls(x, jnp.int32(1) + x.astype(jnp.int32)), axis_name="s")(xs)
+
+    np.testing.assert_array_equal(jax.jit(over)(jnp.arange(3.0)), [0.0, 2.0, 4.0])
+    np.testing.assert_array_equal(calls(jnp.float32(2.0), jnp.int32(1)), 4.0)
+    assert "conditional(" in _program(jax.jit(over).lower(jnp.arange(3.0)).compile())
 
 
 def test_the_arm_s_prefix_sums_are_the_associative_scan_s():
