@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import qdkit
-from emitters import iso_line
+from emitters import gaussian, iso_line
 from qdkit import map_elites, xla
 
 
@@ -107,8 +107,6 @@ def _rastrigin_run(emitter_name: str, seeds: int | None = None):
     if emitter_name == "iso_line":
         emitter = iso_line(48, 0.02, 0.1, lower=0.0, upper=1.0)  # a new emitter: traced anew
     else:
-        from emitters import gaussian
-
         emitter = gaussian(48, 0.05, lower=0.0, upper=1.0)
     key = jax.random.key(3) if seeds is None else jnp.stack([jax.random.key(k) for k in range(seeds)])
     state = map_elites.init(key, task, archive, emitter)
