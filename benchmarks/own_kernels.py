@@ -109,10 +109,10 @@ def main() -> None:
     workloads += [
         ("arm default, one seed", lambda: arm(None), args.arm_iterations),
         (
-            f"arm default, 16 seeds over {seeds_mesh(16).size if seeds_mesh(16) else 1} device(s)",
+            f"arm default, 16 seeds over {getattr(seeds_mesh(16), 'size', 1)} device(s)",
             lambda: arm(16),
             args.arm_iterations,
-        ),  # fmt: skip
+        ),
     ]
     if args.quick:
         args.repeats = 1

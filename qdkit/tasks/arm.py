@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -79,13 +82,7 @@ def _links_and_end(angles, cos: str = "fast"):
     pairs = [_directions(a, cos) for a in _tree_prefix_sums([angles[:, k] for k in range(n)])]
     columns_x, columns_y = [x for x, _ in pairs], [y for _, y in pairs]
 
-    def total(columns):
-        out = columns[0]
-        for c in columns[1:]:
-            out = out + c
-        return out
-
-    end = jnp.stack([total(columns_x), total(columns_y)]).T / n
+    end = jnp.stack([functools.reduce(operator.add, columns_x), functools.reduce(operator.add, columns_y)]).T / n
     return jnp.stack(columns_x, axis=1), jnp.stack(columns_y, axis=1), end
 
 
