@@ -1,5 +1,6 @@
 """The MAP-Elites loop: end-to-end, chunking, no recompilation, interruption."""
 
+import contextlib
 import os
 import signal
 
@@ -147,6 +148,49 @@ def test_ctrl_c_finishes_chunk_and_raises_interrupted():
     assert len(caught.value.metrics["iteration"]) == 20
     # the handler is restored afterwards
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_metrics_read_behind_the_next_chunk_are_those_read_at_once():
+    # without callbacks a chunk's metrics are read while the next chunk runs; with a
+    # callback, before it starts: the same rows, numbered on from the state's iteration
+    task, archive, emitter = setup("rastrigin", dims=6)
+    state = map_elites.init(jax.random.key(2), task, archive, emitter)
+    state, _ = map_elites.run(state, task, emitter, 7)
+    a, ma = map_elites.run(state, task, emitter, 35, chunk_size=10)
+    b, mb = map_elites.run(state, task, emitter, 35, chunk_size=10, callbacks=[lambda s, m: None])
+    np.testing.assert_array_equal(ma["iteration"], np.arange(8, 43))
+    assert ma.keys() == mb.keys()
+    for k in ma:
+        np.testing.assert_array_equal(ma[k], mb[k])
+    np.testing.assert_array_equal(a.archive.fitness, b.archive.fitness)
+    assert int(a.iteration) == int(b.iteration) == 42
+
+
+def test_ctrl_c_without_callbacks_keeps_every_dispatched_chunk(monkeypatch):
+    # Ctrl-C (the flag set, as the handler sets it) after the second chunk was handed
+    # to the device: that chunk finishes too, and the state and metrics agree
+    task, archive, emitter = setup()
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+    _, full = map_elites.run(state, task, emitter, 30, chunk_size=10)
+    flag, dispatched, real = [False], [], map_elites._run_chunk
+
+    def chunk(*args):
+        dispatched.append(int(args[1]))
+        flag[0] = len(dispatched) == 2
+        return real(*args)
+
+    @contextlib.contextmanager
+    def sigint_flag(enabled):
+        yield flag
+
+    monkeypatch.setattr(map_elites, "_run_chunk", chunk)
+    monkeypatch.setattr(map_elites, "_sigint_flag", sigint_flag)
+    with pytest.raises(qdkit.Interrupted) as caught:
+        map_elites.run(state, task, emitter, 100, chunk_size=10)
+    assert dispatched == [10, 10]
+    assert int(caught.value.state.iteration) == 20
+    np.testing.assert_array_equal(caught.value.metrics["iteration"], np.arange(1, 21))
+    np.testing.assert_array_equal(caught.value.metrics["qd_score"], full["qd_score"][:20])
 
 
 def test_nan_fitness_never_enters_through_the_loop():

@@ -261,6 +261,11 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
     result = run_script(os.path.join(bench, "noise_pieces.py"), "--quick", "--against", "256", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| batch x genes | pieces from 512 ns/eval | pieces ns/eval |" in result.stdout, result.stdout
+    result = run_script(os.path.join(bench, "run_loop.py"), "--quick", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = re.findall(r"^\| (arm default, one seed|arm default, 16 seeds over \d+ device\(s\)|rastrigin 1024 x 100, "
+                      r"Iso\+LineDD) \| 20 \| (100|10) \| [0-9,.]+ \| [0-9,.]+ \| [0-9,.]+ \|$", result.stdout, re.M)  # fmt: skip
+    assert len(rows) == 6, result.stdout
     result = run_script(os.path.join(bench, "own_kernels.py"), "--quick", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = re.findall(r"^\| (rastrigin 1024 x 100, [\w+]+|arm default, 16 seeds over \d+ device\(s\)) \|.* \| yes \|$",
