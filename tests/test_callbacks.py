@@ -46,6 +46,25 @@ def test_metrics_log_rows_and_truncation(tmp_path):
     callbacks.truncate_metrics(tmp_path / "absent.jsonl", 3)  # nothing to do, no error
 
 
+def test_metrics_log_writes_each_value_as_its_python_scalar(tmp_path):
+    # a column is converted at once; each value is written as the value's .item() would be
+    metrics = {
+        "qd_score": np.array([0.1, 2.5e6, np.nan], np.float32),
+        "max_fitness": np.array([-np.inf, -0.3, np.inf], np.float32),
+        "num_added": np.array([0, 7, 2**31 - 1], np.int32),
+        "flag": np.array([True, False, True]),
+        "iteration": np.array([4, 5, 6], np.int64),
+    }
+    callbacks.MetricsLog(tmp_path / "m.jsonl")(None, metrics)
+    rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    for i, row in enumerate(rows):
+        for name, column in metrics.items():
+            value = column[i].item()
+            assert row[name] == (None if isinstance(value, float) and not math.isfinite(value) else value)
+            assert type(row[name]) is (type(None) if row[name] is None else type(value))
+    assert list(rows[0]) == list(metrics)
+
+
 class FakeState:
     def __init__(self, iteration):
         self.iteration = np.int32(iteration)
