@@ -59,13 +59,18 @@ def _blocked(fn, rows: jax.Array, block: int) -> jax.Array:
     return out.reshape(-1, *out.shape[2:])[:n]
 
 
-def _neighbours(tree, cents: np.ndarray, centers: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _neighbours(tree, columns: list[np.ndarray], centers: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest centroids of each point (in the tree's order) and their float32
-    squared distances."""
+    squared distances, ``sum((point - centroid) ** 2)`` added left to right over the
+    coordinates (the bits of ``np.sum`` over the last axis, made a coordinate at a time
+    from the centroids' ``columns``: no ``(points, k, dim)`` arrays, 5x faster)."""
     _, idx = tree.query(centers, k=k, workers=-1)  # (every core: a query per point, any order)
     idx = idx.reshape(len(centers), -1)
-    diff = centers[:, None, :] - cents[idx]
-    return idx, np.sum(diff * diff, axis=-1, dtype=np.float32)
+    d2 = None
+    for j, column in enumerate(columns):
+        diff = centers[:, j, None] - column[idx]
+        d2 = diff * diff if d2 is None else d2 + diff * diff
+    return idx, d2
 
 
 def _reach_sets(tree, cents: np.ndarray, centers: np.ndarray, radius: np.float32, k: int = 8) -> list:
@@ -76,13 +81,14 @@ def _reach_sets(tree, cents: np.ndarray, centers: np.ndarray, radius: np.float32
     for the buckets whose k-th neighbour is still inside (with a margin for float32
     against the tree's float64 order)."""
     groups = []
+    columns = [np.ascontiguousarray(cents[:, j]) for j in range(cents.shape[1])]
     todo, k = np.arange(len(centers), dtype=np.int32), min(cents.shape[0], k)
     while todo.size:
         later = []
         block = max(1, _BLOCK_ELEMENTS // k)  # (block, k) neighbour arrays at once
         for i in range(0, todo.size, block):
             rows = todo[i : i + block]
-            idx, d2 = _neighbours(tree, cents, centers[rows], k)
+            idx, d2 = _neighbours(tree, columns, centers[rows], k)
             reach = np.sqrt(np.min(d2, axis=1)) + np.float32(2.0) * radius
             limit = reach * reach * np.float32(1 + 1e-5) + np.float32(1e-12)
             more = (np.max(d2, axis=1) <= limit * np.float32(1 + 1e-4)) & (k < cents.shape[0])
@@ -125,7 +131,6 @@ def build_table(centroids: jax.Array, lower: jax.Array, upper: jax.Array, grid: 
     k = min(cents.shape[0], -(-k // 4) * 4)  # round up: fewer distinct compilations
     table = np.empty((len(centers), k), np.int32)  # filled in place: no int64 copies of the whole table
     block = max(1, _BLOCK_ELEMENTS // k)
-    places = np.arange(k, dtype=np.int32)
     while groups:
         rows, counts, members = groups.pop()  # (each group's memory released once copied)
         ends = np.cumsum(counts, dtype=np.int64)
@@ -134,11 +139,14 @@ def build_table(centroids: jax.Array, lower: jax.Array, upper: jax.Array, grid: 
             start = int(ends[i] - counts[i])
             part = members[start : int(ends[min(i + block, len(rows)) - 1])]
             offsets = np.cumsum(count, dtype=np.int64) - count
-            fill = np.empty((len(at), k), np.int32)
-            fill[np.repeat(np.arange(len(at)), count), np.arange(len(part)) - np.repeat(offsets, count)] = part
-            firsts = part[offsets]  # (every bucket has a centroid in reach)
-            table[at] = np.where(places[None, :] < count[:, None], fill, firsts[:, None])
-            del at, count, part, fill, firsts  # (views of the group: released with it)
+            fill = np.repeat(part[offsets], k)  # every place the row's first (each has one in reach)
+            # then its members in the first places: member j of row r goes to r * k + j
+            fill[np.repeat(np.arange(len(at), dtype=np.int64) * k - offsets, count) + np.arange(len(part))] = part
+            if at[-1] - at[0] + 1 == len(at):  # (consecutive rows: most of them)
+                table[at[0] : at[-1] + 1] = fill.reshape(len(at), k)
+            else:
+                table[at] = fill.reshape(len(at), k)
+            del at, count, part, fill  # (views of the group: released with it)
         del rows, counts, members
     out = jax.device_put(table).block_until_ready()  # (jnp.asarray would stage a copy)
     del table
