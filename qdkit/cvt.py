@@ -62,8 +62,10 @@ def _blocked(fn, rows: jax.Array, block: int) -> jax.Array:
 def _neighbours(tree, columns: list[np.ndarray], centers: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest centroids of each point (in the tree's order) and their float32
     squared distances, ``sum((point - centroid) ** 2)`` added left to right over the
-    coordinates (the bits of ``np.sum`` over the last axis, made a coordinate at a time
-    from the centroids' ``columns``: no ``(points, k, dim)`` arrays, 5x faster)."""
+    coordinates, a coordinate at a time from the centroids' ``columns`` (no ``(points,
+    k, dim)`` arrays; 5x faster). Up to 7 coordinates these are the bits of ``np.sum``
+    over the last axis (NumPy adds 8 or more in another order; tables are built for 3
+    or fewer unless asked for, and the reach test's margin covers either rounding)."""
     _, idx = tree.query(centers, k=k, workers=-1)  # (every core: a query per point, any order)
     idx = idx.reshape(len(centers), -1)
     d2 = None
@@ -142,7 +144,7 @@ def build_table(centroids: jax.Array, lower: jax.Array, upper: jax.Array, grid: 
             fill = np.repeat(part[offsets], k)  # every place the row's first (each has one in reach)
             # then its members in the first places: member j of row r goes to r * k + j
             fill[np.repeat(np.arange(len(at), dtype=np.int64) * k - offsets, count) + np.arange(len(part))] = part
-            if at[-1] - at[0] + 1 == len(at):  # (consecutive rows: most of them)
+            if np.all(np.diff(at) == 1):  # (consecutive rows: most of them)
                 table[at[0] : at[-1] + 1] = fill.reshape(len(at), k)
             else:
                 table[at] = fill.reshape(len(at), k)

@@ -61,7 +61,8 @@ class StopRun(Exception):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Raised by :func:`run` after Ctrl-C, once the running chunk has finished.
+    """Raised by :func:`run` after Ctrl-C, once the running chunk has finished (and,
+    in a run without callbacks, the chunk already queued behind it).
 
     Attributes:
         state: the state at the end of the last completed chunk (safe to checkpoint).
@@ -483,8 +484,10 @@ def run(
             valid during the call (its buffers are reused by the next chunk). A
             callback may return a new :class:`RunState` (same shapes and types, e.g. a
             rebuilt archive) to continue from; later callbacks see that one.
-        catch_interrupt: on Ctrl-C (main thread only), finish the running chunk, then
-            raise :class:`Interrupted` carrying the state; a second Ctrl-C stops at once.
+        catch_interrupt: on Ctrl-C (main thread only), finish the running chunk (and,
+            without callbacks, the one already queued behind it: up to two chunks),
+            then raise :class:`Interrupted` carrying the state; a second Ctrl-C stops
+            at once.
         mesh: optional device mesh (:func:`qdkit.sharding.batch_mesh`): each batch is
             split over its devices and the archive replicated; the elites are those of
             the single-device run, scores equal up to the last bit (see

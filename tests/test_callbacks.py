@@ -55,14 +55,19 @@ def test_metrics_log_writes_each_value_as_its_python_scalar(tmp_path):
         "flag": np.array([True, False, True]),
         "iteration": np.array([4, 5, 6], np.int64),
     }
-    callbacks.MetricsLog(tmp_path / "m.jsonl")(None, metrics)
+    callbacks.MetricsLog(tmp_path / "m.jsonl")(None, {**metrics, "listed": [1, 2.5, True]})
     rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert len(rows) == 3
     for i, row in enumerate(rows):
         for name, column in metrics.items():
             value = column[i].item()
             assert row[name] == (None if isinstance(value, float) and not math.isfinite(value) else value)
             assert type(row[name]) is (type(None) if row[name] is None else type(value))
-    assert list(rows[0]) == list(metrics)
+    assert list(rows[0]) == [*metrics, "listed"]
+    # a list column keeps each value's own type (NumPy would make them one dtype)
+    assert [type(row["listed"]) for row in rows] == [int, float, bool]
+    with pytest.raises(ValueError):  # a column of another length is an error, not rows lost
+        callbacks.MetricsLog(tmp_path / "m.jsonl")(None, {**metrics, "short": np.zeros(2)})
 
 
 class FakeState:

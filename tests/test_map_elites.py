@@ -166,9 +166,11 @@ def test_metrics_read_behind_the_next_chunk_are_those_read_at_once():
     assert int(a.iteration) == int(b.iteration) == 42
 
 
-def test_ctrl_c_without_callbacks_keeps_every_dispatched_chunk(monkeypatch):
-    # Ctrl-C (the flag set, as the handler sets it) after the second chunk was handed
-    # to the device: that chunk finishes too, and the state and metrics agree
+@pytest.mark.parametrize("pressed_at", [1, 2])
+def test_ctrl_c_without_callbacks_keeps_every_dispatched_chunk(monkeypatch, pressed_at):
+    # Ctrl-C (the flag set, as the handler sets it) once chunk `pressed_at` was handed
+    # to the device: the dispatched chunks finish, no more start, and the state and
+    # metrics agree
     task, archive, emitter = setup()
     state = map_elites.init(jax.random.key(0), task, archive, emitter)
     _, full = map_elites.run(state, task, emitter, 30, chunk_size=10)
@@ -176,7 +178,7 @@ def test_ctrl_c_without_callbacks_keeps_every_dispatched_chunk(monkeypatch):
 
     def chunk(*args):
         dispatched.append(int(args[1]))
-        flag[0] = len(dispatched) == 2
+        flag[0] = len(dispatched) == pressed_at
         return real(*args)
 
     @contextlib.contextmanager
@@ -187,10 +189,49 @@ def test_ctrl_c_without_callbacks_keeps_every_dispatched_chunk(monkeypatch):
     monkeypatch.setattr(map_elites, "_sigint_flag", sigint_flag)
     with pytest.raises(qdkit.Interrupted) as caught:
         map_elites.run(state, task, emitter, 100, chunk_size=10)
-    assert dispatched == [10, 10]
-    assert int(caught.value.state.iteration) == 20
-    np.testing.assert_array_equal(caught.value.metrics["iteration"], np.arange(1, 21))
-    np.testing.assert_array_equal(caught.value.metrics["qd_score"], full["qd_score"][:20])
+    assert dispatched == [10] * pressed_at
+    assert int(caught.value.state.iteration) == 10 * pressed_at
+    np.testing.assert_array_equal(caught.value.metrics["iteration"], np.arange(1, 10 * pressed_at + 1))
+    np.testing.assert_array_equal(caught.value.metrics["qd_score"], full["qd_score"][: 10 * pressed_at])
+
+
+@pytest.mark.parametrize("with_callback", [False, True])
+def test_the_next_chunk_is_dispatched_before_the_metrics_are_read(monkeypatch, with_callback):
+    task, archive, emitter = setup()
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+    events, run_chunk, to_host = [], map_elites._run_chunk, map_elites.distributed.to_host
+
+    def chunk(*args):
+        events.append("dispatch")
+        return run_chunk(*args)
+
+    def read(tree):
+        events.append("read metrics" if isinstance(tree, dict) else "read iteration")
+        return to_host(tree)
+
+    monkeypatch.setattr(map_elites, "_run_chunk", chunk)
+    monkeypatch.setattr(map_elites.distributed, "to_host", read)
+    callbacks = [lambda s, m: None] if with_callback else []
+    map_elites.run(state, task, emitter, 30, chunk_size=10, callbacks=callbacks)
+    if with_callback:
+        assert events == ["read iteration"] + ["dispatch", "read metrics"] * 3
+    else:
+        assert events == ["read iteration", "dispatch", "dispatch", "read metrics", "dispatch", "read metrics",
+                          "read metrics"]  # fmt: skip
+
+
+def test_a_replacement_state_numbers_the_rows_from_its_own_iteration():
+    task, archive, emitter = setup()
+    state = map_elites.init(jax.random.key(0), task, archive, emitter)
+
+    def skip_ahead(s, m):
+        if int(m["iteration"][-1]) == 10:
+            return s.replace(iteration=s.iteration + 100)
+        return None
+
+    state, metrics = map_elites.run(state, task, emitter, 30, chunk_size=10, callbacks=[skip_ahead])
+    np.testing.assert_array_equal(metrics["iteration"], np.r_[1:11, 111:131])
+    assert int(state.iteration) == 130
 
 
 def test_nan_fitness_never_enters_through_the_loop():
