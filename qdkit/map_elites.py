@@ -610,7 +610,8 @@ def _copy_leaf(leaf):
 def _private_copy(tree):
     """``tree`` with every leaf copied into a new buffer, as :func:`_copy_leaf` copies
     it; the arrays this process holds whole, and the keys' data, in one
-    ``jax.device_put`` call (a call per leaf costs about 40 us of Python)."""
+    ``jax.device_put`` call (the arm's 14 leaves: 0.49 ms, against 0.66 ms a call
+    per leaf)."""
     leaves, treedef = jax.tree.flatten(tree)
     whole = [
         i
