@@ -35,31 +35,9 @@ xla.use_cpu_devices(xla.cpus())  # before JAX starts: the seeds row splits the s
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import machine  # noqa: E402  (benchmarks/machine.py)
+from own_kernels import arm, rastrigin  # noqa: E402  (benchmarks/own_kernels.py: the same workloads)
 
-import qdkit  # noqa: E402
-from emitters import iso_line  # noqa: E402
-from qdkit import map_elites, sharding  # noqa: E402
-
-
-def arm(seeds: int | None):
-    task = qdkit.tasks.get("arm", dof=8)
-    archive = qdkit.GridArchive.create(
-        shape=(32, 32), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
-    )
-    emitter = iso_line(256, 0.01, 0.1, lower=task.genotype_lower, upper=task.genotype_upper)
-    if seeds is None:
-        return task, archive, emitter, jax.random.key(0), None
-    devices = len(jax.devices())
-    mesh = sharding.batch_mesh(devices) if devices > 1 and seeds % devices == 0 else None
-    return task, archive, emitter, jnp.stack([jax.random.key(k) for k in range(seeds)]), mesh
-
-
-def rastrigin():
-    task = qdkit.tasks.get("rastrigin", dims=100)
-    archive = qdkit.GridArchive.create(
-        shape=(100, 100), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
-    )
-    return task, archive, iso_line(1024, 0.005, 0.05, lower=0.0, upper=1.0), jax.random.key(0), None
+from qdkit import map_elites  # noqa: E402
 
 
 def measure(make, iterations: int, chunk_size: int, repeats: int) -> tuple[float, float, float]:
@@ -89,7 +67,7 @@ def main() -> None:
     workloads = [
         ("arm default, one seed", lambda: arm(None), 1000),
         (f"arm default, 16 seeds over {devices} device(s)", lambda: arm(16), 1000),
-        ("rastrigin 1024 x 100, Iso+LineDD", rastrigin, 300),
+        ("rastrigin 1024 x 100, Iso+LineDD", lambda: rastrigin(1024, 100, "iso_line"), 300),
     ]
     if args.quick:
         args.repeats = 1
