@@ -22,6 +22,14 @@ the task's maths does on its own.
     python benchmarks/seeds.py --arm-cos xla        # the same with XLA's cosine in the arm
     python benchmarks/seeds.py --seeds 4 --iterations 200    # quick
     python benchmarks/seeds.py --devices 1          # without the rows over several devices
+    python benchmarks/seeds.py --cores 1 --seeds 8,16   # the process on one core
+
+``--cores N`` keeps the whole process on the first N of the CPUs it may use (set before
+JAX starts, so every thread of XLA's stays there; the devices default to N). The table
+is followed by a straight line fitted through the one-device warm times (one seed and
+each S seeds vmapped): what each further seed adds, and what is left at no seed, the
+cost of an iteration that does not grow with the seeds (dispatching its kernels, the
+loop's own work).
 """
 
 from __future__ import annotations
@@ -68,19 +76,28 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3, help="warm calls per configuration (median)")
     parser.add_argument("--arm-cos", choices=ARM_COS, default="fast")
-    parser.add_argument("--devices", type=int, default=xla.cpus(),
+    parser.add_argument("--devices", type=int, default=None,
                         help="devices to split the seeds over, in rows of their own (default: one per core; 1: none)")  # fmt: skip
+    parser.add_argument("--cores", type=int, default=None,
+                        help="keep the process on this many of its CPUs (default: all it may use)")  # fmt: skip
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    if args.devices < 1:
+    if args.devices is not None and args.devices < 1:
         parser.error("--devices must be at least 1")
+    allowed = sorted(os.sched_getaffinity(0))
+    if args.cores is not None:
+        if not 1 <= args.cores <= len(allowed):
+            parser.error(f"--cores must be between 1 and {len(allowed)} (the CPUs this process may use)")
+        os.sched_setaffinity(0, allowed[: args.cores])  # before JAX starts: its threads inherit it
+    if args.devices is None:
+        args.devices = xla.cpus()
     xla.use_cpu_devices(args.devices)  # before JAX starts (a CPU makes that many devices)
     task, archive, emitter = setup(args.arm_cos)
     print(f"# seeds.py — {machine.cpu()}, "
           f"jax {jax.__version__} ({jax.devices()[0].platform}); arm default (cos={args.arm_cos}), "
           f"{args.iterations} iterations; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
-          f"{len(jax.devices())} devices")  # fmt: skip
+          f"{len(jax.devices())} devices; on {len(os.sched_getaffinity(0))} of {len(allowed)} CPUs")  # fmt: skip
 
     def warm(key, mesh=None):
         runs = [timed(task, archive, emitter, key, args.iterations, mesh) for _ in range(args.repeats)]
@@ -91,12 +108,14 @@ def main() -> None:
     print("| configuration | seeds | cold s | warm s | warm / one seed | mean final QD-score |")
     print("|---|---:|---:|---:|---:|---:|")
     print(f"| one seed | 1 | {cold1:.2f} | {warm1:.3f} | 1.00× | {float(score1):.1f} |")
+    one_device = [(1, warm1)]
     for s in (int(x) for x in args.seeds.split(",")):
         keys = jnp.stack([jax.random.key(k) for k in range(s)])
         cold, _ = timed(task, archive, emitter, keys, args.iterations)
         warm_s, scores = warm(keys)
         print(f"| {s} seeds, vmapped | {s} | {cold:.2f} | {warm_s:.3f} | {warm_s / warm1:.2f}× | "
               f"{float(np.mean(scores)):.1f} |")  # fmt: skip
+        one_device.append((s, warm_s))
         count = min(args.devices, len(jax.devices()))
         if count > 1 and s % count == 0:
             mesh = sharding.batch_mesh(count)
@@ -109,6 +128,11 @@ def main() -> None:
         total = sum(t for t, _ in sequential)
         print(f"| {s} seeds, one after another (compiled once) | {s} | — | {total:.3f} | {total / warm1:.2f}× | "
               f"{float(np.mean([q for _, q in sequential])):.1f} |")  # fmt: skip
+    if len({n for n, _ in one_device}) > 1:
+        per_seed, fixed = np.polyfit([n for n, _ in one_device], [t for _, t in one_device], 1)
+        per_iteration = 1e6 / args.iterations
+        print(f"\nOne device, a line through {', '.join(f'{n}: {t:.3f} s' for n, t in one_device)}: each seed "
+              f"adds {per_seed * per_iteration:.1f} µs an iteration, {fixed * per_iteration:.1f} µs at no seed.")  # fmt: skip
 
 
 if __name__ == "__main__":

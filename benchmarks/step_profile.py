@@ -8,10 +8,15 @@ they ran over the run; the kernels' times summed against the wall time per itera
 show whether kernels overlapped.
 The profiler's own cost inflates the small kernels; the large ones are what to read.
 ``--one-loop`` makes the Gaussian noise as one loop (``qdkit.rng.PIECE_ELEMENTS`` set
-high: the code before the pieces), to compare.
+high: the code before the pieces), to compare. ``--arm-seeds S`` profiles ``seeds.py``'s
+arm default instead (8 joints, 32 x 32 grid, Iso+LineDD, batch 256), with S seeds
+vmapped on one device (one seed: the plain loop); in a trace of many small kernels the
+profiler's cost is most of the wall time, so read it for the kernels' shapes and order
+more than for their times.
 
     python benchmarks/step_profile.py
     python benchmarks/step_profile.py --one-loop
+    python benchmarks/step_profile.py --arm-seeds 16
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import machine  # benchmarks/machine.py
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import core_throughput  # noqa: E402  (benchmarks/core_throughput.py)
+import seeds  # noqa: E402  (benchmarks/seeds.py)
 
 import qdkit  # noqa: E402
 from emitters import iso_line  # noqa: E402
@@ -41,14 +47,25 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--one-loop", action="store_true", help="the Gaussian noise as one loop")
+    parser.add_argument("--arm-seeds", type=int, default=0,
+                        help="profile seeds.py's arm default with this many vmapped seeds on one device instead")  # fmt: skip
     args = parser.parse_args()
+    if args.arm_seeds < 0:
+        parser.error("--arm-seeds must be at least 1 (0: the headline workload)")
     if args.one_loop:
         rng.PIECE_ELEMENTS = 1 << 62
-    print(f"# step_profile  jax {jax.__version__}  {machine.cpu()}  noise: {'one loop' if args.one_loop else 'pieces'}")
-    task = core_throughput.scored_task("jnp.cos")
-    archive = core_throughput.make_archive(task, "grid", None)
-    emitter = iso_line(core_throughput.BATCH, core_throughput.ISO, core_throughput.LINE, lower=0.0, upper=1.0)
-    state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
+    workload = f"arm default, {args.arm_seeds} seed(s)" if args.arm_seeds else "headline"
+    print(f"# step_profile  jax {jax.__version__}  {machine.cpu()}  {workload}  "
+          f"noise: {'one loop' if args.one_loop else 'pieces'}")  # fmt: skip
+    if args.arm_seeds:
+        task, archive, emitter = seeds.setup()
+        keys = jax.random.split(jax.random.key(0), args.arm_seeds)
+        state = qdkit.map_elites.init(keys if args.arm_seeds > 1 else keys[0], task, archive, emitter)
+    else:
+        task = core_throughput.scored_task("jnp.cos")
+        archive = core_throughput.make_archive(task, "grid", None)
+        emitter = iso_line(core_throughput.BATCH, core_throughput.ISO, core_throughput.LINE, lower=0.0, upper=1.0)
+        state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
     state, _ = qdkit.map_elites.run(state, task, emitter, 100)  # compiled, archive filled
     jax.block_until_ready(state.archive.fitness)
     directory = tempfile.mkdtemp(prefix="qdkit-profile-")

@@ -232,9 +232,12 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| gaussian | 36 | qdkit |" in result.stdout and "| iso_line | 36 | pyribs |" in result.stdout
     result = run_script(os.path.join(bench, "seeds.py"), "--seeds", "2", "--iterations", "20", "--repeats", "1",
-                        "--arm-cos", "xla", cwd=tmp_path)  # fmt: skip
+                        "--arm-cos", "xla", "--cores", "1", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| 2 seeds, vmapped | 2 |" in result.stdout and "cos=xla" in result.stdout
+    assert "; 1 devices; on 1 of " in result.stdout and "devices, vmapped on each" not in result.stdout, result.stdout
+    assert re.search(r"^One device, a line through 1: [0-9.]+ s, 2: [0-9.]+ s: each seed adds -?[0-9.]+ µs an "
+                     r"iteration, -?[0-9.]+ µs at no seed\.$", result.stdout, re.M), result.stdout  # fmt: skip
     result = run_script(os.path.join(bench, "xla_options.py"), "--quick", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| arm, 1 seed") or "scoring alone" in line]
@@ -278,6 +281,10 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
     rows = re.findall(r"^\| \S+ \| [0-9,.]+ \| ([0-9.]+) \| [12] \|$", result.stdout, re.M)
     assert "wall time per iteration" in result.stdout and len(rows) == 3, result.stdout
     assert all(0 < float(calls) <= 1.0 for calls in rows), result.stdout
+    result = run_script(os.path.join(bench, "step_profile.py"), "--arm-seeds", "2", "--iterations", "3", "--top", "2",
+                        cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "arm default, 2 seed(s)" in result.stdout and "wall time per iteration" in result.stdout, result.stdout
     result = run_script(os.path.join(bench, "compiles.py"), "--configs", "arm", "--repeats", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| arm | 1: _init |" in result.stdout and "- ml_dtypes: " in result.stdout, result.stdout
