@@ -24,12 +24,13 @@ the task's maths does on its own.
     python benchmarks/seeds.py --devices 1          # without the rows over several devices
     python benchmarks/seeds.py --cores 1 --seeds 8,16   # the process on one core
 
-``--cores N`` keeps the whole process on the first N of the CPUs it may use (set before
-JAX starts, so every thread of XLA's stays there; the devices default to N). The table
-is followed by a straight line fitted through the one-device warm times (one seed and
-each S seeds vmapped): what each further seed adds, and what is left at no seed, the
-cost of an iteration that does not grow with the seeds (dispatching its kernels, the
-loop's own work).
+``--cores N`` (Linux) keeps the process on the first N of the CPUs it may use: set before
+JAX starts, so every thread started after it, all of XLA's, stays there; the devices
+default to N. The table is followed by a straight line fitted through the one-device
+warm times in µs per iteration (one seed, the plain loop, and each S seeds vmapped):
+what each further seed adds, and what is left at no seed, everything in a call that does
+not grow with the seeds (the loop's own work, and ``init`` and the host's work around
+the chunks, spread over the iterations).
 """
 
 from __future__ import annotations
@@ -85,11 +86,13 @@ def main() -> None:
         parser.error("--repeats must be at least 1")
     if args.devices is not None and args.devices < 1:
         parser.error("--devices must be at least 1")
-    allowed = sorted(os.sched_getaffinity(0))
+    usable = xla.cpus()
     if args.cores is not None:
-        if not 1 <= args.cores <= len(allowed):
-            parser.error(f"--cores must be between 1 and {len(allowed)} (the CPUs this process may use)")
-        os.sched_setaffinity(0, allowed[: args.cores])  # before JAX starts: its threads inherit it
+        if not hasattr(os, "sched_setaffinity"):
+            parser.error("--cores needs os.sched_setaffinity (Linux)")
+        if not 1 <= args.cores <= usable:
+            parser.error(f"--cores must be between 1 and {usable} (the CPUs this process may use)")
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])  # before JAX starts its threads
     if args.devices is None:
         args.devices = xla.cpus()
     xla.use_cpu_devices(args.devices)  # before JAX starts (a CPU makes that many devices)
@@ -97,7 +100,7 @@ def main() -> None:
     print(f"# seeds.py — {machine.cpu()}, "
           f"jax {jax.__version__} ({jax.devices()[0].platform}); arm default (cos={args.arm_cos}), "
           f"{args.iterations} iterations; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
-          f"{len(jax.devices())} devices; on {len(os.sched_getaffinity(0))} of {len(allowed)} CPUs")  # fmt: skip
+          f"{len(jax.devices())} devices; on {xla.cpus()} of {usable} CPUs")  # fmt: skip
 
     def warm(key, mesh=None):
         runs = [timed(task, archive, emitter, key, args.iterations, mesh) for _ in range(args.repeats)]
@@ -131,8 +134,9 @@ def main() -> None:
     if len({n for n, _ in one_device}) > 1:
         per_seed, fixed = np.polyfit([n for n, _ in one_device], [t for _, t in one_device], 1)
         per_iteration = 1e6 / args.iterations
-        print(f"\nOne device, a line through {', '.join(f'{n}: {t:.3f} s' for n, t in one_device)}: each seed "
-              f"adds {per_seed * per_iteration:.1f} µs an iteration, {fixed * per_iteration:.1f} µs at no seed.")  # fmt: skip
+        points = ", ".join(f"{n}: {t * per_iteration:.1f}" for n, t in one_device)
+        print(f"\nOne device, a line through (seeds: µs an iteration) {points}: each seed adds "
+              f"{per_seed * per_iteration:.1f} µs an iteration, {fixed * per_iteration:.1f} µs at no seed.")  # fmt: skip
 
 
 if __name__ == "__main__":

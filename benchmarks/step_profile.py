@@ -51,7 +51,7 @@ def main() -> None:
                         help="profile seeds.py's arm default with this many vmapped seeds on one device instead")  # fmt: skip
     args = parser.parse_args()
     if args.arm_seeds < 0:
-        parser.error("--arm-seeds must be at least 1 (0: the headline workload)")
+        parser.error("--arm-seeds must be 0 (the headline workload) or more")
     if args.one_loop:
         rng.PIECE_ELEMENTS = 1 << 62
     workload = f"arm default, {args.arm_seeds} seed(s)" if args.arm_seeds else "headline"
@@ -66,6 +66,7 @@ def main() -> None:
         archive = core_throughput.make_archive(task, "grid", None)
         emitter = iso_line(core_throughput.BATCH, core_throughput.ISO, core_throughput.LINE, lower=0.0, upper=1.0)
         state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
+    print(f"seeds in the state: {qdkit.map_elites.num_seeds(state) or 1}, genotypes {archive.genotypes.shape[1:]}")
     state, _ = qdkit.map_elites.run(state, task, emitter, 100)  # compiled, archive filled
     jax.block_until_ready(state.archive.fitness)
     directory = tempfile.mkdtemp(prefix="qdkit-profile-")

@@ -232,12 +232,16 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| gaussian | 36 | qdkit |" in result.stdout and "| iso_line | 36 | pyribs |" in result.stdout
     result = run_script(os.path.join(bench, "seeds.py"), "--seeds", "2", "--iterations", "20", "--repeats", "1",
-                        "--arm-cos", "xla", "--cores", "1", cwd=tmp_path)  # fmt: skip
+                        "--arm-cos", "xla", "--cores", "1", "--devices", "2", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| 2 seeds, vmapped | 2 |" in result.stdout and "cos=xla" in result.stdout
-    assert "; 1 devices; on 1 of " in result.stdout and "devices, vmapped on each" not in result.stdout, result.stdout
-    assert re.search(r"^One device, a line through 1: [0-9.]+ s, 2: [0-9.]+ s: each seed adds -?[0-9.]+ µs an "
-                     r"iteration, -?[0-9.]+ µs at no seed\.$", result.stdout, re.M), result.stdout  # fmt: skip
+    assert "; 2 devices; on 1 of " in result.stdout, result.stdout
+    assert "| 2 seeds over 2 devices, vmapped on each (same scores) | 2 |" in result.stdout, result.stdout
+    fit = re.search(r"^One device, a line through \(seeds: µs an iteration\) 1: ([0-9.]+), 2: ([0-9.]+): each seed "
+                    r"adds (-?[0-9.]+) µs an iteration, (-?[0-9.]+) µs at no seed\.$", result.stdout, re.M)  # fmt: skip
+    assert fit, result.stdout
+    one, two, per_seed, fixed = (float(x) for x in fit.groups())  # (a line through two points)
+    assert abs(fixed + per_seed - one) < 0.2 and abs(fixed + 2 * per_seed - two) < 0.2, fit.group(0)
     result = run_script(os.path.join(bench, "xla_options.py"), "--quick", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| arm, 1 seed") or "scoring alone" in line]
@@ -284,7 +288,9 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
     result = run_script(os.path.join(bench, "step_profile.py"), "--arm-seeds", "2", "--iterations", "3", "--top", "2",
                         cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "arm default, 2 seed(s)" in result.stdout and "wall time per iteration" in result.stdout, result.stdout
+    assert "seeds in the state: 2, genotypes (8,)" in result.stdout and "wall time per iteration" in result.stdout, (
+        result.stdout
+    )
     result = run_script(os.path.join(bench, "compiles.py"), "--configs", "arm", "--repeats", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| arm | 1: _init |" in result.stdout and "- ml_dtypes: " in result.stdout, result.stdout
