@@ -241,7 +241,7 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
                     r"adds (-?[0-9.]+) µs an iteration, (-?[0-9.]+) µs at no seed\.$", result.stdout, re.M)  # fmt: skip
     assert fit, result.stdout
     one, two, per_seed, fixed = (float(x) for x in fit.groups())  # (a line through two points)
-    assert abs(fixed + per_seed - one) < 0.2 and abs(fixed + 2 * per_seed - two) < 0.2, fit.group(0)
+    assert abs(fixed + per_seed - one) < 0.3 and abs(fixed + 2 * per_seed - two) < 0.3, fit.group(0)  # (rounded)
     result = run_script(os.path.join(bench, "xla_options.py"), "--quick", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| arm, 1 seed") or "scoring alone" in line]
