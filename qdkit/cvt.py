@@ -159,6 +159,10 @@ def build_table(centroids: jax.Array, lower: jax.Array, upper: jax.Array, grid: 
     return out
 
 
+# Up to this many candidates a bucket's are compared one at a time (see nearest_table).
+UNROLL_CANDIDATES = 64
+
+
 def nearest_table(
     points: jax.Array,
     centroids: jax.Array,
@@ -167,15 +171,46 @@ def nearest_table(
     grid: tuple[int, ...],
     table: jax.Array,
 ) -> jax.Array:
-    """``(B,)`` int32 nearest centroid using a bucket table. Points must be in bounds."""
+    """``(B,)`` int32 nearest centroid using a bucket table. Points must be in bounds.
+
+    Up to :data:`UNROLL_CANDIDATES` candidates per bucket, the candidates are compared
+    one at a time, each a few elementwise operations on ``(B,)`` arrays (the candidate's
+    index read from the flat table, its coordinates from the centroids' columns, the
+    squared distance, a running minimum kept with strict ``<``, so the first of equal
+    distances wins, as with ``argmin``). XLA fuses them into one loop over the points;
+    the ``(B, K)`` form (gathered candidates, then ``argmin`` over them) is a reduction
+    XLA's CPU backend runs one row at a time, about twice as slow for 10,000 cells
+    (``benchmarks/cvt_lookup.py``). The same index either way: the distances are the
+    same sums in the same order."""
     g = jnp.asarray(grid, jnp.int32)
     scaled = (points - lower[None, :]) / (upper - lower)[None, :] * g.astype(jnp.float32)[None, :]
     coords = jnp.clip(jnp.floor(scaled).astype(jnp.int32), 0, (g - 1)[None, :])
     strides = np.cumprod((1, *grid[:0:-1]))[::-1].astype(np.int32)
-    bucket = jnp.sum(coords * jnp.asarray(strides)[None, :], axis=1)
-    cand = table[bucket]  # (B, K)
-    d2 = jnp.sum(jnp.square(points[:, None, :] - centroids[cand]), axis=-1)
-    return jnp.take_along_axis(cand, jnp.argmin(d2, axis=1)[:, None], axis=1)[:, 0]
+    k = table.shape[1]
+    if k > UNROLL_CANDIDATES:
+        bucket = jnp.sum(coords * jnp.asarray(strides)[None, :], axis=1)
+        cand = table[bucket]  # (B, K)
+        d2 = jnp.sum(jnp.square(points[:, None, :] - centroids[cand]), axis=-1)
+        return jnp.take_along_axis(cand, jnp.argmin(d2, axis=1)[:, None], axis=1)[:, 0]
+    m = points.shape[1]
+    first = coords[:, 0] * int(strides[0])
+    for j in range(1, m):
+        first = first + coords[:, j] * int(strides[j])
+    first = first * k  # where the bucket's row starts in the flat table
+    flat, coordinates = table.reshape(-1), centroids.reshape(-1)  # (row-major: no copies)
+    best = index = None
+    for i in range(k):
+        candidate = flat[first + i]
+        at = candidate * m  # where its coordinates start
+        d2 = jnp.square(points[:, 0] - coordinates[at])
+        for j in range(1, m):
+            d2 = d2 + jnp.square(points[:, j] - coordinates[at + j])
+        if best is None:
+            best, index = d2, candidate
+        else:
+            closer = d2 < best
+            best, index = jnp.where(closer, d2, best), jnp.where(closer, candidate, index)
+    return index
 
 
 @jax.jit

@@ -9,8 +9,18 @@ import qdkit
 from qdkit import cvt
 
 
+@pytest.fixture(params=["one-at-a-time", "argmin"])
+def lookup_form(request, monkeypatch):
+    """Both forms of the table lookup: candidates compared one at a time (up to
+    ``cvt.UNROLL_CANDIDATES``, the default) and one ``argmin`` over the ``(B, K)``
+    candidates (beyond it)."""
+    if request.param == "argmin":
+        monkeypatch.setattr(cvt, "UNROLL_CANDIDATES", 0)  # (read while tracing: new shapes trace anew)
+    return request.param
+
+
 @pytest.mark.parametrize("dim, cells", [(1, 300), (2, 2000), (3, 1500)], ids=["1d", "2d", "3d"])
-def test_table_lookup_equals_brute_force(dim, cells):
+def test_table_lookup_equals_brute_force(dim, cells, lookup_form):
     lower, upper = -np.ones(dim, np.float32), 2 * np.ones(dim, np.float32)
     archive = qdkit.CVTArchive.create(
         cells=cells, lower=lower, upper=upper, example_genotype=jnp.zeros(2), samples=20 * cells, iterations=3
@@ -45,7 +55,7 @@ def test_table_is_the_brute_force_definition_on_clustered_centroids():
         assert np.all(row[count:] == within[0])  # the rest: the first again
 
 
-def test_ties_go_to_lowest_index():
+def test_ties_go_to_lowest_index(lookup_form):
     centroids = jnp.asarray([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0]] * 100, jnp.float32)
     table = qdkit.CVTArchive.create(
         centroids=centroids, lower=-1, upper=2, example_genotype=jnp.zeros(1), lookup="table"

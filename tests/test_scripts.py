@@ -296,6 +296,15 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
     assert "| arm | 1: _init |" in result.stdout and "- ml_dtypes: " in result.stdout, result.stdout
 
 
+def test_cvt_lookup_benchmark_smoke(tmp_path):
+    result = run_script(os.path.join(ROOT, "benchmarks", "cvt_lookup.py"), "--quick", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # both forms give brute force's cells, and the same archive in the loop
+    assert re.search(r"^\| 1,000 \| \d+ \| [0-9,.]+ \| [0-9,.]+ \| [0-9.]+× \| yes \| yes \(256 points\) \|$",
+                     result.stdout, re.M), result.stdout  # fmt: skip
+    assert re.search(r"^\| 1,000 \| [0-9,]+ \| [0-9,]+ \| [-+][0-9,]+ \| yes \|$", result.stdout, re.M), result.stdout
+
+
 def test_scaling_benchmark_smoke(tmp_path):
     pytest.importorskip("ribs")
     pytest.importorskip("qdax")

@@ -1,0 +1,184 @@
+"""The CVT archive's nearest-centroid lookup: one candidate at a time against one
+``argmin`` over all of a bucket's candidates.
+
+A CVT archive of a 1-3 dimensional descriptor space finds a descriptor's cell with a
+bucket table (``qdkit.cvt``): the descriptor's bucket lists ``K`` candidate centroids,
+and the nearest of them is the cell. qdkit compares the candidates one at a time, each
+a few elementwise operations on the batch's ``(B,)`` arrays, up to
+``qdkit.cvt.UNROLL_CANDIDATES`` candidates; beyond that (and before this change) it
+gathers the ``(B, K)`` candidates and their coordinates and takes an ``argmin`` over
+them. Both forms are traced here in one process (``UNROLL_CANDIDATES`` set to 0 while
+tracing the second), from the same inputs, and timed in turn (medians of ``--repeats``,
+the order alternating):
+
+1. the lookup alone: a jitted scan of ``--lookups`` lookups of 1,024 points (uniform in
+   the box, moved each step) in CVTs of uniformly drawn centroids (as ``scaling.py``
+   makes them), ns per point; the two forms must give the same cells, and on a sample
+   the cells of brute force;
+2. qdkit's loop on the core-throughput workload (rastrigin, 100 genes, Iso+LineDD,
+   batch 1,024) with a CVT archive: ``map_elites.run`` of ``--iterations`` iterations,
+   ns per evaluation; both must end with the same archive, bit for bit.
+
+    python benchmarks/cvt_lookup.py
+    python benchmarks/cvt_lookup.py --quick          # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import machine  # benchmarks/machine.py
+import numpy as np
+from jax import lax
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import qdkit  # noqa: E402
+from emitters import iso_line  # noqa: E402
+from qdkit import cvt, map_elites  # noqa: E402
+
+BATCH = 1024
+
+
+@contextlib.contextmanager
+def row_form():
+    """While tracing inside it, the table lookup takes the ``(B, K)`` form."""
+    saved = cvt.UNROLL_CANDIDATES
+    cvt.UNROLL_CANDIDATES = 0
+    try:
+        yield
+    finally:
+        cvt.UNROLL_CANDIDATES = saved
+
+
+def centroids(cells: int) -> jax.Array:
+    return jnp.asarray(np.random.default_rng(7).uniform(0.0, 1.0, (cells, 2)).astype(np.float32))
+
+
+def indexer(cells: int) -> qdkit.indexers.CVTIndexer:
+    return qdkit.indexers.CVTIndexer.create(lower=jnp.zeros(2), upper=jnp.ones(2), centroids=centroids(cells))
+
+
+def brute_cells(points: np.ndarray, cents: np.ndarray) -> np.ndarray:
+    """Nearest centroid by NumPy brute force, in blocks of centroids (float32, the same
+    sums as ``qdkit.cvt``; ties to the lowest index)."""
+    best = np.full(len(points), np.inf, np.float32)
+    index = np.zeros(len(points), np.int64)
+    for start in range(0, len(cents), 1 << 16):
+        block = cents[start : start + (1 << 16)]
+        d2 = np.square(points[:, None, 0] - block[None, :, 0]) + np.square(points[:, None, 1] - block[None, :, 1])
+        at = np.argmin(d2, axis=1)
+        d = d2[np.arange(len(points)), at]
+        closer = d < best
+        best[closer], index[closer] = d[closer], at[closer] + start
+    return index
+
+
+def lookup_runner(ix: qdkit.indexers.CVTIndexer, lookups: int, rows: bool):
+    """A jitted scan of ``lookups`` lookups (the form chosen while tracing) and the
+    cells of its first points."""
+
+    def loop(ix, points):
+        def step(carry, _):
+            p, total = carry
+            cells = ix.index_of(p)
+            return (jnp.mod(p * 1.618034 + 0.318, 1.0), total + cells), None
+
+        return lax.scan(step, (points, jnp.zeros(points.shape[0], jnp.int32)), None, length=lookups)[0]
+
+    points = jax.random.uniform(jax.random.key(1), (BATCH, 2))
+    with row_form() if rows else contextlib.nullcontext():
+        compiled = jax.jit(loop).lower(ix, points).compile()  # (the indexer an argument, not a constant)
+        first = jax.jit(lambda ix, p: ix.index_of(p)).lower(ix, points).compile()(ix, points)
+
+    def timed() -> float:
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(ix, points))
+        return (time.perf_counter() - start) / (lookups * BATCH) * 1e9
+
+    return timed, np.asarray(first), np.asarray(points)
+
+
+def loop_runner(cells: int, iterations: int, rows: bool):
+    task = qdkit.tasks.get("rastrigin", dims=100)
+    archive = qdkit.CVTArchive.create(
+        centroids=centroids(cells), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
+    )
+    emitter = iso_line(BATCH, 0.005, 0.05, lower=0.0, upper=1.0)  # a new emitter: traced anew
+    with row_form() if rows else contextlib.nullcontext():  # (read while tracing)
+        state = map_elites.init(jax.random.key(0), task, archive, emitter)
+        state, _ = map_elites.run(state, task, emitter, iterations)  # compiles
+        jax.block_until_ready(state)
+    holder = {"state": state}
+
+    def timed() -> float:
+        start = time.perf_counter()
+        holder["state"], _ = map_elites.run(holder["state"], task, emitter, iterations)
+        jax.block_until_ready(holder["state"])
+        return (time.perf_counter() - start) / (iterations * BATCH) * 1e9
+
+    return timed, holder
+
+
+def interleaved(runners: dict, repeats: int) -> dict:
+    times = {k: [] for k in runners}
+    for repeat in range(repeats):
+        for k in list(runners) if repeat % 2 == 0 else list(runners)[::-1]:
+            times[k].append(runners[k]())
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", default="1000,10000,100000,1000000", help="comma-separated CVT sizes")
+    parser.add_argument("--loop-cells", default="1000,10000,100000", help="CVT sizes of the loop rows")
+    parser.add_argument("--lookups", type=int, default=200, help="lookups of 1,024 points per timed call")
+    parser.add_argument("--iterations", type=int, default=200, help="loop iterations per timed call")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, short timings")
+    args = parser.parse_args()
+    if args.quick:
+        args.cells, args.loop_cells, args.lookups, args.iterations, args.repeats = "1000", "1000", 5, 3, 1
+    sizes = [int(c) for c in args.cells.split(",") if c]
+    loop_sizes = [int(c) for c in args.loop_cells.split(",") if c]
+    print(f"# cvt_lookup  jax {jax.__version__}  {machine.cpu()}  repeats: {args.repeats}  "
+          f"one candidate at a time up to K = {cvt.UNROLL_CANDIDATES}")  # fmt: skip
+    print(f"\n### the lookup alone ({args.lookups} lookups of {BATCH:,} points a call, ns per point)\n")
+    print(
+        "| cells | K | argmin over (B, K) | one at a time | argmin / one at a time | same cells | brute force agrees |"
+    )
+    print("|---:|---:|---:|---:|---:|---|---|")
+    for cells in sizes:
+        ix = indexer(cells)
+        rows, rows_first, points = lookup_runner(ix, args.lookups, True)
+        ours, ours_first, _ = lookup_runner(ix, args.lookups, False)
+        med = interleaved({"rows": rows, "ours": ours}, args.repeats)
+        sample = slice(0, 256)
+        brute = brute_cells(points[sample], np.asarray(ix.centroids))
+        agrees = bool(np.array_equal(ours_first[sample], brute))
+        same = bool(np.array_equal(rows_first, ours_first))
+        print(f"| {cells:,} | {ix.table.shape[1]} | {med['rows']:,.1f} | {med['ours']:,.1f} | "
+              f"{med['rows'] / med['ours']:.2f}× | {'yes' if same else 'NO'} | "
+              f"{'yes' if agrees else 'NO'} (256 points) |", flush=True)  # fmt: skip
+    print(f"\n### qdkit's loop, rastrigin 100 genes, Iso+LineDD, batch {BATCH:,} "
+          f"({args.iterations} iterations a call, ns per evaluation)\n")  # fmt: skip
+    print("| CVT cells | argmin over (B, K) | one at a time | difference | same archive |")
+    print("|---:|---:|---:|---:|---|")
+    for cells in loop_sizes:
+        (rows, a), (ours, b) = loop_runner(cells, args.iterations, True), loop_runner(cells, args.iterations, False)
+        med = interleaved({"rows": rows, "ours": ours}, args.repeats)
+        x, y = a["state"].archive, b["state"].archive
+        same = all(bool(jnp.array_equal(p, q, equal_nan=True)) for p, q in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
+        print(f"| {cells:,} | {med['rows']:,.0f} | {med['ours']:,.0f} | {med['ours'] - med['rows']:+,.0f} | "
+              f"{'yes' if same else 'NO'} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
