@@ -8,7 +8,7 @@ a few elementwise operations on the batch's ``(B,)`` arrays, up to
 ``qdkit.cvt.UNROLL_CANDIDATES`` candidates; beyond that (and before this change) it
 gathers the ``(B, K)`` candidates and their coordinates and takes an ``argmin`` over
 them. Both forms are traced here in one process (``UNROLL_CANDIDATES`` set to 0 while
-tracing the second), from the same inputs, and timed in turn (medians of ``--repeats``,
+tracing the ``(B, K)`` form), from the same inputs, and timed in turn (medians of ``--repeats``,
 the order alternating):
 
 1. the lookup alone: a jitted scan of ``--lookups`` lookups of 1,024 points (uniform in
@@ -17,7 +17,11 @@ the order alternating):
    the cells of brute force;
 2. qdkit's loop on the core-throughput workload (rastrigin, 100 genes, Iso+LineDD,
    batch 1,024) with a CVT archive: ``map_elites.run`` of ``--iterations`` iterations,
-   ns per evaluation; both must end with the same archive, bit for bit.
+   ns per evaluation; both must end with the same archive, bit for bit;
+3. the arm default (8 joints, batch 256) on a 1,024-cell CVT, one seed and ``--seeds``
+   vmapped seeds on one device. Under the vmapped seeds, whose archives each carry
+   their table, qdkit takes the ``(B, K)`` form (it was the faster one there); the other
+   column forces one candidate at a time.
 
     python benchmarks/cvt_lookup.py
     python benchmarks/cvt_lookup.py --quick          # smoke run
@@ -56,6 +60,19 @@ def row_form():
         yield
     finally:
         cvt.UNROLL_CANDIDATES = saved
+
+
+@contextlib.contextmanager
+def one_at_a_time_under_seeds():
+    """While tracing inside it, the lookup compares one candidate at a time under the
+    vmapped seeds too (qdkit takes the ``(B, K)`` form there): the lookup reads
+    ``qdkit.xla.vmap_axis`` to choose, and here it answers ``None``."""
+    saved = cvt.xla.vmap_axis
+    cvt.xla.vmap_axis = lambda: None
+    try:
+        yield
+    finally:
+        cvt.xla.vmap_axis = saved
 
 
 def centroids(cells: int) -> jax.Array:
@@ -127,6 +144,36 @@ def loop_runner(cells: int, iterations: int, rows: bool):
     return timed, holder
 
 
+def arm_runner(seeds: int, iterations: int, form):
+    """The arm default (8 joints, Iso+LineDD, batch 256) on a 1,024-cell CVT, ``seeds``
+    vmapped seeds (1: the plain loop), traced inside ``form``."""
+    task = qdkit.tasks.get("arm", dof=8)
+    cents = np.random.default_rng(7).uniform(-1.0, 1.0, (1024, 2)).astype(np.float32)
+    archive = qdkit.CVTArchive.create(
+        centroids=cents, lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
+    )
+    emitter = iso_line(256, 0.01, 0.1, lower=task.genotype_lower, upper=task.genotype_upper)  # (traced anew)
+    key = jnp.stack([jax.random.key(k) for k in range(seeds)]) if seeds > 1 else jax.random.key(0)
+    with form():
+        state = map_elites.init(key, task, archive, emitter)
+        state, _ = map_elites.run(state, task, emitter, iterations)  # compiles
+        jax.block_until_ready(state)
+    holder = {"state": state}
+
+    def timed() -> float:
+        start = time.perf_counter()
+        holder["state"], _ = map_elites.run(holder["state"], task, emitter, iterations)
+        jax.block_until_ready(holder["state"])
+        return (time.perf_counter() - start) / (iterations * 256 * seeds) * 1e9
+
+    return timed, holder
+
+
+def same_archive(a, b) -> bool:
+    x, y = a["state"].archive, b["state"].archive
+    return all(bool(jnp.array_equal(p, q, equal_nan=True)) for p, q in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
+
+
 def interleaved(runners: dict, repeats: int) -> dict:
     times = {k: [] for k in runners}
     for repeat in range(repeats):
@@ -141,11 +188,14 @@ def main() -> None:
     parser.add_argument("--loop-cells", default="1000,10000,100000", help="CVT sizes of the loop rows")
     parser.add_argument("--lookups", type=int, default=200, help="lookups of 1,024 points per timed call")
     parser.add_argument("--iterations", type=int, default=200, help="loop iterations per timed call")
+    parser.add_argument("--arm-iterations", type=int, default=500, help="arm iterations per timed call")
+    parser.add_argument("--seeds", type=int, default=16, help="vmapped seeds of the arm rows")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, short timings")
     args = parser.parse_args()
     if args.quick:
         args.cells, args.loop_cells, args.lookups, args.iterations, args.repeats = "1000", "1000", 5, 3, 1
+        args.arm_iterations, args.seeds = 3, 2
     sizes = [int(c) for c in args.cells.split(",") if c]
     loop_sizes = [int(c) for c in args.loop_cells.split(",") if c]
     print(f"# cvt_lookup  jax {jax.__version__}  {machine.cpu()}  repeats: {args.repeats}  "
@@ -174,10 +224,21 @@ def main() -> None:
     for cells in loop_sizes:
         (rows, a), (ours, b) = loop_runner(cells, args.iterations, True), loop_runner(cells, args.iterations, False)
         med = interleaved({"rows": rows, "ours": ours}, args.repeats)
-        x, y = a["state"].archive, b["state"].archive
-        same = all(bool(jnp.array_equal(p, q, equal_nan=True)) for p, q in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
         print(f"| {cells:,} | {med['rows']:,.0f} | {med['ours']:,.0f} | {med['ours'] - med['rows']:+,.0f} | "
-              f"{'yes' if same else 'NO'} |", flush=True)  # fmt: skip
+              f"{'yes' if same_archive(a, b) else 'NO'} |", flush=True)  # fmt: skip
+    print(f"\n### the arm default on a 1,024-cell CVT, one seed and {args.seeds} vmapped seeds on one device "
+          f"({args.arm_iterations} iterations a call, ns per evaluation)\n")  # fmt: skip
+    print("| seeds | argmin over (B, K) | one at a time | difference | same archive | qdkit's form |")
+    print("|---:|---:|---:|---:|---|---|")
+    for seeds in (1, args.seeds):
+        (rows, a), (ours, b) = (
+            arm_runner(seeds, args.arm_iterations, row_form),
+            arm_runner(seeds, args.arm_iterations, one_at_a_time_under_seeds),
+        )
+        med = interleaved({"rows": rows, "ours": ours}, args.repeats)
+        print(f"| {seeds} | {med['rows']:,.1f} | {med['ours']:,.1f} | {med['ours'] - med['rows']:+,.1f} | "
+              f"{'yes' if same_archive(a, b) else 'NO'} | {'one at a time' if seeds == 1 else 'argmin'} |",
+              flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from qdkit import xla
+
 # Elements of a (rows, C) distance block computed at once while building tables.
 _BLOCK_ELEMENTS = 1 << 22
 _COLLECT_BYTES = 1 << 25  # a table this large is worth a garbage collection (about 10-50 ms)
@@ -179,15 +181,17 @@ def nearest_table(
     squared distance, a running minimum kept with strict ``<``, so the first of equal
     distances wins, as with ``argmin``). XLA fuses them into one loop over the points;
     the ``(B, K)`` form (gathered candidates, then ``argmin`` over them) is a reduction
-    XLA's CPU backend runs one row at a time, about twice as slow for 10,000 cells
-    (``benchmarks/cvt_lookup.py``). The same index either way: the distances are the
-    same sums in the same order."""
+    XLA's CPU backend runs one row at a time, 1.5-1.7x as slow from 10^3 to 10^6 cells
+    (``benchmarks/cvt_lookup.py``). Under qdkit's vmapped seeds
+    (:func:`qdkit.xla.vmap_axis`), whose archives each carry their table, the lookup
+    takes the ``(B, K)`` form: there the gathers from the batched table made the other
+    form the slower one (1.3x on 16 seeds of the arm). The same index either way: the distances are the same sums in the same order."""
     g = jnp.asarray(grid, jnp.int32)
     scaled = (points - lower[None, :]) / (upper - lower)[None, :] * g.astype(jnp.float32)[None, :]
     coords = jnp.clip(jnp.floor(scaled).astype(jnp.int32), 0, (g - 1)[None, :])
     strides = np.cumprod((1, *grid[:0:-1]))[::-1].astype(np.int32)
     k = table.shape[1]
-    if k > UNROLL_CANDIDATES:
+    if k > UNROLL_CANDIDATES or xla.vmap_axis() is not None:
         bucket = jnp.sum(coords * jnp.asarray(strides)[None, :], axis=1)
         cand = table[bucket]  # (B, K)
         d2 = jnp.sum(jnp.square(points[:, None, :] - centroids[cand]), axis=-1)

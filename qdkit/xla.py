@@ -137,6 +137,7 @@ def use_cpu_devices(count: int, environ: MutableMapping[str, str] = os.environ) 
 
 
 _OWN_KERNELS: contextvars.ContextVar = contextvars.ContextVar("qdkit_own_kernels", default=True)
+_VMAP_AXIS: contextvars.ContextVar = contextvars.ContextVar("qdkit_vmap_axis", default=None)
 
 
 def own_kernels(fn: Callable[..., Any], operands: tuple, nonconstant) -> Any:
@@ -187,10 +188,21 @@ def kernels_over_axis(axis_name: str) -> Iterator[None]:
     ``vmap`` axis ``axis_name`` (every call inside must be under that ``vmap``); inside
     :func:`plain_kernels` it stays a plain call."""
     token = _OWN_KERNELS.set(False if _OWN_KERNELS.get() is False else str(axis_name))
+    axis = _VMAP_AXIS.set(str(axis_name))
     try:
         yield
     finally:
+        _VMAP_AXIS.reset(axis)
         _OWN_KERNELS.reset(token)
+
+
+def vmap_axis() -> str | None:
+    """The ``vmap`` axis of the innermost :func:`kernels_over_axis` being traced (qdkit's
+    vmapped seeds), or ``None``. Code that makes different kernels for a batched
+    operand reads it while tracing (``qdkit.cvt.nearest_table``): inside a ``vmap``'s
+    ``scan`` or ``while`` the operands are plain tracers of one member's shape, so the
+    batching cannot be seen from them."""
+    return _VMAP_AXIS.get()
 
 
 @contextlib.contextmanager

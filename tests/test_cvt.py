@@ -130,3 +130,24 @@ def test_building_a_table_holds_it_on_the_host_once(monkeypatch):
     assert peak < 1.75 * table.nbytes, (peak, table.nbytes)
     monkeypatch.setattr(cvt, "_BLOCK_ELEMENTS", 1 << 22)  # one block: the same table
     np.testing.assert_array_equal(table, cvt.build_table(centroids, lower, upper, grid))
+
+
+def test_the_lookup_takes_the_argmin_form_under_the_vmapped_seeds():
+    """One candidate at a time for one run; under qdkit's vmapped seeds (whose archives
+    each carry a table) one argmin over the candidates, the faster form there
+    (benchmarks/cvt_lookup.py); both give brute force's cells."""
+    archive = qdkit.CVTArchive.create(
+        cells=400, lower=np.zeros(2), upper=np.ones(2), example_genotype=jnp.zeros(1), samples=8000
+    )
+    tables = jax.tree.map(lambda x: jnp.stack([x, x]), archive.indexer)  # two seeds' indexers
+    points = jax.random.uniform(jax.random.key(2), (2, 64, 2))
+
+    def seeds(ix, p):
+        with qdkit.xla.kernels_over_axis("s"):
+            return jax.vmap(lambda i, q: i.index_of(q), axis_name="s")(ix, p)
+
+    assert "argmin" in str(jax.make_jaxpr(seeds)(tables, points))
+    assert "argmin" not in str(jax.make_jaxpr(lambda p: archive.index_of(p))(points[0]))
+    expected = [cvt.nearest_brute(p, archive.centroids) for p in points]
+    np.testing.assert_array_equal(jax.jit(seeds)(tables, points), np.stack(expected))
+    np.testing.assert_array_equal(jax.jit(archive.index_of)(points[0]), expected[0])

@@ -303,6 +303,10 @@ def test_cvt_lookup_benchmark_smoke(tmp_path):
     assert re.search(r"^\| 1,000 \| \d+ \| [0-9,.]+ \| [0-9,.]+ \| [0-9.]+× \| yes \| yes \(256 points\) \|$",
                      result.stdout, re.M), result.stdout  # fmt: skip
     assert re.search(r"^\| 1,000 \| [0-9,]+ \| [0-9,]+ \| [-+][0-9,]+ \| yes \|$", result.stdout, re.M), result.stdout
+    for seeds, form in (("1", "one at a time"), ("2", "argmin")):  # the arm on a CVT, one seed and vmapped seeds
+        assert re.search(
+            rf"^\| {seeds} \| [0-9,.]+ \| [0-9,.]+ \| [-+][0-9,.]+ \| yes \| {form} \|$", result.stdout, re.M
+        ), result.stdout
 
 
 def test_scaling_benchmark_smoke(tmp_path):
