@@ -17,7 +17,9 @@ the order alternating):
    the cells of brute force;
 2. qdkit's loop on the core-throughput workload (rastrigin, 100 genes, Iso+LineDD,
    batch 1,024) with a CVT archive: ``map_elites.run`` of ``--iterations`` iterations,
-   ns per evaluation; both must end with the same archive, bit for bit;
+   ns per evaluation; both must end with the same archive, bit for bit; and the CVT
+   workload of ``core_throughput.py`` (``--core-cells``, k-means centroids, its
+   ``jnp.cos`` scoring, descriptors the first two genes);
 3. the arm default (8 joints, batch 256) on a 1,024-cell CVT, one seed and ``--seeds``
    vmapped seeds on one device. Under the vmapped seeds, whose archives each carry
    their table, qdkit takes the ``(B, K)`` form (it was the faster one there); the other
@@ -43,6 +45,8 @@ import numpy as np
 from jax import lax
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import core_throughput  # noqa: E402  (benchmarks/core_throughput.py)
 
 import qdkit  # noqa: E402
 from emitters import iso_line  # noqa: E402
@@ -123,10 +127,17 @@ def lookup_runner(ix: qdkit.indexers.CVTIndexer, lookups: int, rows: bool):
     return timed, np.asarray(first), np.asarray(points)
 
 
-def loop_runner(cells: int, iterations: int, rows: bool):
-    task = qdkit.tasks.get("rastrigin", dims=100)
+def loop_runner(cells: int, iterations: int, rows: bool, core: bool = False):
+    """qdkit's rastrigin task on a CVT of uniformly drawn centroids; ``core``: the CVT
+    workload of ``core_throughput.py`` instead (its ``jnp.cos`` scoring, descriptors the
+    first two genes, k-means centroids made as it makes them)."""
+    if core:
+        task = core_throughput.scored_task("jnp.cos")
+        cents = qdkit.cvt.kmeans_centroids(jax.random.key(7), cells, jnp.zeros(2), jnp.ones(2))
+    else:
+        task, cents = qdkit.tasks.get("rastrigin", dims=100), centroids(cells)
     archive = qdkit.CVTArchive.create(
-        centroids=centroids(cells), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
+        centroids=cents, lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
     )
     emitter = iso_line(BATCH, 0.005, 0.05, lower=0.0, upper=1.0)  # a new emitter: traced anew
     with row_form() if rows else contextlib.nullcontext():  # (read while tracing)
@@ -186,6 +197,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default="1000,10000,100000,1000000", help="comma-separated CVT sizes")
     parser.add_argument("--loop-cells", default="1000,10000,100000", help="CVT sizes of the loop rows")
+    parser.add_argument("--core-cells", type=int, default=10_000,
+                        help="CVT cells of the row with core_throughput.py's workload (0: none)")  # fmt: skip
     parser.add_argument("--lookups", type=int, default=200, help="lookups of 1,024 points per timed call")
     parser.add_argument("--iterations", type=int, default=200, help="loop iterations per timed call")
     parser.add_argument("--arm-iterations", type=int, default=500, help="arm iterations per timed call")
@@ -195,7 +208,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.cells, args.loop_cells, args.lookups, args.iterations, args.repeats = "1000", "1000", 5, 3, 1
-        args.arm_iterations, args.seeds = 3, 2
+        args.arm_iterations, args.seeds, args.core_cells = 3, 2, 300
     sizes = [int(c) for c in args.cells.split(",") if c]
     loop_sizes = [int(c) for c in args.loop_cells.split(",") if c]
     print(f"# cvt_lookup  jax {jax.__version__}  {machine.cpu()}  repeats: {args.repeats}  "
@@ -221,10 +234,16 @@ def main() -> None:
           f"({args.iterations} iterations a call, ns per evaluation)\n")  # fmt: skip
     print("| CVT cells | argmin over (B, K) | one at a time | difference | same archive |")
     print("|---:|---:|---:|---:|---|")
-    for cells in loop_sizes:
-        (rows, a), (ours, b) = loop_runner(cells, args.iterations, True), loop_runner(cells, args.iterations, False)
+    rows_of = [(cells, False, f"{cells:,}") for cells in loop_sizes]
+    if args.core_cells:
+        rows_of.append((args.core_cells, True, f"{args.core_cells:,}, core_throughput.py's workload"))
+    for cells, core, label in rows_of:
+        (rows, a), (ours, b) = (
+            loop_runner(cells, args.iterations, True, core),
+            loop_runner(cells, args.iterations, False, core),
+        )
         med = interleaved({"rows": rows, "ours": ours}, args.repeats)
-        print(f"| {cells:,} | {med['rows']:,.0f} | {med['ours']:,.0f} | {med['ours'] - med['rows']:+,.0f} | "
+        print(f"| {label} | {med['rows']:,.0f} | {med['ours']:,.0f} | {med['ours'] - med['rows']:+,.0f} | "
               f"{'yes' if same_archive(a, b) else 'NO'} |", flush=True)  # fmt: skip
     print(f"\n### the arm default on a 1,024-cell CVT, one seed and {args.seeds} vmapped seeds on one device "
           f"({args.arm_iterations} iterations a call, ns per evaluation)\n")  # fmt: skip

@@ -177,15 +177,16 @@ def nearest_table(
 
     Up to :data:`UNROLL_CANDIDATES` candidates per bucket, the candidates are compared
     one at a time, each a few elementwise operations on ``(B,)`` arrays (the candidate's
-    index read from the flat table, its coordinates from the centroids' columns, the
-    squared distance, a running minimum kept with strict ``<``, so the first of equal
-    distances wins, as with ``argmin``). XLA fuses them into one loop over the points;
-    the ``(B, K)`` form (gathered candidates, then ``argmin`` over them) is a reduction
-    XLA's CPU backend runs one row at a time, 1.5-1.7x as slow from 10^3 to 10^6 cells
+    index read from the flat table, its coordinates from the flat centroids, the squared
+    distance, a running minimum kept with strict ``<``, so the first of equal distances
+    wins, as with ``argmin``). XLA fuses them into one loop over the points; the
+    ``(B, K)`` form (gathered candidates, then ``argmin`` over them) is a reduction
+    XLA's CPU backend runs one row at a time, 1.3-1.9x as slow from 10^3 to 10^6 cells
     (``benchmarks/cvt_lookup.py``). Under qdkit's vmapped seeds
     (:func:`qdkit.xla.vmap_axis`), whose archives each carry their table, the lookup
     takes the ``(B, K)`` form: there the gathers from the batched table made the other
-    form the slower one (1.3x on 16 seeds of the arm). The same index either way: the distances are the same sums in the same order."""
+    form the slower one (1.3-1.4x on 16 seeds of the arm). The same index either way:
+    the distances are the same sums in the same order."""
     g = jnp.asarray(grid, jnp.int32)
     scaled = (points - lower[None, :]) / (upper - lower)[None, :] * g.astype(jnp.float32)[None, :]
     coords = jnp.clip(jnp.floor(scaled).astype(jnp.int32), 0, (g - 1)[None, :])
