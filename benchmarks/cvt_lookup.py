@@ -1,5 +1,7 @@
-"""The CVT archive's nearest-centroid lookup: one candidate at a time against one
-``argmin`` over all of a bucket's candidates.
+"""The CVT archive's lookup: its candidates one at a time against one argmin.
+
+qdkit's nearest-centroid lookup compares a bucket's candidates one at a time; before,
+it took one ``argmin`` over all of them.
 
 A CVT archive of a 1-3 dimensional descriptor space finds a descriptor's cell with a
 bucket table (``qdkit.cvt``): the descriptor's bucket lists ``K`` candidate centroids,
@@ -13,8 +15,8 @@ the order alternating):
 
 1. the lookup alone: a jitted scan of ``--lookups`` lookups of 1,024 points (uniform in
    the box, moved each step) in CVTs of uniformly drawn centroids (as ``scaling.py``
-   makes them), ns per point; the two forms must give the same cells, and on a sample
-   the cells of brute force;
+   makes them), ns per point, and the seconds to compile the lookup alone; the two
+   forms must give the same cells, and on a sample the cells of NumPy's brute force;
 2. qdkit's loop on the core-throughput workload (rastrigin, 100 genes, Iso+LineDD,
    batch 1,024) with a CVT archive: ``map_elites.run`` of ``--iterations`` iterations,
    ns per evaluation; both must end with the same archive, bit for bit; and the CVT
@@ -23,7 +25,10 @@ the order alternating):
 3. the arm default (8 joints, batch 256) on a 1,024-cell CVT, one seed and ``--seeds``
    vmapped seeds on one device. Under the vmapped seeds, whose archives each carry
    their table, qdkit takes the ``(B, K)`` form (it was the faster one there); the other
-   column forces one candidate at a time.
+   column forces one candidate at a time. The last column reads which form qdkit's own
+   program (traced without either setting) takes.
+
+The script exits with status 1 when a check fails (a ``NO`` in its tables).
 
     python benchmarks/cvt_lookup.py
     python benchmarks/cvt_lookup.py --quick          # smoke run
@@ -88,8 +93,10 @@ def indexer(cells: int) -> qdkit.indexers.CVTIndexer:
 
 
 def brute_cells(points: np.ndarray, cents: np.ndarray) -> np.ndarray:
-    """Nearest centroid by NumPy brute force, in blocks of centroids (float32, the same
-    sums as ``qdkit.cvt``; ties to the lowest index)."""
+    """Nearest centroid by NumPy brute force, in blocks of centroids (float32 squared
+    distances, ties to the lowest index). NumPy does not fuse multiply-adds where XLA
+    may, so at a near tie it could pick the other centroid: a ``NO`` there is worth a
+    look, not proof of a wrong cell."""
     best = np.full(len(points), np.inf, np.float32)
     index = np.zeros(len(points), np.int64)
     for start in range(0, len(cents), 1 << 16):
@@ -103,8 +110,8 @@ def brute_cells(points: np.ndarray, cents: np.ndarray) -> np.ndarray:
 
 
 def lookup_runner(ix: qdkit.indexers.CVTIndexer, lookups: int, rows: bool):
-    """A jitted scan of ``lookups`` lookups (the form chosen while tracing) and the
-    cells of its first points."""
+    """A jitted scan of ``lookups`` lookups (the form chosen while tracing), the cells of
+    its first points, and the seconds to compile the lookup alone."""
 
     def loop(ix, points):
         def step(carry, _):
@@ -117,14 +124,18 @@ def lookup_runner(ix: qdkit.indexers.CVTIndexer, lookups: int, rows: bool):
     points = jax.random.uniform(jax.random.key(1), (BATCH, 2))
     with row_form() if rows else contextlib.nullcontext():
         compiled = jax.jit(loop).lower(ix, points).compile()  # (the indexer an argument, not a constant)
-        first = jax.jit(lambda ix, p: ix.index_of(p)).lower(ix, points).compile()(ix, points)
+        lowered = jax.jit(lambda ix, p: ix.index_of(p)).lower(ix, points)
+        start = time.perf_counter()
+        alone = lowered.compile()
+        compile_s = time.perf_counter() - start
+        first = alone(ix, points)
 
     def timed() -> float:
         start = time.perf_counter()
         jax.block_until_ready(compiled(ix, points))
         return (time.perf_counter() - start) / (lookups * BATCH) * 1e9
 
-    return timed, np.asarray(first), np.asarray(points)
+    return timed, np.asarray(first), np.asarray(points), compile_s
 
 
 def loop_runner(cells: int, iterations: int, rows: bool, core: bool = False):
@@ -169,7 +180,7 @@ def arm_runner(seeds: int, iterations: int, form):
         state = map_elites.init(key, task, archive, emitter)
         state, _ = map_elites.run(state, task, emitter, iterations)  # compiles
         jax.block_until_ready(state)
-    holder = {"state": state}
+    holder = {"state": state, "task": task}
 
     def timed() -> float:
         start = time.perf_counter()
@@ -178,6 +189,19 @@ def arm_runner(seeds: int, iterations: int, form):
         return (time.perf_counter() - start) / (iterations * 256 * seeds) * 1e9
 
     return timed, holder
+
+
+def qdkit_form(holder: dict) -> str:
+    """Which form qdkit's own chunk program takes for this state: traced afresh (a new
+    emitter: JAX's cache would hand back a trace made inside a forced form) with
+    neither setting."""
+    state, task = holder["state"], holder["task"]
+    emitter = iso_line(256, 0.01, 0.1, lower=task.genotype_lower, upper=task.genotype_upper)
+    if map_elites.num_seeds(state):
+        program = jax.make_jaxpr(lambda s: map_elites._run_chunk_seeds(s, jnp.int32(2), task, emitter, 2))(state)
+    else:
+        program = jax.make_jaxpr(lambda s: map_elites._run_chunk(s, jnp.int32(2), task, emitter, 2, None))(state)
+    return "argmin" if "argmin" in str(program) else "one at a time"
 
 
 def same_archive(a, b) -> bool:
@@ -203,7 +227,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=200, help="loop iterations per timed call")
     parser.add_argument("--arm-iterations", type=int, default=500, help="arm iterations per timed call")
     parser.add_argument("--seeds", type=int, default=16, help="vmapped seeds of the arm rows")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=7, help="timed calls per form (median)")
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, short timings")
     args = parser.parse_args()
     if args.quick:
@@ -214,14 +238,14 @@ def main() -> None:
     print(f"# cvt_lookup  jax {jax.__version__}  {machine.cpu()}  repeats: {args.repeats}  "
           f"one candidate at a time up to K = {cvt.UNROLL_CANDIDATES}")  # fmt: skip
     print(f"\n### the lookup alone ({args.lookups} lookups of {BATCH:,} points a call, ns per point)\n")
-    print(
-        "| cells | K | argmin over (B, K) | one at a time | argmin / one at a time | same cells | brute force agrees |"
-    )
-    print("|---:|---:|---:|---:|---:|---|---|")
+    print("| cells | K | argmin over (B, K) | one at a time | argmin / one at a time | same cells "
+          "| brute force agrees | compile s, argmin / one at a time |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---|---|---:|")
+    failed = False
     for cells in sizes:
         ix = indexer(cells)
-        rows, rows_first, points = lookup_runner(ix, args.lookups, True)
-        ours, ours_first, _ = lookup_runner(ix, args.lookups, False)
+        rows, rows_first, points, rows_compile = lookup_runner(ix, args.lookups, True)
+        ours, ours_first, _, ours_compile = lookup_runner(ix, args.lookups, False)
         med = interleaved({"rows": rows, "ours": ours}, args.repeats)
         sample = slice(0, 256)
         brute = brute_cells(points[sample], np.asarray(ix.centroids))
@@ -229,7 +253,9 @@ def main() -> None:
         same = bool(np.array_equal(rows_first, ours_first))
         print(f"| {cells:,} | {ix.table.shape[1]} | {med['rows']:,.1f} | {med['ours']:,.1f} | "
               f"{med['rows'] / med['ours']:.2f}× | {'yes' if same else 'NO'} | "
-              f"{'yes' if agrees else 'NO'} (256 points) |", flush=True)  # fmt: skip
+              f"{'yes' if agrees else 'NO'} (256 points) | {rows_compile:.2f} / {ours_compile:.2f} |",
+              flush=True)  # fmt: skip
+        failed |= not (same and agrees)
     print(f"\n### qdkit's loop, rastrigin 100 genes, Iso+LineDD, batch {BATCH:,} "
           f"({args.iterations} iterations a call, ns per evaluation)\n")  # fmt: skip
     print("| CVT cells | argmin over (B, K) | one at a time | difference | same archive |")
@@ -243,8 +269,10 @@ def main() -> None:
             loop_runner(cells, args.iterations, False, core),
         )
         med = interleaved({"rows": rows, "ours": ours}, args.repeats)
+        same = same_archive(a, b)
         print(f"| {label} | {med['rows']:,.0f} | {med['ours']:,.0f} | {med['ours'] - med['rows']:+,.0f} | "
-              f"{'yes' if same_archive(a, b) else 'NO'} |", flush=True)  # fmt: skip
+              f"{'yes' if same else 'NO'} |", flush=True)  # fmt: skip
+        failed |= not same
     print(f"\n### the arm default on a 1,024-cell CVT, one seed and {args.seeds} vmapped seeds on one device "
           f"({args.arm_iterations} iterations a call, ns per evaluation)\n")  # fmt: skip
     print("| seeds | argmin over (B, K) | one at a time | difference | same archive | qdkit's form |")
@@ -255,9 +283,12 @@ def main() -> None:
             arm_runner(seeds, args.arm_iterations, one_at_a_time_under_seeds),
         )
         med = interleaved({"rows": rows, "ours": ours}, args.repeats)
+        same = same_archive(a, b)
         print(f"| {seeds} | {med['rows']:,.1f} | {med['ours']:,.1f} | {med['ours'] - med['rows']:+,.1f} | "
-              f"{'yes' if same_archive(a, b) else 'NO'} | {'one at a time' if seeds == 1 else 'argmin'} |",
-              flush=True)  # fmt: skip
+              f"{'yes' if same else 'NO'} | {qdkit_form(b)} |", flush=True)  # fmt: skip
+        failed |= not same
+    if failed:
+        sys.exit("a check failed: see the NO above")
 
 
 if __name__ == "__main__":

@@ -181,12 +181,16 @@ def nearest_table(
     distance, a running minimum kept with strict ``<``, so the first of equal distances
     wins, as with ``argmin``). XLA fuses them into one loop over the points; the
     ``(B, K)`` form (gathered candidates, then ``argmin`` over them) is a reduction
-    XLA's CPU backend runs one row at a time, 1.3-1.9x as slow from 10^3 to 10^6 cells
-    (``benchmarks/cvt_lookup.py``). Under qdkit's vmapped seeds
-    (:func:`qdkit.xla.vmap_axis`), whose archives each carry their table, the lookup
-    takes the ``(B, K)`` form: there the gathers from the batched table made the other
-    form the slower one (1.3-1.4x on 16 seeds of the arm). The same index either way:
-    the distances are the same sums in the same order."""
+    XLA's CPU backend runs one row at a time, 1.3-2.0x as slow from 10^3 to 10^6 cells
+    (``benchmarks/cvt_lookup.py``, 2-D). 3-D tables often have more than 64 candidates
+    (84 for the 1,500-cell k-means CVT of tests/test_cvt.py) and keep the ``(B, K)``
+    form. Under qdkit's vmapped seeds (:func:`qdkit.xla.vmap_axis`), whose archives each
+    carry their table, the lookup takes the ``(B, K)`` form too: there it was the faster
+    one (the other 1.3-1.4x slower on 16 seeds of the arm). The unrolled form costs compile time:
+    0.2-0.3 s more for the lookup alone at 28-40 candidates. The same index either way:
+    the distances are the same sums in the same order (XLA could fuse a multiply-add
+    differently in another kernel; tests/test_cvt.py checks both forms against brute
+    force in 1-3 dimensions and on ties)."""
     g = jnp.asarray(grid, jnp.int32)
     scaled = (points - lower[None, :]) / (upper - lower)[None, :] * g.astype(jnp.float32)[None, :]
     coords = jnp.clip(jnp.floor(scaled).astype(jnp.int32), 0, (g - 1)[None, :])

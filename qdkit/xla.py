@@ -186,7 +186,8 @@ def own_kernels(fn: Callable[..., Any], operands: tuple, nonconstant) -> Any:
 def kernels_over_axis(axis_name: str) -> Iterator[None]:
     """While tracing inside it, :func:`own_kernels` reduces its predicate over the
     ``vmap`` axis ``axis_name`` (every call inside must be under that ``vmap``); inside
-    :func:`plain_kernels` it stays a plain call."""
+    :func:`plain_kernels` it stays a plain call. It also sets :func:`vmap_axis` to
+    ``axis_name``, inside :func:`plain_kernels` too."""
     token = _OWN_KERNELS.set(False if _OWN_KERNELS.get() is False else str(axis_name))
     axis = _VMAP_AXIS.set(str(axis_name))
     try:

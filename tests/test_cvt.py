@@ -11,12 +11,19 @@ from qdkit import cvt
 
 @pytest.fixture(params=["one-at-a-time", "argmin"])
 def lookup_form(request, monkeypatch):
-    """Both forms of the table lookup: candidates compared one at a time (up to
-    ``cvt.UNROLL_CANDIDATES``, the default) and one ``argmin`` over the ``(B, K)``
-    candidates (beyond it)."""
-    if request.param == "argmin":
-        monkeypatch.setattr(cvt, "UNROLL_CANDIDATES", 0)  # (read while tracing: new shapes trace anew)
+    """Both forms of the table lookup: candidates compared one at a time (the default up
+    to ``cvt.UNROLL_CANDIDATES``; raised here so that 3-D tables, whose K is often above
+    it, take that form too) and one ``argmin`` over the ``(B, K)`` candidates. The
+    limit is read while tracing; these tests call ``index_of`` eagerly, op by op, so no
+    cached trace of the other form is reused."""
+    monkeypatch.setattr(cvt, "UNROLL_CANDIDATES", 10_000 if request.param == "one-at-a-time" else 0)
     return request.param
+
+
+def assert_form(archive, points, form):
+    """The lookup of ``archive`` takes ``form``."""
+    uses_argmin = "argmin" in str(jax.make_jaxpr(archive.index_of)(points))
+    assert uses_argmin == (form == "argmin"), (form, archive.indexer.table.shape)
 
 
 @pytest.mark.parametrize("dim, cells", [(1, 300), (2, 2000), (3, 1500)], ids=["1d", "2d", "3d"])
@@ -27,6 +34,7 @@ def test_table_lookup_equals_brute_force(dim, cells, lookup_form):
     )
     assert archive.indexer.table is not None
     points = jax.random.uniform(jax.random.key(5), (20_000, dim), minval=-1.5, maxval=2.5)
+    assert_form(archive, points, lookup_form)
     got = archive.index_of(points)
     clipped = jnp.clip(points, archive.lower[None, :], archive.upper[None, :])
     expected = cvt.nearest_brute(clipped, archive.centroids)
@@ -56,7 +64,7 @@ def test_table_is_the_brute_force_definition_on_clustered_centroids():
 
 
 def test_ties_go_to_lowest_index(lookup_form):
-    centroids = jnp.asarray([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0]] * 100, jnp.float32)
+    centroids = jnp.asarray([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0]], jnp.float32)
     table = qdkit.CVTArchive.create(
         centroids=centroids, lower=-1, upper=2, example_genotype=jnp.zeros(1), lookup="table"
     )
@@ -64,6 +72,7 @@ def test_ties_go_to_lowest_index(lookup_form):
         centroids=centroids, lower=-1, upper=2, example_genotype=jnp.zeros(1), lookup="brute"
     )
     points = jnp.asarray([[0.0, 0.0], [0.5, 0.0], [1.0, 1.0], [0.1, 0.9]], jnp.float32)
+    assert_form(table, points, lookup_form)
     np.testing.assert_array_equal(table.index_of(points), brute.index_of(points))
     np.testing.assert_array_equal(brute.index_of(points)[:3], [0, 0, 3])
 

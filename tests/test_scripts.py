@@ -300,7 +300,7 @@ def test_cvt_lookup_benchmark_smoke(tmp_path):
     result = run_script(os.path.join(ROOT, "benchmarks", "cvt_lookup.py"), "--quick", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     # both forms give brute force's cells, and the same archive in the loop
-    assert re.search(r"^\| 1,000 \| \d+ \| [0-9,.]+ \| [0-9,.]+ \| [0-9.]+× \| yes \| yes \(256 points\) \|$",
+    assert re.search(r"^\| 1,000 \| \d+ \| [0-9,.]+ \| [0-9,.]+ \| [0-9.]+× \| yes \| yes \(256 points\) \| [0-9.]+ / [0-9.]+ \|$",
                      result.stdout, re.M), result.stdout  # fmt: skip
     assert re.search(r"^\| 1,000 \| [0-9,]+ \| [0-9,]+ \| [-+][0-9,]+ \| yes \|$", result.stdout, re.M), result.stdout
     for seeds, form in (("1", "one at a time"), ("2", "argmin")):  # the arm on a CVT, one seed and vmapped seeds
