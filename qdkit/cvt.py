@@ -186,8 +186,9 @@ def nearest_table(
     (84 for the 1,500-cell k-means CVT of tests/test_cvt.py) and keep the ``(B, K)``
     form. Under qdkit's vmapped seeds (:func:`qdkit.xla.vmap_axis`), whose archives each
     carry their table, the lookup takes the ``(B, K)`` form too: there it was the faster
-    one (the other 1.3-1.4x slower on 16 seeds of the arm). The unrolled form costs compile time:
-    0.2-0.3 s more for the lookup alone at 28-40 candidates. The same index either way:
+    one (the other 1.3-1.4x slower on 16 seeds of the arm). The unrolled form costs
+    compile time: 0.2-0.3 s more for the lookup alone at 28-40 candidates. The same
+    index either way:
     the distances are the same sums in the same order (XLA could fuse a multiply-add
     differently in another kernel; tests/test_cvt.py checks both forms against brute
     force in 1-3 dimensions and on ties)."""
