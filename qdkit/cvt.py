@@ -188,10 +188,9 @@ def nearest_table(
     carry their table, the lookup takes the ``(B, K)`` form too: there it was the faster
     one (the other 1.3-1.4x slower on 16 seeds of the arm). The unrolled form costs
     compile time: 0.2-0.3 s more for the lookup alone at 28-40 candidates. The same
-    index either way:
-    the distances are the same sums in the same order (XLA could fuse a multiply-add
-    differently in another kernel; tests/test_cvt.py checks both forms against brute
-    force in 1-3 dimensions and on ties)."""
+    index either way: the distances are the same sums in the same order (XLA could fuse
+    a multiply-add differently in another kernel; tests/test_cvt.py checks both forms
+    against brute force in 1-3 dimensions and on ties)."""
     g = jnp.asarray(grid, jnp.int32)
     scaled = (points - lower[None, :]) / (upper - lower)[None, :] * g.astype(jnp.float32)[None, :]
     coords = jnp.clip(jnp.floor(scaled).astype(jnp.int32), 0, (g - 1)[None, :])
