@@ -52,6 +52,7 @@ from jax import lax
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import core_throughput  # noqa: E402  (benchmarks/core_throughput.py)
+from scaling import centroids_for  # noqa: E402  (benchmarks/scaling.py: its uniformly drawn centroids)
 
 import qdkit  # noqa: E402
 from emitters import iso_line  # noqa: E402
@@ -84,12 +85,8 @@ def one_at_a_time_under_seeds():
         cvt.xla.vmap_axis = saved
 
 
-def centroids(cells: int) -> jax.Array:
-    return jnp.asarray(np.random.default_rng(7).uniform(0.0, 1.0, (cells, 2)).astype(np.float32))
-
-
 def indexer(cells: int) -> qdkit.indexers.CVTIndexer:
-    return qdkit.indexers.CVTIndexer.create(lower=jnp.zeros(2), upper=jnp.ones(2), centroids=centroids(cells))
+    return qdkit.indexers.CVTIndexer.create(lower=jnp.zeros(2), upper=jnp.ones(2), centroids=centroids_for(cells))
 
 
 def brute_cells(points: np.ndarray, cents: np.ndarray) -> np.ndarray:
@@ -138,6 +135,30 @@ def lookup_runner(ix: qdkit.indexers.CVTIndexer, lookups: int, rows: bool):
     return timed, np.asarray(first), np.asarray(points), compile_s
 
 
+def runner(task, cents, make_emitter, seeds: int, iterations: int, form):
+    """qdkit's loop on ``task`` with a CVT archive of ``cents``, ``seeds`` vmapped seeds
+    (1: the plain loop), traced inside ``form`` (a new emitter: traced anew); ``timed()``
+    gives ns per evaluation, ``holder`` the state (and what :func:`qdkit_form` needs)."""
+    archive = qdkit.CVTArchive.create(
+        centroids=cents, lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
+    )
+    emitter = make_emitter()
+    key = jnp.stack([jax.random.key(k) for k in range(seeds)]) if seeds > 1 else jax.random.key(0)
+    with form():  # (read while tracing)
+        state = map_elites.init(key, task, archive, emitter)
+        state, _ = map_elites.run(state, task, emitter, iterations)  # compiles
+        jax.block_until_ready(state)
+    holder = {"state": state, "task": task, "make_emitter": make_emitter}
+
+    def timed() -> float:
+        start = time.perf_counter()
+        holder["state"], _ = map_elites.run(holder["state"], task, emitter, iterations)
+        jax.block_until_ready(holder["state"])
+        return (time.perf_counter() - start) / (iterations * emitter.batch_size * seeds) * 1e9
+
+    return timed, holder
+
+
 def loop_runner(cells: int, iterations: int, rows: bool, core: bool = False):
     """qdkit's rastrigin task on a CVT of uniformly drawn centroids; ``core``: the CVT
     workload of ``core_throughput.py`` instead (its ``jnp.cos`` scoring, descriptors the
@@ -146,57 +167,24 @@ def loop_runner(cells: int, iterations: int, rows: bool, core: bool = False):
         task = core_throughput.scored_task("jnp.cos")
         cents = qdkit.cvt.kmeans_centroids(jax.random.key(7), cells, jnp.zeros(2), jnp.ones(2))
     else:
-        task, cents = qdkit.tasks.get("rastrigin", dims=100), centroids(cells)
-    archive = qdkit.CVTArchive.create(
-        centroids=cents, lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
-    )
-    emitter = iso_line(BATCH, 0.005, 0.05, lower=0.0, upper=1.0)  # a new emitter: traced anew
-    with row_form() if rows else contextlib.nullcontext():  # (read while tracing)
-        state = map_elites.init(jax.random.key(0), task, archive, emitter)
-        state, _ = map_elites.run(state, task, emitter, iterations)  # compiles
-        jax.block_until_ready(state)
-    holder = {"state": state}
-
-    def timed() -> float:
-        start = time.perf_counter()
-        holder["state"], _ = map_elites.run(holder["state"], task, emitter, iterations)
-        jax.block_until_ready(holder["state"])
-        return (time.perf_counter() - start) / (iterations * BATCH) * 1e9
-
-    return timed, holder
+        task, cents = qdkit.tasks.get("rastrigin", dims=100), centroids_for(cells)
+    make_emitter = lambda: iso_line(BATCH, 0.005, 0.05, lower=0.0, upper=1.0)  # noqa: E731
+    return runner(task, cents, make_emitter, 1, iterations, row_form if rows else contextlib.nullcontext)
 
 
 def arm_runner(seeds: int, iterations: int, form):
-    """The arm default (8 joints, Iso+LineDD, batch 256) on a 1,024-cell CVT, ``seeds``
-    vmapped seeds (1: the plain loop), traced inside ``form``."""
+    """The arm default (8 joints, Iso+LineDD, batch 256) on a 1,024-cell CVT."""
     task = qdkit.tasks.get("arm", dof=8)
     cents = np.random.default_rng(7).uniform(-1.0, 1.0, (1024, 2)).astype(np.float32)
-    archive = qdkit.CVTArchive.create(
-        centroids=cents, lower=task.lower, upper=task.upper, example_genotype=task.example_genotype
-    )
-    emitter = iso_line(256, 0.01, 0.1, lower=task.genotype_lower, upper=task.genotype_upper)  # (traced anew)
-    key = jnp.stack([jax.random.key(k) for k in range(seeds)]) if seeds > 1 else jax.random.key(0)
-    with form():
-        state = map_elites.init(key, task, archive, emitter)
-        state, _ = map_elites.run(state, task, emitter, iterations)  # compiles
-        jax.block_until_ready(state)
-    holder = {"state": state, "task": task}
-
-    def timed() -> float:
-        start = time.perf_counter()
-        holder["state"], _ = map_elites.run(holder["state"], task, emitter, iterations)
-        jax.block_until_ready(holder["state"])
-        return (time.perf_counter() - start) / (iterations * 256 * seeds) * 1e9
-
-    return timed, holder
+    make_emitter = lambda: iso_line(256, 0.01, 0.1, lower=task.genotype_lower, upper=task.genotype_upper)  # noqa: E731
+    return runner(task, cents, make_emitter, seeds, iterations, form)
 
 
 def qdkit_form(holder: dict) -> str:
     """Which form qdkit's own chunk program takes for this state: traced afresh (a new
     emitter: JAX's cache would hand back a trace made inside a forced form) with
     neither setting."""
-    state, task = holder["state"], holder["task"]
-    emitter = iso_line(256, 0.01, 0.1, lower=task.genotype_lower, upper=task.genotype_upper)
+    state, task, emitter = holder["state"], holder["task"], holder["make_emitter"]()
     if map_elites.num_seeds(state):
         program = jax.make_jaxpr(lambda s: map_elites._run_chunk_seeds(s, jnp.int32(2), task, emitter, 2))(state)
     else:
