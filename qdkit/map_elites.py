@@ -24,7 +24,7 @@ from jax.sharding import PartitionSpec as P
 
 from qdkit import distributed, rng, sharding, xla
 from qdkit import metrics as metrics_lib
-from qdkit.archive import Archive, kept_offset, summing_whole_batches
+from qdkit.archive import Archive, CellBuffers, kept_offset, summing_whole_batches
 
 Metrics = dict[str, np.ndarray]
 Callback = Callable[["RunState", Metrics], "RunState | None"]
@@ -416,12 +416,19 @@ def _chunk(state, num, task, emitter, chunk_size, mesh):
     """Up to ``chunk_size`` iterations (``num`` of them) in one loop; metrics in buffers."""
 
     def body(i, carry):
-        state, buffers = carry
-        state, m = _step(state, task, emitter, mesh)
+        state, buffers, cells = carry
+        if cells is None:
+            state, m = _step(state, task, emitter, mesh)
+        else:
+            with CellBuffers(cells).using() as carried:
+                state, m = _step(state, task, emitter, mesh)
+            cells = carried.arrays
         buffers = {k: buffers[k].at[i].set(m[k]) for k in buffers}
-        return state, buffers
+        return state, buffers, cells
 
-    state, buffers = lax.fori_loop(0, num, body, (state, _metric_buffers(chunk_size)))
+    # the insertions' per-cell buffers, carried (one process's loop; see CellBuffers)
+    cells = CellBuffers.fresh(state.archive) if mesh is None else None
+    state, buffers, _ = lax.fori_loop(0, num, body, (state, _metric_buffers(chunk_size), cells))
     return sharding.replicated((state, buffers), mesh)  # readable by every process
 
 

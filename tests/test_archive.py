@@ -327,3 +327,144 @@ def test_a_new_archive_is_not_made_on_the_host_first():
         tracemalloc.stop()
     assert peak < 1 << 20 and filled.nbytes == 40_000_000, peak
     np.testing.assert_array_equal(np.asarray(filled[::9999]), np.full((21, 50), -np.inf, np.float32))
+
+
+# ------------------------------------------------------- carried per-cell buffers
+
+
+def _batches(count=12, size=40, seed=0):
+    rng = np.random.default_rng(seed)
+    fitness = np.round(rng.normal(0, 2, (count, size)), 1).astype(np.float32)  # ties within and across batches
+    fitness[rng.random((count, size)) < 0.05] = np.nan
+    return jnp.asarray(fitness), jnp.asarray(rng.random((count, size, 2)), jnp.float32)
+
+
+@pytest.fixture
+def any_size(monkeypatch):
+    """The buffers for archives of any size (by default from CARRY_FROM_CELLS cells)."""
+    from qdkit import archive as archive_module
+
+    monkeypatch.setattr(archive_module, "CARRY_FROM_CELLS", 0)
+
+
+@pytest.fixture
+def no_segment_ops(monkeypatch):
+    """Makes jax.ops' segment reductions raise while traced: proof that a trace took
+    the carried buffers."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a segment operation was traced")
+
+    def refusing():
+        for name in ("segment_max", "segment_min", "segment_sum"):
+            monkeypatch.setattr(jax.ops, name, refuse)
+
+    return refusing
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"learning_rate": 0.3, "threshold_min": -6.0}, {"learning_rate": 1.0, "threshold_min": -6.0},
+     {"learning_rate": 0.3, "threshold_min": -6.0, "replacement": "best"}],
+    ids=["plain", "threshold", "threshold-alpha-1", "best"],
+)  # fmt: skip
+def test_carried_cell_buffers_insert_as_segment_operations_do(options, any_size, no_segment_ops):
+    """Insertions that reduce into carried per-cell buffers (qdkit's loop) give the
+    archives and statuses of the segment operations, bit for bit, and leave the buffers
+    at their identities."""
+    from qdkit.archive import REDUCTIONS, CellBuffers
+
+    archive = qdkit.GridArchive.create(shape=(5, 5), lower=0.0, upper=1.0, example_genotype=G, **options)
+    archive = archive.with_qd_offset(-1.0)
+    fitness, descriptors = _batches()
+
+    def plain(a):
+        def body(a, xs):
+            a, info = a.add(jnp.zeros((40, 3)), *xs)
+            return a, info.status
+
+        return jax.lax.scan(body, a, (fitness, descriptors))
+
+    def carried(a):
+        def body(carry, xs):
+            a, cells = carry
+            with CellBuffers(cells).using() as buffers:
+                a, info = a.add(jnp.zeros((40, 3)), *xs)
+            return (a, buffers.arrays), info.status
+
+        (a, cells), status = jax.lax.scan(body, (a, CellBuffers.fresh(a)), (fitness, descriptors))
+        return (a, status), cells
+
+    expected = jax.jit(plain)(archive)
+    no_segment_ops()
+    got, cells = jax.jit(carried)(archive)
+    for x, y in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
+        np.testing.assert_array_equal(x, y)
+    kinds = {"max", "min"} | ({"sum"} if options.get("learning_rate", 1.0) != 1.0 else set())
+    assert set(cells) == kinds
+    for kind, buffer in cells.items():
+        np.testing.assert_array_equal(buffer, np.full(25, REDUCTIONS[kind][1], REDUCTIONS[kind][0]))
+
+
+def test_cell_buffers_stay_out_of_nested_traces(any_size):
+    """An insertion traced inside a nested transformation keeps the segment operations
+    and leaves the buffers alone (no tracer escapes its trace)."""
+    from qdkit.archive import CellBuffers
+
+    archive = grid(shape=(5, 5))
+    fitness, descriptors = _batches(count=1)
+
+    def nested(a, fresh):
+        with CellBuffers(fresh).using() as buffers:
+            add = lambda a: a.add(jnp.zeros((40, 3)), fitness[0], descriptors[0])  # noqa: E731
+            a, info = jax.lax.cond(a.size() >= 0, add, add, a)
+        return a, buffers.arrays is not None and all(buffers.arrays[k] is fresh[k] for k in fresh)
+
+    jax.make_jaxpr(lambda a: nested(a, CellBuffers.fresh(a))[0])(archive)  # no UnexpectedTracerError
+    untouched = []
+
+    def run(a):
+        a, same = nested(a, CellBuffers.fresh(a))
+        untouched.append(same)
+        return a
+
+    got = jax.jit(run)(archive)
+    assert untouched == [True]
+    expected, _ = archive.add(jnp.zeros((40, 3)), fitness[0], descriptors[0])
+    np.testing.assert_array_equal(got.fitness, expected.fitness)
+
+
+@pytest.mark.parametrize("options", [{}, {"learning_rate": 0.1, "threshold_min": 0.0}], ids=["plain", "threshold"])
+def test_the_loop_carries_the_cell_buffers(options, monkeypatch, any_size, no_segment_ops):
+    """map_elites.run's loop inserts through the carried buffers (its chunk traces no
+    segment operation) and ends where it ends without them."""
+    from emitters import iso_line
+    from qdkit import archive as archive_module
+
+    task = qdkit.tasks.get("rastrigin", dims=4)
+
+    def run(carry: bool):
+        monkeypatch.setattr(archive_module, "CARRY_CELL_BUFFERS", carry)
+        archive = qdkit.GridArchive.create(
+            shape=(8, 8), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype, **options
+        )
+        emitter = iso_line(32, 0.05, 0.2, lower=0.0, upper=1.0)  # a new emitter: a new trace of the loop
+        state = qdkit.map_elites.init(jax.random.key(3), task, archive, emitter)
+        if carry:
+            no_segment_ops()
+        return qdkit.map_elites.run(state, task, emitter, 25, chunk_size=10)
+
+    (expected, expected_metrics), (got, metrics) = run(False), run(True)
+    assert archive_module.CellBuffers.fresh(expected.archive) is not None
+    for x, y in zip(jax.tree.leaves(expected.archive), jax.tree.leaves(got.archive)):
+        np.testing.assert_array_equal(x, y)
+    assert set(metrics) == set(expected_metrics)
+    for name in metrics:
+        np.testing.assert_array_equal(expected_metrics[name], metrics[name])
+
+
+def test_small_archives_keep_the_segment_operations():
+    from qdkit.archive import CARRY_FROM_CELLS, CellBuffers
+
+    assert CellBuffers.fresh(grid(shape=(100, 100))) is None  # the headline's 10^4 cells
+    assert set(CellBuffers.fresh(grid(shape=(1, CARRY_FROM_CELLS)))) == {"max", "min"}
