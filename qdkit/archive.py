@@ -334,9 +334,10 @@ CARRY_CELL_BUFFERS = True
 
 #: qdkit's loop carries the buffers for archives of at least this many cells. Below it,
 #: filling a buffer costs about what putting the batch's cells back does
-#: (benchmarks/cell_buffers.py, batch 1,024, ns per evaluation: a grid of 10^4 cells
-#: 0.98-1.01x, of 10^5 0.98-0.99x, of 10^6 1.07-1.13x; a threshold grid, whose
-#: insertion makes three times the reductions, 0.99-1.02x at 10^4, 1.11-1.12x at 10^5).
+#: (benchmarks/cell_buffers.py, batch 1,024, three runs, time with segment operations
+#: over time with the buffers: a grid of 10^4 cells 0.99-1.01x, of 10^5 0.98-1.10x, of
+#: 10^6 1.07-1.14x; a threshold grid, whose insertion makes three times the reductions,
+#: 0.98-1.02x at 10^4, 1.04-1.12x at 10^5; the same code against itself: 0.91-1.09x).
 CARRY_FROM_CELLS = 1 << 16
 
 _CELL_BUFFERS = contextvars.ContextVar("qdkit_cell_buffers", default=None)
@@ -352,7 +353,7 @@ class CellBuffers:
     them back. With a carried buffer, the ``B`` rows are reduced into it, read back, and
     their cells set back to the identity: the same values, for ``O(B)``. At ``10**6``
     cells and a batch of 1,024 (``benchmarks/cell_buffers.py``), an iteration took
-    1.07-1.13x less time on a grid, 1.12-1.19x on a CVT, 1.68-1.95x on a threshold grid
+    1.07-1.14x less time on a grid, 1.11-1.19x on a CVT, 1.68-1.95x on a threshold grid
     (six reductions an insertion: its own two, its batch rule's two, and its result
     archive's two).
 
