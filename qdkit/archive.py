@@ -41,10 +41,10 @@ than subclassed:
 
 An insertion reduces the batch per cell (the best row of each cell; a threshold
 archive's batch rule): segment operations over the ``C`` cells, each of which fills a
-buffer of ``C`` values. Inside qdkit's loop (:func:`qdkit.map_elites.run`) those buffers
-are carried from one iteration to the next instead (:class:`CellBuffers`), and only the
-batch's cells are written and put back, so that an iteration costs nothing in the
-number of cells there either.
+buffer of ``C`` values. Inside qdkit's loop (:func:`qdkit.map_elites.run`), for archives
+of :data:`CARRY_FROM_CELLS` cells or more, those buffers are carried from one iteration
+to the next instead (:class:`CellBuffers`), and only the batch's cells are written and
+put back, so that no reduction costs the number of cells.
 
 :meth:`Archive.add` means the same for every archive: insert ``(genotypes, fitness,
 descriptors)``; an archive over learned descriptors also keeps ``features`` (its own
@@ -329,14 +329,15 @@ jax.tree_util.register_dataclass(
 REDUCTIONS = {"max": (jnp.float32, -np.inf), "min": (jnp.int32, np.iinfo(np.int32).max), "sum": (jnp.float32, 0.0)}
 
 #: Read while tracing: ``False`` makes qdkit's loop reduce with segment operations as an
-#: insertion outside it does (for benchmarks/cell_buffers.py and the tests).
+#: insertion outside it does (for benchmarks/cell_buffers.py and the tests). A loop
+#: already compiled for a task and emitter keeps the way it was traced with.
 CARRY_CELL_BUFFERS = True
 
 #: qdkit's loop carries the buffers for archives of at least this many cells. Below it,
 #: filling a buffer costs about what putting the batch's cells back does
-#: (benchmarks/cell_buffers.py, batch 1,024, three runs, time with segment operations
-#: over time with the buffers: a grid of 10^4 cells 0.99-1.01x, of 10^5 0.98-1.10x, of
-#: 10^6 1.07-1.14x; a threshold grid, whose insertion makes three times the reductions,
+#: (benchmarks/cell_buffers.py, batch 1,024, four runs, time with segment operations
+#: over time with the buffers: a grid of 10^4 cells 0.98-1.01x, of 10^5 0.92-1.10x, of
+#: 10^6 1.07-1.30x; a threshold grid, whose insertion makes three times the reductions,
 #: 0.98-1.02x at 10^4, 1.04-1.12x at 10^5; the same code against itself: 0.91-1.09x).
 CARRY_FROM_CELLS = 1 << 16
 
@@ -352,17 +353,19 @@ class CellBuffers:
     fills a buffer of ``C`` values, reduces the ``B`` rows into it and reads ``B`` of
     them back. With a carried buffer, the ``B`` rows are reduced into it, read back, and
     their cells set back to the identity: the same values, for ``O(B)``. At ``10**6``
-    cells and a batch of 1,024 (``benchmarks/cell_buffers.py``), an iteration took
-    1.07-1.14x less time on a grid, 1.11-1.19x on a CVT, 1.68-1.95x on a threshold grid
+    cells and a batch of 1,024 (``benchmarks/cell_buffers.py``, CPU), an iteration was
+    1.07-1.30x faster on a grid, 1.10-1.19x on a CVT, 1.68-1.95x on a threshold grid
     (six reductions an insertion: its own two, its batch rule's two, and its result
     archive's two).
 
-    :func:`qdkit.map_elites.run`'s loop makes the buffers once per chunk and carries
-    them: in each iteration the step runs inside :meth:`using`, and the insertion's
-    reductions (:func:`_reduced`) take the buffers and put the updated ones back here.
-    They do so only in the trace that made this object (the loop's body): an insertion
-    traced inside a nested transformation (a ``cond`` branch, a ``vmap`` of its own)
-    keeps the segment operations, so no tracer leaves its trace.
+    :func:`qdkit.map_elites.run`'s loop makes the buffers once per chunk
+    (:meth:`fresh_arrays`) and carries them: in each iteration the step runs inside
+    :meth:`using`, and each reduction of an insertion (:func:`_reduced`) takes its
+    buffer from ``arrays`` and puts the updated one back there, while it is traced; the
+    loop carries ``arrays`` on. They do so only in the trace that made this object (the
+    loop's body; told apart by ``jax.extend.core.get_opaque_trace_state``): an insertion
+    traced inside a nested transformation (a ``cond`` branch, a ``vmap`` or ``scan`` of
+    its own) keeps the segment operations, so no tracer leaves its trace.
     """
 
     def __init__(self, arrays: dict[str, jax.Array]):
@@ -372,7 +375,7 @@ class CellBuffers:
         self._trace = get_opaque_trace_state()
 
     @staticmethod
-    def fresh(archive: Archive) -> dict[str, jax.Array] | None:
+    def fresh_arrays(archive: Archive) -> dict[str, jax.Array] | None:
         """New buffers for the insertions into ``archive``: ``max`` and ``min`` for
         every archive, and ``sum`` for a threshold archive with a learning rate below 1
         (4 bytes a cell each). ``None`` (no buffers) when :data:`CARRY_CELL_BUFFERS` is
@@ -415,12 +418,13 @@ def _reduced(kind: str, values: jax.Array, cells: jax.Array, index: jax.Array, n
     into = buffers.arrays[kind].at[cells]
     reduced = {"max": into.max, "min": into.min, "sum": into.add}[kind](values, mode="drop")
     out = reduced[index]
-    # The identity is computed from the rows read back (it is the identity for every
-    # value they can hold), so that the buffer is put back only after the read and XLA
-    # writes it in place: with a constant (or through an optimisation barrier), XLA
-    # copied the buffer, C values, to keep it for the read.
+    # The identity is computed from the rows read back (it is the identity whatever
+    # they hold, NaN included), so that the buffer is put back only after the read and
+    # XLA writes it in place: with a constant (or through an optimisation barrier), XLA
+    # copied the buffer, C values, to keep it for the read (tests/test_archive.py
+    # checks the compiled loop for such copies).
     if kind == "max":
-        identity = jnp.minimum(out, -jnp.inf)  # (out is never NaN: the values are not)
+        identity = jnp.where(out == out, jnp.minimum(out, -jnp.inf), -jnp.inf)
     elif kind == "min":
         identity = jnp.maximum(out, REDUCTIONS["min"][1])
     else:
@@ -758,11 +762,12 @@ class Archive:
 
         winner = _first_best(ranked, ranked_cell, index, num_cells)
         if thresholds is not None and thresholds.replacement == "threshold":
-            # the best accepted candidate replaces the occupant. (``old`` is never NaN;
-            # the term orders the read of the old fitness before the write, so that XLA
+            # the best accepted candidate replaces the occupant. (The term is always
+            # true; it orders the read of the old fitness before the write, so that XLA
             # writes the fitness in place: without it, the write did not depend on the
-            # read, and XLA copied all C cells twice an iteration to keep them for it.)
-            added = winner & ~jnp.isnan(old)
+            # read, and XLA copied all C cells twice an iteration to keep them for it.
+            # tests/test_archive.py checks the compiled loop for such copies.)
+            added = winner & ~(old > jnp.inf)
         else:
             added = winner & (fit > old)
         status = jnp.where(added, jnp.where(was_empty, NEW, IMPROVED), NOT_ADDED)

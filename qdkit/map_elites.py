@@ -416,19 +416,20 @@ def _chunk(state, num, task, emitter, chunk_size, mesh):
     """Up to ``chunk_size`` iterations (``num`` of them) in one loop; metrics in buffers."""
 
     def body(i, carry):
-        state, buffers, cells = carry
-        if cells is None:
+        state, buffers, cell_buffers = carry
+        if cell_buffers is None:
             state, m = _step(state, task, emitter, mesh)
-        else:
-            with CellBuffers(cells).using() as carried:
+        else:  # the insertions reduce into the carried buffers, and leave them updated in .arrays
+            with CellBuffers(cell_buffers).using() as carried:
                 state, m = _step(state, task, emitter, mesh)
-            cells = carried.arrays
+            cell_buffers = carried.arrays
         buffers = {k: buffers[k].at[i].set(m[k]) for k in buffers}
-        return state, buffers, cells
+        return state, buffers, cell_buffers
 
-    # the insertions' per-cell buffers, carried (one process's loop; see CellBuffers)
-    cells = CellBuffers.fresh(state.archive) if mesh is None else None
-    state, buffers, _ = lax.fori_loop(0, num, body, (state, _metric_buffers(chunk_size), cells))
+    # the insertions' per-cell buffers (CellBuffers), carried; not when the batch is
+    # split over a mesh's devices (a vmapped seed's loop inside _run_chunk_seeds has none)
+    cell_buffers = CellBuffers.fresh_arrays(state.archive) if mesh is None else None
+    state, buffers, _ = lax.fori_loop(0, num, body, (state, _metric_buffers(chunk_size), cell_buffers))
     return sharding.replicated((state, buffers), mesh)  # readable by every process
 
 

@@ -1,5 +1,7 @@
 """Archive insertion, lookup, sampling and statistics: golden cases and properties."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -392,7 +394,7 @@ def test_carried_cell_buffers_insert_as_segment_operations_do(options, any_size,
                 a, info = a.add(jnp.zeros((40, 3)), *xs)
             return (a, buffers.arrays), info.status
 
-        (a, cells), status = jax.lax.scan(body, (a, CellBuffers.fresh(a)), (fitness, descriptors))
+        (a, cells), status = jax.lax.scan(body, (a, CellBuffers.fresh_arrays(a)), (fitness, descriptors))
         return (a, status), cells
 
     expected = jax.jit(plain)(archive)
@@ -406,25 +408,31 @@ def test_carried_cell_buffers_insert_as_segment_operations_do(options, any_size,
         np.testing.assert_array_equal(buffer, np.full(25, REDUCTIONS[kind][1], REDUCTIONS[kind][0]))
 
 
-def test_cell_buffers_stay_out_of_nested_traces(any_size):
+@pytest.mark.parametrize("nesting", ["cond", "scan", "vmap"])
+def test_cell_buffers_stay_out_of_nested_traces(nesting, any_size):
     """An insertion traced inside a nested transformation keeps the segment operations
     and leaves the buffers alone (no tracer escapes its trace)."""
     from qdkit.archive import CellBuffers
 
     archive = grid(shape=(5, 5))
     fitness, descriptors = _batches(count=1)
+    add = lambda a: a.add(jnp.zeros((40, 3)), fitness[0], descriptors[0])[0]  # noqa: E731
 
     def nested(a, fresh):
         with CellBuffers(fresh).using() as buffers:
-            add = lambda a: a.add(jnp.zeros((40, 3)), fitness[0], descriptors[0])  # noqa: E731
-            a, info = jax.lax.cond(a.size() >= 0, add, add, a)
+            if nesting == "cond":
+                a = jax.lax.cond(a.size() >= 0, add, add, a)
+            elif nesting == "scan":
+                a = jax.lax.scan(lambda a, _: (add(a), None), a, None, length=1)[0]
+            else:
+                a = jax.tree.map(lambda x: x[0], jax.vmap(add)(jax.tree.map(lambda x: x[None], a)))
         return a, buffers.arrays is not None and all(buffers.arrays[k] is fresh[k] for k in fresh)
 
-    jax.make_jaxpr(lambda a: nested(a, CellBuffers.fresh(a))[0])(archive)  # no UnexpectedTracerError
+    jax.make_jaxpr(lambda a: nested(a, CellBuffers.fresh_arrays(a))[0])(archive)  # no UnexpectedTracerError
     untouched = []
 
     def run(a):
-        a, same = nested(a, CellBuffers.fresh(a))
+        a, same = nested(a, CellBuffers.fresh_arrays(a))
         untouched.append(same)
         return a
 
@@ -434,8 +442,12 @@ def test_cell_buffers_stay_out_of_nested_traces(any_size):
     np.testing.assert_array_equal(got.fitness, expected.fitness)
 
 
-@pytest.mark.parametrize("options", [{}, {"learning_rate": 0.1, "threshold_min": 0.0}], ids=["plain", "threshold"])
-def test_the_loop_carries_the_cell_buffers(options, monkeypatch, any_size, no_segment_ops):
+@pytest.mark.parametrize(
+    "options, seeds",
+    [({}, 1), ({"learning_rate": 0.1, "threshold_min": 0.0}, 1), ({}, 2)],
+    ids=["plain", "threshold", "vmapped-seeds"],
+)
+def test_the_loop_carries_the_cell_buffers(options, seeds, monkeypatch, any_size, no_segment_ops):
     """map_elites.run's loop inserts through the carried buffers (its chunk traces no
     segment operation) and ends where it ends without them."""
     from emitters import iso_line
@@ -449,13 +461,15 @@ def test_the_loop_carries_the_cell_buffers(options, monkeypatch, any_size, no_se
             shape=(8, 8), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype, **options
         )
         emitter = iso_line(32, 0.05, 0.2, lower=0.0, upper=1.0)  # a new emitter: a new trace of the loop
-        state = qdkit.map_elites.init(jax.random.key(3), task, archive, emitter)
+        key = jax.random.split(jax.random.key(3), seeds) if seeds > 1 else jax.random.key(3)
+        state = qdkit.map_elites.init(key, task, archive, emitter)
         if carry:
             no_segment_ops()
         return qdkit.map_elites.run(state, task, emitter, 25, chunk_size=10)
 
     (expected, expected_metrics), (got, metrics) = run(False), run(True)
-    assert archive_module.CellBuffers.fresh(expected.archive) is not None
+    assert archive_module.CellBuffers.fresh_arrays(expected.archive) is not None
+    assert qdkit.map_elites.num_seeds(got) == (seeds if seeds > 1 else None)
     for x, y in zip(jax.tree.leaves(expected.archive), jax.tree.leaves(got.archive)):
         np.testing.assert_array_equal(x, y)
     assert set(metrics) == set(expected_metrics)
@@ -466,5 +480,37 @@ def test_the_loop_carries_the_cell_buffers(options, monkeypatch, any_size, no_se
 def test_small_archives_keep_the_segment_operations():
     from qdkit.archive import CARRY_FROM_CELLS, CellBuffers
 
-    assert CellBuffers.fresh(grid(shape=(100, 100))) is None  # the headline's 10^4 cells
-    assert set(CellBuffers.fresh(grid(shape=(1, CARRY_FROM_CELLS)))) == {"max", "min"}
+    assert CellBuffers.fresh_arrays(grid(shape=(100, 100))) is None  # the headline's 10^4 cells
+    assert set(CellBuffers.fresh_arrays(grid(shape=(1, CARRY_FROM_CELLS)))) == {"max", "min"}
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"learning_rate": 0.1, "threshold_min": 0.0}, {"learning_rate": 0.1, "threshold_min": 0.0,
+                                                                   "replacement": "best"}],
+    ids=["plain", "threshold", "best"],
+)  # fmt: skip
+@pytest.mark.parametrize("carried", [True, False], ids=["carried", "segment"])
+def test_the_compiled_loop_writes_in_place(options, carried, monkeypatch):
+    """No array of the archive's cells is copied in the compiled loop (but the segment
+    operations' fresh buffers): the carried buffers are put back in place, and a
+    threshold archive's fitness written in place (each needs its write ordered after a
+    read, which the code makes a data dependency)."""
+    from emitters import iso_line
+    from qdkit import archive as archive_module
+
+    monkeypatch.setattr(archive_module, "CARRY_FROM_CELLS", 0 if carried else 1 << 30)
+    task = qdkit.tasks.get("rastrigin", dims=4)
+    archive = qdkit.GridArchive.create(
+        shape=(64, 61), lower=task.lower, upper=task.upper, example_genotype=task.example_genotype, **options
+    )  # 3,904 cells: a size no other array of the program has
+    emitter = iso_line(32, 0.05, 0.2, lower=0.0, upper=1.0)
+    state = qdkit.map_elites.init(jax.random.key(0), task, archive, emitter)
+    text = (
+        qdkit.map_elites._run_chunk.lower(state, 5, task=task, emitter=emitter, chunk_size=5, mesh=None)
+        .compile()
+        .as_text()
+    )
+    assert ("scatter-max" in text) and ("while" in text)
+    # (a copy of a broadcast is how XLA fills the segment operations' buffers: theirs)
+    copies = re.findall(r"= [fs]32\[3904\]\{0\} copy\((%[\w.-]+)\)", text)
+    assert not [c for c in copies if "broadcast" not in c], copies
