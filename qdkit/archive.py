@@ -65,6 +65,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.extend.core import get_opaque_trace_state
 
 from qdkit import rng
 from qdkit.indexers import GridIndexer, Indexer, as_bounds  # noqa: F401  (as_bounds re-exported)
@@ -369,8 +370,6 @@ class CellBuffers:
     """
 
     def __init__(self, arrays: dict[str, jax.Array]):
-        from jax.extend.core import get_opaque_trace_state
-
         self.arrays = dict(arrays)
         self._trace = get_opaque_trace_state()
 
@@ -396,8 +395,6 @@ class CellBuffers:
             _CELL_BUFFERS.reset(token)
 
     def _usable(self, kind: str, values: jax.Array, num_cells: int) -> bool:
-        from jax.extend.core import get_opaque_trace_state
-
         buffer = self.arrays.get(kind)
         return (
             buffer is not None

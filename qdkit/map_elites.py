@@ -427,7 +427,8 @@ def _chunk(state, num, task, emitter, chunk_size, mesh):
         return state, buffers, cell_buffers
 
     # the insertions' per-cell buffers (CellBuffers), carried; not when the batch is
-    # split over a mesh's devices (a vmapped seed's loop inside _run_chunk_seeds has none)
+    # split over a mesh's devices (each seed's loop inside _run_chunk_seeds is traced
+    # without a mesh, and carries them)
     cell_buffers = CellBuffers.fresh_arrays(state.archive) if mesh is None else None
     state, buffers, _ = lax.fori_loop(0, num, body, (state, _metric_buffers(chunk_size), cell_buffers))
     return sharding.replicated((state, buffers), mesh)  # readable by every process
