@@ -21,6 +21,11 @@ fails.
 
     python benchmarks/cell_buffers.py
     python benchmarks/cell_buffers.py --quick        # smoke run
+    python benchmarks/cell_buffers.py --batch 64 --iterations 1000 --archives threshold:16384,grid:30000
+
+``--batch`` sets the offspring per iteration (the smaller the batch, the more a cost of
+the cells weighs) and ``--archives KIND:CELLS,...`` (kinds ``grid``, ``cvt``,
+``threshold``) replaces the list of archives.
 
 Copied into a checkout from before the carried buffers, it runs there too: both columns
 then time that code (the setting does not exist there).
@@ -72,11 +77,11 @@ def make_archive(task, kind: str, cells: int) -> qdkit.Archive:
     return qdkit.GridArchive.create(shape=(side, side), **common, **options)
 
 
-def runner(kind: str, cells: int, carried: bool, iterations: int):
+def runner(kind: str, cells: int, carried: bool, iterations: int, batch: int = core_throughput.BATCH):
     """qdkit's loop traced with the buffers carried or not (a new emitter: traced
     anew); ``timed()`` gives ns per evaluation, ``holder["state"]`` the state."""
     task = core_throughput.scored_task("jnp.cos")
-    emitter = iso_line(core_throughput.BATCH, core_throughput.ISO, core_throughput.LINE, lower=0.0, upper=1.0)
+    emitter = iso_line(batch, core_throughput.ISO, core_throughput.LINE, lower=0.0, upper=1.0)
     archive = make_archive(task, kind, cells)
     state = map_elites.init(jax.random.key(0), task, archive, emitter, donate=True)
     # (read while tracing; None: a checkout from before the buffers, without them);
@@ -120,14 +125,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=200, help="iterations per timed call")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls of each way, alternating")
+    parser.add_argument("--batch", type=int, default=core_throughput.BATCH, help="offspring per iteration")
+    parser.add_argument("--archives", default=None,
+                        help="KIND:CELLS,... (kinds: grid, cvt, threshold) instead of the default list")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smoke run: small archives, few iterations")
     args = parser.parse_args()
-    if args.iterations < 1 or args.repeats < 1:
-        parser.error("--iterations and --repeats must be at least 1")
+    if args.iterations < 1 or args.repeats < 1 or args.batch < 1:
+        parser.error("--iterations, --repeats and --batch must be at least 1")
     configs = QUICK if args.quick else CONFIGS
+    if args.archives:
+        labels = {kind: label for label, kind, _ in CONFIGS}
+        try:
+            configs = tuple((labels[k], k, int(c)) for k, c in (a.split(":") for a in args.archives.split(",")))
+        except (KeyError, ValueError):
+            parser.error(f"--archives: KIND:CELLS,... with kinds {', '.join(labels)}; got {args.archives!r}")
+        if any(c < 4 for _, _, c in configs):
+            parser.error("--archives: at least 4 cells an archive")
     if args.quick:
         args.iterations, args.repeats = 5, 1
-    print(f"# cell_buffers  jax {jax.__version__}  {machine.cpu()}  batch {core_throughput.BATCH}, "
+    print(f"# cell_buffers  jax {jax.__version__}  {machine.cpu()}  batch {args.batch}, "
           f"{core_throughput.DIMS} genes, {args.iterations} iterations a call, medians of {args.repeats}")  # fmt: skip
     print("| archive | cells | segment operations, ns/eval | carried buffers, ns/eval | speed-up | same archive "
           "| segment operations traced in the loop, each way | qdkit's loop takes |")  # fmt: skip
@@ -135,7 +151,7 @@ def main() -> None:
     start = getattr(archive_module, "CARRY_FROM_CELLS", None)
     failed = False
     for label, kind, cells in configs:
-        ways = {carried: runner(kind, cells, carried, args.iterations) for carried in (False, True)}
+        ways = {carried: runner(kind, cells, carried, args.iterations, args.batch) for carried in (False, True)}
         times = {carried: [] for carried in ways}
         for r in range(args.repeats):
             for carried in (False, True) if r % 2 == 0 else (True, False):

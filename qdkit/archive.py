@@ -335,12 +335,16 @@ REDUCTIONS = {"max": (jnp.float32, -np.inf), "min": (jnp.int32, np.iinfo(np.int3
 CARRY_CELL_BUFFERS = True
 
 #: qdkit's loop carries the buffers for archives of at least this many cells. Below it,
-#: filling a buffer costs about what putting the batch's cells back does
-#: (benchmarks/cell_buffers.py, batch 1,024, four runs, time with segment operations
-#: over time with the buffers: a grid of 10^4 cells 0.98-1.01x, of 10^5 0.92-1.10x, of
-#: 10^6 1.07-1.30x; a threshold grid, whose insertion makes three times the reductions,
-#: 0.98-1.02x at 10^4, 1.04-1.12x at 10^5; the same code against itself: 0.91-1.09x).
-CARRY_FROM_CELLS = 1 << 16
+#: filling a buffer costs about what putting the batch's cells back does. Time with
+#: segment operations over time with the buffers (benchmarks/cell_buffers.py; the same
+#: code against itself: 0.91-1.09x): at batch 1,024, grids of 10^4 to 3 x 10^4 cells
+#: 0.97-1.01x, of 10^5 0.92-1.10x, of 10^6 1.07-1.30x; threshold grids, whose insertion
+#: makes three times the reductions, 0.98-1.02x at 10^4, 0.99-1.07x from 1.6 x 10^4 to
+#: 5 x 10^4, 1.04-1.12x at 10^5. The smaller the batch, the more the C cells weigh: at
+#: batch 64 threshold grids of 1.6 x 10^4 cells 1.00-1.09x, 3 x 10^4 1.23-1.24x, 5 x 10^4
+#: 1.37-1.63x (grids and a CVT 1.02x). No archive of 1.6 x 10^4 cells or more was
+#: slower with the buffers beyond that noise.
+CARRY_FROM_CELLS = 1 << 14
 
 _CELL_BUFFERS = contextvars.ContextVar("qdkit_cell_buffers", default=None)
 

@@ -310,8 +310,10 @@ def test_cvt_lookup_benchmark_smoke(tmp_path):
 
 
 def test_cell_buffers_benchmark_smoke(tmp_path):
-    result = run_script(os.path.join(ROOT, "benchmarks", "cell_buffers.py"), "--quick", cwd=tmp_path)
+    result = run_script(os.path.join(ROOT, "benchmarks", "cell_buffers.py"), "--quick", "--batch", "32", "--archives",
+                        "grid:1000,cvt:2000,threshold:1000", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "batch 32, 100 genes" in result.stdout, result.stdout
     # each archive, both ways, ends with the same archive (small: qdkit keeps the segment operations)
     for label, cells in (("grid", "1,024"), ("CVT", "2,000"), (r"threshold grid \(alpha 0\.1\)", "1,024")):
         pattern = rf"^\| {label} \| {cells} \| [0-9,]+ \| [0-9,]+ \| [0-9.]+× \| yes \| [1-9]\d* / 0 \| segment operations \|$"
