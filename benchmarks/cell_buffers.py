@@ -9,7 +9,7 @@ in one process (``qdkit.archive.CARRY_CELL_BUFFERS`` off while tracing the segme
 operations; the buffers carried at every size, ``CARRY_FROM_CELLS`` set to 0), from the
 same state, and times them in turn (medians of ``--repeats``,
 the order alternating), on the core-throughput workload: rastrigin scored with
-``jnp.cos``, 100 genes, Iso+LineDD, batch 1,024, the state handed over (``donate=True``)
+``jnp.cos``, 100 genes, Iso+LineDD, batch 1,024 (``--batch``), the state handed over (``donate=True``)
 so that no copy of the archive is timed. Archives: grids of 10^3 to 10^6 cells, a CVT of
 10^6 uniformly drawn centroids (as ``scaling.py`` makes them), and threshold (CMA-MAE)
 grids of 10^4 to 10^6 cells (learning rate 0.1). It prints ns per evaluation, which way
@@ -128,12 +128,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=core_throughput.BATCH, help="offspring per iteration")
     parser.add_argument("--archives", default=None,
                         help="KIND:CELLS,... (kinds: grid, cvt, threshold) instead of the default list")  # fmt: skip
-    parser.add_argument("--quick", action="store_true", help="smoke run: small archives, few iterations")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: small archives (with --archives, those), few iterations")  # fmt: skip
     args = parser.parse_args()
     if args.iterations < 1 or args.repeats < 1 or args.batch < 1:
         parser.error("--iterations, --repeats and --batch must be at least 1")
     configs = QUICK if args.quick else CONFIGS
-    if args.archives:
+    if args.archives is not None:
         labels = {kind: label for label, kind, _ in CONFIGS}
         try:
             configs = tuple((labels[k], k, int(c)) for k, c in (a.split(":") for a in args.archives.split(",")))
