@@ -242,12 +242,14 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
     assert fit, result.stdout
     one, two, per_seed, fixed = (float(x) for x in fit.groups())  # (a line through two points)
     assert abs(fixed + per_seed - one) < 0.3 and abs(fixed + 2 * per_seed - two) < 0.3, fit.group(0)  # (rounded)
-    result = run_script(os.path.join(bench, "seeds_bound.py"), "--free", "none,both", "--seeds", "2", "--devices", "2",
-                        "--iterations", "20", "--repeats", "1", cwd=tmp_path)  # fmt: skip
+    result = run_script(os.path.join(bench, "seeds_bound.py"), "--free", "none,noise,both", "--seeds", "2",
+                        "--devices", "2", "--iterations", "20", "--repeats", "1", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = re.findall(r"^\| (\w+) \| [0-9.]+ \([0-9.]+\) \| [0-9.]+ \([0-9.]+\) \| [0-9.]+× \([0-9.]+×\) \| -?[0-9.]+ \|$",
+    rows = re.findall(r"^\| (\w+) \| [0-9.]+ \([0-9.]+\) \| [0-9.]+ \([0-9.]+\) \| [0-9.]+× \([0-9.]+×\) \| (-?[0-9.]+) \|$",
                       result.stdout, re.M)  # fmt: skip
-    assert rows == ["none", "both"] and "2 seeds over 2 device(s)" in result.stdout, result.stdout
+    assert [name for name, _ in rows] == ["none", "noise", "both"], result.stdout
+    assert len({score for _, score in rows}) == 3, result.stdout  # (each takes something else out)
+    assert "2 seeds over 2 device(s)" in result.stdout, result.stdout
     result = run_script(os.path.join(bench, "seeds_bound.py"), "--free", "noise,cells", cwd=tmp_path)
     assert result.returncode == 2 and "--free unknown 'cells'; valid: none, noise, scoring, both" in result.stderr, (
         result.stderr
