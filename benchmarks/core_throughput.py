@@ -42,6 +42,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+import plain_loop  # noqa: E402  (benchmarks/plain_loop.py)
+
 import qdkit  # noqa: E402
 from emitters import EmptyState, iso_line  # noqa: E402
 
@@ -211,6 +213,30 @@ def stage_runners(task, emitter, get_state, iterations: int) -> dict:
     }
 
 
+def plain_runner(cos: str, iterations: int):
+    """The same work written out by hand in plain JAX (``plain_loop.py``: Iso+LineDD, the
+    100 x 100 grid, ``SCORERS[cos]``, no metrics, no host work): the floor for qdkit's
+    loop. Like qdkit's runner, it goes on from where the last call left the archive."""
+    setup = plain_loop.Setup(SCORERS[cos], batch=BATCH, dims=DIMS, side=100, genotype_low=0.0, genotype_high=1.0,
+                             descriptor_low=0.0, descriptor_high=1.0, iso_sigma=ISO, line_sigma=LINE)  # fmt: skip
+    loop = jax.jit(lambda archive, key, n: plain_loop.iterate(setup, archive, key, 1, n), static_argnums=2,
+                   donate_argnums=0)  # fmt: skip
+    archive = loop(jax.jit(lambda key: plain_loop.init(setup, key, 1))(jax.random.key(0)), jax.random.key(1), 5)
+    archive = loop(archive, jax.random.key(2), iterations)  # compile
+    calls = [2]
+
+    def timed():
+        nonlocal archive
+        calls[0] += 1
+        start = time.perf_counter()
+        archive = loop(archive, jax.random.key(calls[0]), iterations)
+        jax.block_until_ready(archive)
+        seconds = time.perf_counter() - start
+        return seconds, float(plain_loop.summary(setup, archive, 1, -40.5 * DIMS)[1][0])
+
+    return timed
+
+
 # ------------------------------------------------------------------------------- QDax
 
 
@@ -342,7 +368,7 @@ def main() -> None:
     parser.add_argument("--qdax-iterations", type=int, default=20)
     parser.add_argument("--cells", type=int, default=10_000, help="CVT cells")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (a few iterations each)")
-    parser.add_argument("--skip", action="append", default=[], choices=["qdax", "pyribs", "cvt", "stages"])
+    parser.add_argument("--skip", action="append", default=[], choices=["qdax", "pyribs", "cvt", "stages", "plain"])
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.qdkit_iterations, args.pyribs_iterations, args.qdax_iterations = 1, 5, 3, 2
@@ -372,6 +398,9 @@ def main() -> None:
                                             args.qdax_iterations)  # fmt: skip
                 ceilings[f"qdax ({cos})"] = f"scoring only ({cos})"
             runners[f"scoring only ({cos})"] = (scoring_only_runner(cos, args.qdkit_iterations), args.qdkit_iterations)
+            if kind == "grid" and "plain" not in args.skip:
+                runners[f"plain JAX loop ({cos})"] = (plain_runner(cos, args.qdkit_iterations), args.qdkit_iterations)
+                ceilings[f"plain JAX loop ({cos})"] = f"scoring only ({cos})"
         if "pyribs" not in args.skip:
             runners["pyribs (NumPy)"] = (pyribs_runner(kind, centroids, args.pyribs_iterations), args.pyribs_iterations)
             runners["scoring only (NumPy)"] = (numpy_scoring_only_runner(args.pyribs_iterations),
@@ -404,6 +433,9 @@ def main() -> None:
                       f"{medians[name] / medians[ceiling]:.0%} |")  # fmt: skip
         for cos in ("jnp.cos", "fastmath"):
             mine = overhead.get(f"qdkit ({cos})")
+            if mine and f"plain JAX loop ({cos})" in overhead:
+                print(f"overhead qdkit ({cos}) / plain JAX loop ({cos}), {kind}: "
+                      f"{mine / overhead[f'plain JAX loop ({cos})']:.2f}x")  # fmt: skip
             for peer in (f"qdax ({cos})", "pyribs (NumPy)"):
                 if mine and peer in overhead:
                     print(f"overhead ratio {peer} / qdkit ({cos}), {kind}: {overhead[peer] / mine:.1f}x; "

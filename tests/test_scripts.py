@@ -77,6 +77,7 @@ def test_benchmark_smoke(tmp_path):
         "overhead ratio pyribs (NumPy) / qdkit (fastmath), cvt",
         "| emit + scoring + insertion |",
         "| run + metrics log and checkpoints |",
+        "overhead qdkit (jnp.cos) / plain JAX loop (jnp.cos), grid",
         "first call",
     ]:
         assert line in result.stdout, line
@@ -254,6 +255,20 @@ def test_ask_tell_seeds_kernels_and_startup_benchmarks_smoke(tmp_path):
     assert result.returncode == 2 and "--free unknown 'cells'; valid: none, noise, scoring, both" in result.stderr, (
         result.stderr
     )
+    result = run_script(os.path.join(bench, "seeds_floor.py"), "--seeds", "2", "--devices", "2", "--iterations", "20",
+                        "--repeats", "1", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = dict(re.findall(r"^\| ([^|]+?) \| [0-9.]+ \([0-9.]+\) \| [0-9.]+× \([0-9.]+×\) \| (-?[0-9.]+) \|", result.stdout,
+                           re.M))  # fmt: skip
+    assert list(rows) == ["hand-written, one seed", "hand-written, 2 seeds end to end, one device",
+                          "hand-written, 2 seeds end to end over 2 devices", "qdkit, one seed",
+                          "qdkit, 2 seeds vmapped over 2 devices"], result.stdout  # fmt: skip
+    # the hand-written loop does qdkit's search: its QD-scores after 20 iterations are
+    # close to qdkit's one seed's (a loop that sampled or inserted wrongly would not be)
+    qdkit_one = float(rows["qdkit, one seed"])
+    assert all(abs(float(rows[k]) - qdkit_one) < 0.15 * qdkit_one for k in list(rows)[:3]), result.stdout
+    result = run_script(os.path.join(bench, "seeds_floor.py"), "--seeds", "3", "--devices", "2", cwd=tmp_path)
+    assert result.returncode == 2 and "--devices must be at least 1 and divide --seeds (3); got 2" in result.stderr
     result = run_script(os.path.join(bench, "xla_options.py"), "--quick", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| arm, 1 seed") or "scoring alone" in line]
