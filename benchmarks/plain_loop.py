@@ -63,9 +63,8 @@ def insert(setup: Setup, archive, genotypes: jax.Array, seeds: int):
     total = seeds * setup.cells
     fit, desc = setup.score(genotypes)
     valid = jnp.isfinite(fit) & jnp.all(jnp.isfinite(desc), axis=1)
-    scaled = (jnp.where(valid[:, None], desc, setup.descriptor_low) - setup.descriptor_low) * (
-        setup.side / (setup.descriptor_high - setup.descriptor_low)
-    )
+    span = setup.descriptor_high - setup.descriptor_low  # (as qdkit's grid: divided, then multiplied)
+    scaled = (jnp.where(valid[:, None], desc, setup.descriptor_low) - setup.descriptor_low) / span * setup.side
     ij = jnp.clip(jnp.floor(scaled).astype(jnp.int32), 0, setup.side - 1)
     index = ij[:, 0] * setup.side + ij[:, 1] + jnp.repeat(_offsets(setup, seeds), setup.batch)
     cell = jnp.where(valid, index, total)  # out of range: dropped
@@ -93,7 +92,8 @@ def step(setup: Setup, archive, key: jax.Array, seeds: int):
     genes, order, count = archive[1], archive[3], archive[4]
     b, n = setup.batch, seeds * setup.batch
     u = rng.uniform(key, (seeds, 2 * b))
-    position = jnp.clip(jnp.floor(u * count[:, None].astype(jnp.float32)).astype(jnp.int32), 0, count[:, None] - 1)
+    last = jnp.maximum(count[:, None] - 1, 0)
+    position = jnp.clip(jnp.floor(u * count[:, None].astype(jnp.float32)).astype(jnp.int32), 0, last)
     parents = order[position + _offsets(setup, seeds)[:, None]]
     x_index, y_index = parents[:, :b].reshape(-1), parents[:, b:].reshape(-1)
     line = setup.line_sigma * rng.normal(key, (n,), stream=1)
@@ -131,8 +131,9 @@ def iterate(setup: Setup, archive, key: jax.Array, seeds: int, iterations: int):
 
 
 def summary(setup: Setup, archive, seeds: int, qd_offset: float):
-    """Each seed's QD-score (fitness minus ``qd_offset``, summed over the elites) and
-    coverage."""
+    """Each seed's QD-score (``max(fitness - qd_offset, 0)`` summed over the elites, as
+    qdkit's) and coverage."""
     fitness = archive[0].reshape(seeds, setup.cells)
     filled = jnp.isfinite(fitness)
-    return jnp.sum(jnp.where(filled, fitness - np.float32(qd_offset), 0.0), axis=1), jnp.mean(filled, axis=1)
+    terms = jnp.where(filled, jnp.maximum(fitness - np.float32(qd_offset), 0.0), 0.0)
+    return jnp.sum(terms, axis=1), jnp.mean(filled, axis=1)

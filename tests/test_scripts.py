@@ -364,3 +364,96 @@ def test_scaling_benchmark_smoke(tmp_path):
     assert again.returncode == 0 and "| 1 | qdkit |" in again.stdout
     bad = run_script(script, "--sweeps", "nope", cwd=tmp_path)
     assert bad.returncode == 2 and "valid: batch, cells, genotype, seeds" in bad.stderr
+
+
+def _plain_loop():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plain_loop", os.path.join(ROOT, "benchmarks", "plain_loop.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("plain_loop", module)  # (its dataclass looks its module up)
+    spec.loader.exec_module(sys.modules["plain_loop"])
+    module = sys.modules["plain_loop"]
+    return module
+
+
+def test_plain_loop_does_the_work_of_qdkits_loop():
+    """benchmarks/plain_loop.py is the floor qdkit's loop is measured against: its
+    iterations and its insertion must give qdkit's archives, bit for bit."""
+    import jax
+    import jax.numpy as jnp
+
+    import qdkit
+    from emitters import EmptyState, iso_line
+
+    plain = _plain_loop()
+    task = qdkit.tasks.get("arm", dof=8)
+
+    def arm_score(genotypes):
+        evaluation = task.score(None, genotypes)
+        return evaluation.fitness, evaluation.descriptors
+
+    setup = plain.Setup(arm_score, batch=64, dims=8, side=32, genotype_low=-np.pi, genotype_high=np.pi,
+                        descriptor_low=-1.0, descriptor_high=1.0, iso_sigma=0.01, line_sigma=0.1)  # fmt: skip
+    key = jax.random.key(5)
+    mine = jax.jit(lambda key: plain.iterate(setup, plain.init(setup, key, 1), key, 1, 40))(key)
+    archive = qdkit.GridArchive.create(shape=(32, 32), lower=task.lower, upper=task.upper,
+                                       example_genotype=task.example_genotype)  # fmt: skip
+    emitter = iso_line(64, 0.01, 0.1, lower=-np.pi, upper=np.pi)
+
+    @jax.jit
+    def theirs(archive):
+        initial = -np.pi + (np.pi - -np.pi) * qdkit.rng.uniform(key, (64, 8), stream=7)  # (plain.init's expression)
+        archive, _ = archive.add(initial, *arm_score(initial))
+
+        def body(archive, i):
+            genotypes, _ = emitter.emit(jax.random.fold_in(key, i), archive, EmptyState())
+            return archive.add(genotypes, *arm_score(genotypes))[0], None
+
+        return jax.lax.scan(body, archive, jnp.arange(40))[0]
+
+    theirs = theirs(archive)
+    count = int(mine[4][0])
+    assert count == int(theirs.size()) > 100
+    for a, b in [(mine[0], theirs.fitness), (mine[1], theirs.genotypes), (mine[2], theirs.descriptors),
+                 (mine[3][:count], theirs.order[:count])]:  # fmt: skip
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    # Seeds end to end: each seed's rows go into its own archive as Archive.add puts
+    # them, with ties (the first row wins), NaN and infinite rows (dropped), descriptors
+    # out of bounds (edge cells) and rows that do not beat the elite.
+    def read(genotypes):  # fitness and descriptors are the first three genes
+        return genotypes[:, 0], genotypes[:, 1:3]
+
+    small = plain.Setup(read, batch=8, dims=4, side=4, genotype_low=0.0, genotype_high=1.0,
+                        descriptor_low=0.0, descriptor_high=1.0, iso_sigma=0.1, line_sigma=0.1)  # fmt: skip
+    rows = np.float32([[1, 0.1, 0.1, 0], [1, 0.12, 0.1, 1], [2, 0.9, 0.9, 2], [np.nan, 0.5, 0.5, 3],
+                       [3, np.inf, 0.5, 4], [4, 1.7, -0.3, 5], [0.5, 0.1, 0.1, 6], [2, 0.9, 0.9, 7]])  # fmt: skip
+    later = rows.copy()
+    later[:, 0] = [0.5, 1.5, 2, 9, 1, 3, 1.2, 5]
+    later[:, 3] += 10
+    batches = [np.stack([rows, rows[::-1], later]).reshape(24, 4), np.stack([later, rows, later[::-1]]).reshape(24, 4)]
+    empty = (jnp.full((48,), -jnp.inf), jnp.zeros((48, 4)), jnp.zeros((48, 2)), jnp.zeros((48,), jnp.int32),
+             jnp.zeros((3,), jnp.int32))  # fmt: skip
+    mine = plain.insert(small, plain.insert(small, empty, batches[0], 3), batches[1], 3)
+    for s in range(3):
+        grid = qdkit.GridArchive.create(shape=(4, 4), lower=np.zeros(2), upper=np.ones(2), example_genotype=np.zeros(4))
+        for batch in batches:
+            grid, _ = grid.add(batch[8 * s : 8 * s + 8], *read(batch[8 * s : 8 * s + 8]))
+        count = int(mine[4][s])
+        assert count == int(grid.size()) > 2
+        cells = slice(16 * s, 16 * s + 16)
+        for a, b in [(mine[0][cells], grid.fitness), (mine[1][cells], grid.genotypes),
+                     (mine[2][cells], grid.descriptors), (mine[3][16 * s : 16 * s + count] - 16 * s, grid.order[:count])]:  # fmt: skip
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # and each seed's parents come from its own archive: seed 0 holds one elite near
+    # (0.1, 0.1), seed 1 one near (0.9, 0.9); with small steps, their children stay there
+    tight = plain.Setup(read, batch=8, dims=4, side=4, genotype_low=0.0, genotype_high=1.0,
+                        descriptor_low=0.0, descriptor_high=1.0, iso_sigma=1e-3, line_sigma=1e-3)  # fmt: skip
+    elites = np.float32([[0.5, 0.1, 0.1, 0]] * 8 + [[0.5, 0.9, 0.9, 0]] * 8)
+    empty = (jnp.full((32,), -jnp.inf), jnp.zeros((32, 4)), jnp.zeros((32, 2)), jnp.zeros((32,), jnp.int32),
+             jnp.zeros((2,), jnp.int32))  # fmt: skip
+    after = plain.iterate(tight, plain.insert(tight, empty, elites, 2), jax.random.key(0), 2, 5)
+    filled = np.isfinite(np.asarray(after[0])).reshape(2, 16)
+    assert filled[0].tolist() == [True] + [False] * 15 and filled[1].tolist() == [False] * 15 + [True]
+    assert np.all(np.asarray(after[1])[[0, 31], 1:3] != [[0.1, 0.1], [0.9, 0.9]])  # (children did enter)
