@@ -82,21 +82,18 @@ def setup(free: str):
     return task, archive, emitter
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--free", default=",".join(FREE),
-                        help=f"comma-separated parts to take out, of {', '.join(FREE)} (default: all four rows)")  # fmt: skip
-    parser.add_argument("--seeds", type=int, default=16, help="seeds vmapped in one run (at least 2)")
+def add_seed_options(parser: argparse.ArgumentParser, seeds_help: str, repeats_help: str) -> None:
+    """``--seeds``, ``--iterations``, ``--repeats`` and ``--devices`` (also seeds_floor.py's)."""
+    parser.add_argument("--seeds", type=int, default=16, help=seeds_help)
     parser.add_argument("--iterations", type=int, default=1000, help="iterations per call")
-    parser.add_argument("--repeats", type=int, default=7, help="timed pairs of calls per row (medians)")
+    parser.add_argument("--repeats", type=int, default=7, help=repeats_help)
     parser.add_argument("--devices", type=int, default=None,
                         help="devices to split the seeds over (default: as many CPU cores as divide --seeds)")  # fmt: skip
-    args = parser.parse_args()
-    rows = [x.strip() for x in args.free.split(",") if x.strip()]
-    bad = [x for x in rows if x not in FREE]
-    if bad or not rows:
-        what = f"unknown {', '.join(map(repr, bad))}" if bad else "names nothing"
-        parser.error(f"--free {what}; valid: {', '.join(FREE)}")
+
+
+def seed_devices(parser: argparse.ArgumentParser, args) -> int:
+    """The options of :func:`add_seed_options` checked (a bad one refused in one line),
+    and the number of devices to split the seeds over, made before JAX starts."""
     if args.seeds < 2:
         parser.error(f"--seeds must be at least 2; got {args.seeds}")
     if args.iterations < 1:
@@ -111,6 +108,21 @@ def main() -> None:
         if args.devices is not None:
             parser.error(f"--devices {devices}: JAX has {len(jax.devices())} device(s) here")
         devices = sharding.usable_devices(args.seeds)  # (e.g. one GPU)
+    return devices
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--free", default=",".join(FREE),
+                        help=f"comma-separated parts to take out, of {', '.join(FREE)} (default: all four rows)")  # fmt: skip
+    add_seed_options(parser, "seeds vmapped in one run (at least 2)", "timed pairs of calls per row (medians)")
+    args = parser.parse_args()
+    rows = [x.strip() for x in args.free.split(",") if x.strip()]
+    bad = [x for x in rows if x not in FREE]
+    if bad or not rows:
+        what = f"unknown {', '.join(map(repr, bad))}" if bad else "names nothing"
+        parser.error(f"--free {what}; valid: {', '.join(FREE)}")
+    devices = seed_devices(parser, args)
     print(f"# seeds_bound.py — {machine.cpu()}, jax {jax.__version__} ({jax.devices()[0].platform}); "
           f"arm default, {args.iterations} iterations; {args.seeds} seeds over {devices} device(s); "
           f"{args.repeats} timed pairs; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")  # fmt: skip

@@ -53,8 +53,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import plain_loop  # noqa: E402  (benchmarks/plain_loop.py)
 import seeds  # noqa: E402  (benchmarks/seeds.py)
+import seeds_bound  # noqa: E402  (benchmarks/seeds_bound.py)
 
-from qdkit import map_elites, sharding, xla  # noqa: E402
+from qdkit import map_elites, sharding  # noqa: E402
 
 
 def arm_setup(score) -> plain_loop.Setup:
@@ -90,26 +91,9 @@ def hand_written(setup: plain_loop.Setup, seeds: int, iterations: int, mesh=None
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=16, help="seeds in one run (at least 2)")
-    parser.add_argument("--iterations", type=int, default=1000, help="iterations per call")
-    parser.add_argument("--repeats", type=int, default=7, help="timed rounds (medians)")
-    parser.add_argument("--devices", type=int, default=None,
-                        help="devices to split the seeds over (default: as many CPU cores as divide --seeds)")  # fmt: skip
+    seeds_bound.add_seed_options(parser, "seeds in one run (at least 2)", "timed rounds (medians)")
     args = parser.parse_args()
-    if args.seeds < 2:
-        parser.error(f"--seeds must be at least 2; got {args.seeds}")
-    if args.iterations < 1:
-        parser.error(f"--iterations must be at least 1; got {args.iterations}")
-    if args.repeats < 1:
-        parser.error(f"--repeats must be at least 1; got {args.repeats}")
-    if args.devices is not None and (args.devices < 1 or args.seeds % args.devices):
-        parser.error(f"--devices must be at least 1 and divide --seeds ({args.seeds}); got {args.devices}")
-    devices = sharding.usable_devices(args.seeds, xla.cpus()) if args.devices is None else args.devices
-    xla.use_cpu_devices(devices)  # before JAX starts (a CPU makes that many devices)
-    if devices > len(jax.devices()):
-        if args.devices is not None:
-            parser.error(f"--devices {devices}: JAX has {len(jax.devices())} device(s) here")
-        devices = sharding.usable_devices(args.seeds)  # (e.g. one GPU)
+    devices = seeds_bound.seed_devices(parser, args)
     s, d = args.seeds, devices
     print(f"# seeds_floor.py — {machine.cpu()}, jax {jax.__version__} ({jax.devices()[0].platform}); "
           f"arm default, {args.iterations} iterations; {s} seeds, {d} device(s); {args.repeats} timed rounds; "
